@@ -1,0 +1,51 @@
+# Two entry points: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+APT_TOOLS := tshark nftables softflowd nfdump tcpreplay
+export DEBIAN_FRONTEND := noninteractive
+export NUMBA_CACHE_DIR := $(CURDIR)/.numba-cache
+
+.PHONY: setup system-tools demo test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# System tools the tests check our output against; installed only when missing.
+system-tools:
+	@missing=""; \
+	for t in tshark:tshark nft:nftables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay; do \
+	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+demo: setup
+	@sh examples/demo.sh $(BIN)/diffserv
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy src/diffserv
+
+unit: setup system-tools
+	$(BIN)/pytest -n 2 -q
+
+test: lint typecheck unit
+
+bench: setup system-tools
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .numba-cache .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,44 @@
+"""What an operator factory gets besides its Action: ids of other actions and run options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from diffserv.engine.batch import ACTION_CONTINUE, ACTION_DEFER, ACTION_DROP
+from diffserv.policy.model import CONTINUE, DEFER, DROP
+
+DEFAULT_SEED = 20260101  # tswtclmt's random source; fixed so runs are reproducible
+
+VIRTUAL_ACTION_IDS: Mapping[str, int] = {
+    CONTINUE: ACTION_CONTINUE,
+    DEFER: ACTION_DEFER,
+    DROP: ACTION_DROP,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """Knobs of one run that are not part of the policy."""
+
+    seed: int = DEFAULT_SEED
+    # "illumos": cos 1 and 2 write PCP 0 as the shipped dlcosmk maps do; "plain": cos = PCP
+    cos_mode: str = "illumos"
+    # flowacct record consumer (diffserv.flows); None = records are counted, not written
+    flow_sink: Any = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """Handed to every module factory while the action graph is compiled."""
+
+    action_ids: Mapping[str, int]
+    options: EngineOptions
+
+    def action_id(self, name: str) -> int:
+        """Id of a real action (>= 0) or of a virtual one (ACTION_CONTINUE/DROP/DEFER)."""
+        if name in VIRTUAL_ACTION_IDS:
+            return VIRTUAL_ACTION_IDS[name]
+        return self.action_ids[name]

@@ -1,0 +1,37 @@
+"""The contract between the action graph and the IPQoS modules.
+
+Each module is an operator: it receives a batch and the indices (ascending,
+so packet order is kept) of the packets currently at this action, does its
+work, and returns the next action id for each of those packets. Sequential
+state (token buckets, flow tables) lives inside the operator between batches,
+so results never depend on how the input was cut into batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from diffserv.engine.batch import PacketBatch
+
+
+class Operator(Protocol):
+    """One compiled action."""
+
+    name: str  # the action's name in the policy
+    module: str  # ipgpc, tokenmt, tswtclmt, dscpmk, dlcosmk, flowacct
+
+    def process(self, batch: PacketBatch, idx: NDArray[np.int64]) -> NDArray[np.int32]:
+        """Run the action on ``batch`` rows ``idx``; return their next action ids."""
+        ...
+
+    def finish(self) -> None:
+        """End of input: flush whatever is pending (flowacct writes every flow)."""
+        ...
+
+    def counters(self) -> Mapping[str, int]:
+        """Statistics under the names of the IPQoS kstats (spec ipqos.md §12)."""
+        ...

@@ -1,0 +1,36 @@
+"""Exceptions split by whose fault a failure is.
+
+A user-facing command maps each family to an exit status and a one-line
+message; no traceback ever reaches the terminal.
+"""
+
+from __future__ import annotations
+
+
+class DiffservError(Exception):
+    """Base of every error diffserv reports to a user."""
+
+
+class UsageError(DiffservError):
+    """The command line itself is wrong (exit status 2)."""
+
+
+class PolicyFileError(DiffservError):
+    """The policy file is invalid; carries every diagnostic found (exit status 1)."""
+
+
+class InputDataError(DiffservError):
+    """A capture, packet, record or datagram is malformed.
+
+    ``where`` names the place in the data: "file.pcap: packet 17",
+    "exporter 192.0.2.1:2055", ...
+    """
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+
+
+class HostSystemError(DiffservError):
+    """The operating system refused something (file, socket, netlink, kernel)."""
