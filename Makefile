@@ -40,7 +40,7 @@ typecheck: setup
 	$(BIN)/mypy src/diffserv
 
 unit: setup system-tools
-	$(BIN)/pytest -n 2 -q
+	DIFFSERV_REQUIRE_TOOLS=1 $(BIN)/pytest -n 2 -q
 
 test: lint typecheck unit
 

@@ -1,0 +1,92 @@
+"""Capture data plane vs tcprewrite: read + decode + rewrite every DS byte to 184 + write.
+
+Both tools process the same generated capture in the same run; we print each
+one's wall time and packet rate, the ratio, and our peak RSS (our pass runs in
+a child process, start-up included, so the numbers are what a user sees).
+
+    python benchmarks/bench_capture.py [--packets N] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from gen_capture import DATA_DIR, DEFAULT_PACKETS, ensure  # noqa: E402
+
+TOS = 184
+
+
+def our_pass(src: str, dst: str) -> None:
+    """The measured work: every IP packet gets DS byte 184, then the file is written."""
+    from diffserv.capture import CaptureWriter, open_capture
+    from diffserv.packet.rewrite import apply_marks
+
+    with open_capture(src) as reader, open(dst, "wb", buffering=0) as out:
+        writer = CaptureWriter(out, reader, background=os.environ.get("BG", "1") == "1")  # type: ignore[arg-type]
+        for batch in reader:
+            batch.new_ds[batch.ip_version != 0] = TOS
+            apply_marks(batch)
+            writer.write(batch)
+        writer.close()
+        print(f"packets={reader.counters.packets} malformed={reader.counters.malformed}")
+
+
+def _timed(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, max(after, before)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS)
+    parser.add_argument("--keep", action="store_true", help="keep the output files")
+    parser.add_argument("--ours", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.ours:
+        our_pass(*args.ours)
+        return 0
+    tcprewrite = shutil.which("tcprewrite")
+    src = ensure(args.packets)
+    ours_out = DATA_DIR / "bench_capture_ours.pcap"
+    theirs_out = DATA_DIR / "bench_capture_tcprewrite.pcap"
+    env_cache = os.environ.setdefault("NUMBA_CACHE_DIR", str(HERE.parent / ".numba-cache"))
+    del env_cache
+    ours_cmd = [sys.executable, __file__, "--ours", str(src), str(ours_out)]
+    # warm the numba cache so the measured run is what every later run costs
+    subprocess.run(ours_cmd, check=True, stdout=subprocess.DEVNULL)
+    ours_s, ours_rss = _timed(ours_cmd)
+    print(f"diffserv    : {ours_s:7.2f} s  {args.packets / ours_s / 1e6:6.2f} Mpkt/s")
+    print(f"peak RSS    : {ours_rss / 1024:7.1f} MiB")
+    status = 0
+    if tcprewrite is None:
+        print("tcprewrite not installed: no ratio")
+        status = 1
+    else:
+        theirs_s, _ = _timed(
+            [tcprewrite, f"--tos={TOS}", f"--tclass={TOS}", "-i", str(src), "-o", str(theirs_out)]
+        )
+        print(f"tcprewrite  : {theirs_s:7.2f} s  {args.packets / theirs_s / 1e6:6.2f} Mpkt/s")
+        print(f"ratio       : {theirs_s / ours_s:7.2f}x (tcprewrite time / diffserv time)")
+    if not args.keep:
+        for path in (ours_out, theirs_out):
+            path.unlink(missing_ok=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

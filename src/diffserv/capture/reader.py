@@ -1,0 +1,484 @@
+"""Streaming pcap/pcapng reader that yields decoded PacketBatches in bounded memory.
+
+The file is read in large chunks into one preallocated, aligned buffer; record
+headers are walked by compiled code and a record cut by the chunk boundary is
+carried into the next chunk, so memory stays flat whatever the file size. Each
+batch is a view of that buffer: it is valid until the next batch is requested,
+which is exactly when a pipeline has written it out.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import BinaryIO
+
+import numpy as np
+from numpy.typing import NDArray
+
+from diffserv.capture import pcap, pcapng
+from diffserv.engine.batch import FLAG_MALFORMED, FLAG_TRUNCATED, NOT_IP, PacketBatch
+from diffserv.errors import InputDataError
+from diffserv.packet.decode import SUPPORTED_LINKTYPES, decode_batch
+
+DEFAULT_BATCH_SIZE = 65536
+DEFAULT_CHUNK_SIZE = 16 << 20
+LOCAL_OUT = 2
+MAX_MALFORMED_NUMBERS = 1000
+
+
+@dataclass(slots=True)
+class _Rows:
+    """Per-record scratch columns the framing walkers fill before decode."""
+
+    rec_off: NDArray[np.int64]
+    rec_len: NDArray[np.int64]
+    ts_ns: NDArray[np.int64]
+    wire_len: NDArray[np.uint32]
+    cap_len: NDArray[np.uint32]
+    pkt_off: NDArray[np.int64]
+    ifindex: NDArray[np.int32]
+    direction: NDArray[np.uint8]
+    linktype: NDArray[np.int32]
+
+
+@dataclass(slots=True)
+class CaptureCounters:
+    """What the reader saw, for the run summary."""
+
+    packets: int = 0
+    non_ip: int = 0
+    malformed: int = 0
+    truncated: int = 0  # snap length cut the packet (still classified)
+    malformed_numbers: list[int] = field(default_factory=list)  # first MAX_MALFORMED_NUMBERS
+
+
+class CaptureReader:
+    """Iterate a capture file as PacketBatches; use as a context manager.
+
+    Attributes: ``format`` ("pcap" or "pcapng"), ``name`` (for messages),
+    ``counters``, ``interfaces`` (names, index 0 = unknown), ``warnings``.
+    A batch may have ``n == 0`` when its span holds only non-packet blocks.
+    A record cut off at the end of the file raises InputDataError after every
+    complete packet before it has been yielded.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        interface: str | None = None,
+        direction: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.name = os.fspath(path)
+        self.batch_size = batch_size
+        self.direction = direction
+        self.counters = CaptureCounters()
+        self.warnings: list[str] = []
+        self.interfaces: list[str] = [""]
+        self._default_interface = interface
+        self._file: BinaryIO
+        self._owns_file = self.name != "-"
+        try:
+            if self._owns_file:
+                self._file = open(self.name, "rb")  # noqa: SIM115
+            else:
+                self._file = sys.stdin.buffer
+        except OSError as exc:
+            raise InputDataError(self.name, f"cannot open: {exc.strerror or exc}") from None
+        self._buf: NDArray[np.uint8] = np.empty(max(chunk_size, 1 << 16), np.uint8)
+        self._spare: NDArray[np.uint8] | None = None
+        # called with a buffer before it is refilled (the writer waits for its writes)
+        self.reuse_hooks: list[Callable[[NDArray[np.uint8]], None]] = []
+        self._filled = 0
+        self._base = 0  # file offset of buf[0]
+        self._eof = False
+        self._started = False
+        self.file_header = b""  # classic pcap: the 24-byte header the writer repeats
+        try:
+            self._detect()
+        except BaseException:
+            self.close()
+            raise
+
+    # ----------------------------------------------------------------- buffer
+    def _fill(self, keep_from: int) -> int:
+        """Carry ``buf[keep_from:filled]`` into the other buffer and read more; return the shift.
+
+        Two buffers alternate so that a batch already handed out (and perhaps still
+        being written by a background writer) is never overwritten; before a buffer
+        is reused every registered ``reuse_hooks`` callback is given it to wait on.
+        """
+        remain = self._filled - keep_from
+        size = self._buf.shape[0]
+        spare = self._spare
+        if remain == size:
+            size *= 2  # one record is bigger than a chunk: grow
+        if spare is None or spare.shape[0] < size:
+            spare = np.empty(size, np.uint8)
+        else:
+            for hook in self.reuse_hooks:
+                hook(spare)
+        if remain:
+            spare[:remain] = self._buf[keep_from : self._filled]
+        self._base += keep_from
+        self._spare = self._buf
+        self._buf = spare
+        self._filled = remain
+        view = memoryview(self._buf)  # type: ignore[arg-type]
+        while self._filled < self._buf.shape[0] and not self._eof:
+            try:
+                got = self._file.readinto(view[self._filled :])  # type: ignore[attr-defined]
+            except OSError as exc:
+                raise InputDataError(self.name, f"read error: {exc.strerror or exc}") from None
+            if not got:
+                self._eof = True
+                break
+            self._filled += got
+        return keep_from
+
+    def _detect(self) -> None:
+        self._fill(0)
+        head = bytes(self._buf[: min(self._filled, 64)])
+        if self._filled == 0:
+            raise InputDataError(self.name, "empty file, not a pcap or pcapng capture")
+        try:
+            header = pcap.parse_pcap_header(head)
+        except ValueError as exc:
+            raise InputDataError(self.name, str(exc)) from None
+        if header is not None:
+            self.format = "pcap"
+            self._pcap = header
+            self.file_header = header.raw
+            if header.linktype not in SUPPORTED_LINKTYPES:
+                raise InputDataError(
+                    self.name,
+                    f"link-layer type {header.linktype} is not supported "
+                    f"(supported: {_supported_text()})",
+                )
+            self._pos = pcap.PCAP_HEADER_LEN
+            if self._default_interface:
+                self.interfaces.append(self._default_interface)
+            return
+        if len(head) >= 4 and int.from_bytes(head[:4], "little") == pcapng.BT_SHB:
+            self.format = "pcapng"
+            self._pos = 0
+            return
+        raise InputDataError(
+            self.name,
+            f"not a pcap or pcapng capture (starts with 0x{head[:4].hex()})",
+        )
+
+    # --------------------------------------------------------------- batches
+    def __iter__(self) -> Iterator[PacketBatch]:
+        if self._started:
+            raise RuntimeError("a CaptureReader can be iterated only once")
+        self._started = True
+        if self.format == "pcap":
+            return self._iter_pcap()
+        return self._iter_pcapng()
+
+    def _rows(self) -> _Rows:
+        n = self.batch_size
+        return _Rows(
+            rec_off=np.zeros(n, np.int64),
+            rec_len=np.zeros(n, np.int64),
+            ts_ns=np.zeros(n, np.int64),
+            wire_len=np.zeros(n, np.uint32),
+            cap_len=np.zeros(n, np.uint32),
+            pkt_off=np.zeros(n, np.int64),
+            ifindex=np.zeros(n, np.int32),
+            direction=np.zeros(n, np.uint8),
+            linktype=np.zeros(n, np.int32),
+        )
+
+    def _make_batch(self, rows: _Rows, n: int, span_start: int, span_end: int) -> PacketBatch:
+        batch = PacketBatch.allocate(self._buf, n)
+        first = self.counters.packets + 1
+        batch.number[:] = np.arange(first, first + n, dtype=np.int64)
+        batch.rec_off[:] = rows.rec_off[:n]
+        batch.rec_len[:] = rows.rec_len[:n]
+        batch.ts_ns[:] = rows.ts_ns[:n]
+        batch.wire_len[:] = rows.wire_len[:n]
+        batch.cap_len[:] = rows.cap_len[:n]
+        batch.pkt_off[:] = rows.pkt_off[:n]
+        batch.ifindex[:] = rows.ifindex[:n]
+        batch.direction[:] = rows.direction[:n]
+        if n:
+            decode_batch(batch, rows.linktype[:n])
+        if self.direction is not None:
+            batch.direction[:] = self.direction
+        else:
+            batch.direction[batch.direction == 0] = LOCAL_OUT
+        batch.interfaces = tuple(self.interfaces)
+        batch.span_start = span_start
+        batch.span_end = span_end
+        self._count(batch)
+        return batch
+
+    def _count(self, batch: PacketBatch) -> None:
+        c = self.counters
+        c.packets += batch.n
+        if batch.n == 0:
+            return
+        malformed = (batch.flags & FLAG_MALFORMED) != 0
+        n_bad = int(np.count_nonzero(malformed))
+        c.malformed += n_bad
+        c.non_ip += int(np.count_nonzero(batch.ip_version == NOT_IP)) - n_bad
+        c.truncated += int(np.count_nonzero(batch.flags & FLAG_TRUNCATED))
+        if n_bad and len(c.malformed_numbers) < MAX_MALFORMED_NUMBERS:
+            room = MAX_MALFORMED_NUMBERS - len(c.malformed_numbers)
+            c.malformed_numbers.extend(int(x) for x in batch.number[malformed][:room])
+
+    def _where_packet(self, number: int) -> str:
+        return f"{self.name}: packet {number}"
+
+    def _truncated_tail(self, pos: int, need: int, number: int) -> InputDataError:
+        have = self._filled - pos
+        return InputDataError(
+            self._where_packet(number),
+            f"capture ends inside the record at byte offset {self._base + pos} "
+            f"({have} of {need} bytes present); the packets before it were processed",
+        )
+
+    def _iter_pcap(self) -> Iterator[PacketBatch]:
+        header = self._pcap
+        max_record = max(header.snaplen, pcap.PCAP_MAX_RECORD)
+        rows = self._rows()
+        linktype = rows.linktype
+        linktype[:] = header.linktype
+        if self._default_interface:
+            rows.ifindex[:] = 1
+        pos = self._pos
+        while True:
+            status, n, end = pcap.scan_pcap(
+                self._buf,
+                pos,
+                self._filled,
+                header.big_endian,
+                header.nanosecond,
+                max_record,
+                0,
+                rows.rec_off,
+                rows.rec_len,
+                rows.ts_ns,
+                rows.wire_len,
+                rows.cap_len,
+                rows.pkt_off,
+            )
+            if n:
+                yield self._make_batch(rows, n, pos, end)
+                rows.direction[:n] = 0
+            pos = end
+            if status == pcap.SCAN_BAD:
+                length = _u32_at(self._buf, pos + 8, header.big_endian)
+                raise InputDataError(
+                    self._where_packet(self.counters.packets + 1),
+                    f"record at byte offset {self._base + pos} claims {length} captured "
+                    f"bytes (limit {max_record}); the file is corrupt",
+                )
+            if n == self.batch_size:
+                continue
+            if self._eof:
+                if pos < self._filled:
+                    need = 16
+                    if self._filled - pos >= 16:
+                        need += _u32_at(self._buf, pos + 8, header.big_endian)
+                    raise self._truncated_tail(pos, need, self.counters.packets + 1)
+                return
+            pos -= self._fill(pos)
+
+    def _iter_pcapng(self) -> Iterator[PacketBatch]:
+        rows = self._rows()
+        big = False
+        section_ifaces: list[pcapng.Interface] = []
+        tables = _interface_tables(section_ifaces)
+        last_ts = 0
+        pos = self._pos
+        span_start = pos
+        n = 0
+        seen_shb = False
+        while True:
+            status, n, pos, last_ts = pcapng.scan_pcapng(
+                self._buf,
+                pos,
+                self._filled,
+                big,
+                *tables,
+                last_ts,
+                n,
+                rows.rec_off,
+                rows.rec_len,
+                rows.ts_ns,
+                rows.wire_len,
+                rows.cap_len,
+                rows.pkt_off,
+                rows.ifindex,
+                rows.direction,
+                rows.linktype,
+            )
+            if status == pcapng.SCAN_BAD:
+                raise InputDataError(
+                    f"{self.name}: byte offset {self._base + pos}",
+                    "corrupt pcapng block (impossible block length)",
+                )
+            if status == pcapng.SCAN_BAD_IFACE:
+                raise InputDataError(
+                    self._where_packet(self.counters.packets + n + 1),
+                    f"packet block at byte offset {self._base + pos} refers to an interface "
+                    f"the section does not describe ({len(section_ifaces)} interface(s))",
+                )
+            if status == pcapng.SCAN_CONTROL:
+                block = self._control_block(pos, big)
+                if block is None:
+                    # the block is not complete in the buffer: emit, then refill
+                    if n or pos > span_start:
+                        yield self._make_batch(rows, n, span_start, pos)
+                        n = 0
+                        span_start = pos
+                    if self._eof:
+                        raise self._truncated_block(pos)
+                    shift = self._fill(span_start)
+                    pos -= shift
+                    span_start -= shift
+                    continue
+                btype = int.from_bytes(block[:4], "big" if big else "little")
+                if btype == pcapng.BT_SHB or not seen_shb:
+                    if btype != pcapng.BT_SHB:
+                        raise InputDataError(self.name, "pcapng file does not start with a SHB")
+                    try:
+                        big, _version, section_len = pcapng.parse_shb(block)
+                    except ValueError as exc:
+                        raise InputDataError(
+                            f"{self.name}: byte offset {self._base + pos}", str(exc)
+                        ) from None
+                    if section_len != -1:
+                        # the writer may drop packets: mark the length as unspecified
+                        self._buf[pos + 16 : pos + 24] = 0xFF  # -1 in either byte order
+                    seen_shb = True
+                    section_ifaces = []
+                else:
+                    section_ifaces.append(self._parse_idb(block, big, pos))
+                tables = _interface_tables(section_ifaces)
+                pos += len(block)
+                continue
+            # SCAN_MORE: rows full, or need more data
+            if n == self.batch_size:
+                yield self._make_batch(rows, n, span_start, pos)
+                n = 0
+                span_start = pos
+                continue
+            if self._eof:
+                if n or pos > span_start:
+                    yield self._make_batch(rows, n, span_start, pos)
+                if pos < self._filled:
+                    raise self._truncated_block(pos)
+                return
+            if n:
+                yield self._make_batch(rows, n, span_start, pos)
+                n = 0
+                span_start = pos
+            shift = self._fill(span_start)
+            pos -= shift
+            span_start -= shift
+
+    def _control_block(self, pos: int, big: bool) -> bytes | None:
+        """The SHB/IDB at ``pos`` as bytes, or None when it is not complete in the buffer."""
+        if pos + 12 > self._filled:
+            return None
+        btype = bytes(self._buf[pos : pos + 4])
+        if btype == b"\x0a\x0d\x0d\x0a":
+            big = bytes(self._buf[pos + 8 : pos + 12]) == b"\x1a\x2b\x3c\x4d"
+        length = int.from_bytes(bytes(self._buf[pos + 4 : pos + 8]), "big" if big else "little")
+        if length < 12 or length % 4 or length > pcapng.MAX_BLOCK:
+            raise InputDataError(
+                f"{self.name}: byte offset {self._base + pos}",
+                "corrupt pcapng block (impossible block length)",
+            )
+        if pos + length > self._filled:
+            return None
+        return bytes(self._buf[pos : pos + length])
+
+    def _parse_idb(self, block: bytes, big: bool, pos: int) -> pcapng.Interface:
+        try:
+            linktype, snaplen, name, mul, div, shift, offset = pcapng.parse_idb(block, big)
+        except ValueError as exc:
+            raise InputDataError(f"{self.name}: byte offset {self._base + pos}", str(exc)) from None
+        if linktype not in SUPPORTED_LINKTYPES:
+            self.warnings.append(
+                f"{self.name}: interface {name or '(unnamed)'} has link-layer type "
+                f"{linktype}, which is not decoded; its packets pass through as non-IP"
+            )
+        name = name or (self._default_interface or "")
+        if name and name not in self.interfaces:
+            self.interfaces.append(name)
+        ifindex = self.interfaces.index(name) if name else 0
+        return pcapng.Interface(linktype, snaplen, name, ifindex, mul, div, shift, offset)
+
+    def _truncated_block(self, pos: int) -> InputDataError:
+        have = self._filled - pos
+        return InputDataError(
+            f"{self.name}: byte offset {self._base + pos}",
+            f"capture ends inside a block ({have} bytes present); "
+            "the packets before it were processed",
+        )
+
+    # --------------------------------------------------------------- closing
+    def close(self) -> None:
+        if self._owns_file and not self._file.closed:
+            self._file.close()
+
+    def __enter__(self) -> CaptureReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _u32_at(buf: NDArray[np.uint8], pos: int, big: bool) -> int:
+    return int.from_bytes(bytes(buf[pos : pos + 4]), "big" if big else "little")
+
+
+def _supported_text() -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(SUPPORTED_LINKTYPES.items()))
+
+
+def _interface_tables(
+    ifaces: list[pcapng.Interface],
+) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]:
+    n = len(ifaces)
+    linktype = np.array([i.linktype for i in ifaces], np.int32).reshape(n)
+    snaplen = np.array([i.snaplen for i in ifaces], np.int64).reshape(n)
+    ifindex = np.array([i.ifindex for i in ifaces], np.int32).reshape(n)
+    ts = np.array(
+        [[i.ts_mul, i.ts_div, i.ts_shift, i.ts_offset_ns] for i in ifaces], np.int64
+    ).reshape(n, 4)
+    return linktype, snaplen, ifindex, ts
+
+
+def open_capture(
+    path: str | os.PathLike[str],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    interface: str | None = None,
+    direction: int | None = None,
+) -> CaptureReader:
+    """Open a pcap or pcapng file (``"-"`` = standard input) for batch iteration.
+
+    ``interface`` names the interface of a classic pcap file (and of pcapng
+    interfaces without ``if_name``). ``direction`` forces every packet's direction;
+    otherwise pcapng ``epb_flags`` and Linux cooked headers decide, else LOCAL_OUT.
+    """
+    return CaptureReader(path, batch_size=batch_size, interface=interface, direction=direction)

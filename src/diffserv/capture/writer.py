@@ -1,0 +1,182 @@
+# ruff: noqa: PLR0917
+# (numba kernels: flat positional array arguments and chained == compile to the tightest code)
+"""Capture writer: copies each batch's input bytes through, minus the dropped packets' records.
+
+Because the reader's spans cover the input contiguously, writing every span in
+order reproduces the file byte for byte; marks were written into the buffer in
+place, and a dropped packet is just its record (pcap header + data, or the whole
+pcapng block) left out. Nothing is seeked, so the output may be a pipe.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from types import TracebackType
+from typing import BinaryIO
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from diffserv.capture.reader import CaptureReader
+from diffserv.engine.batch import ACTION_DROP, PacketBatch
+
+
+@njit(cache=True, nogil=True)
+def _compact(
+    buf: NDArray[np.uint8],
+    span_start: int,
+    span_end: int,
+    rec_off: NDArray[np.int64],
+    rec_len: NDArray[np.int64],
+    drop: NDArray[np.bool_],
+    out: NDArray[np.uint8],
+) -> int:
+    """Copy ``buf[span_start:span_end]`` into ``out`` without the dropped records."""
+    cursor = span_start
+    written = 0
+    for i in range(rec_off.shape[0]):
+        if not drop[i]:
+            continue
+        start = int(rec_off[i])
+        size = start - cursor
+        out[written : written + size] = buf[cursor:start]
+        written += size
+        cursor = start + int(rec_len[i])
+    size = span_end - cursor
+    out[written : written + size] = buf[cursor:span_end]
+    return written + size
+
+
+class CaptureWriter:
+    """Write batches read by ``reader`` to ``out`` in the reader's own format.
+
+    With ``background=True`` (the default) the bytes are written by a helper
+    thread while the caller works on the next batch; the reader waits for those
+    writes before it reuses a buffer, so a batch must not be changed after
+    ``write``. ``close()`` writes what a capture needs even when no batch came (the
+    pcap file header), waits for every write and flushes; it never closes ``out``,
+    which the caller owns. An I/O error of the helper thread is raised by the
+    next ``write`` or by ``close``.
+    """
+
+    def __init__(self, out: BinaryIO, reader: CaptureReader, *, background: bool = True) -> None:
+        self._out = out
+        self._reader = reader
+        self._header_done = False
+        self._scratch: NDArray[np.uint8] = np.empty(0, np.uint8)
+        self.packets_written = 0
+        self.packets_dropped = 0
+        self.bytes_written = 0
+        self._closed = False
+        self._error: BaseException | None = None
+        self._pending: dict[int, int] = {}  # id(buffer) -> writes queued from it
+        self._cond = threading.Condition()
+        self._queue: queue.SimpleQueue[tuple[int, NDArray[np.uint8] | memoryview] | None]
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=self._run, name="diffserv-capture-writer", daemon=True
+            )
+            self._thread.start()
+            reader.reuse_hooks.append(self._wait_buffer)
+
+    # ------------------------------------------------------------ background
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            key, data = item
+            try:
+                if self._error is None:
+                    self._out.write(data)  # type: ignore[arg-type]
+            except BaseException as exc:
+                self._error = exc
+            with self._cond:
+                self._pending[key] -= 1
+                self._cond.notify_all()
+
+    def _wait_buffer(self, buffer: NDArray[np.uint8]) -> None:
+        """Block until no queued write refers to ``buffer``."""
+        key = id(buffer)
+        with self._cond:
+            while self._pending.get(key, 0):
+                self._cond.wait()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    # ---------------------------------------------------------------- output
+    def _emit(self, data: NDArray[np.uint8] | memoryview, owner: object = None) -> None:
+        self.bytes_written += len(data)
+        if self._thread is None:
+            self._out.write(data)  # type: ignore[arg-type]
+            return
+        self._raise_error()
+        key = id(owner)
+        with self._cond:
+            self._pending[key] = self._pending.get(key, 0) + 1
+        self._queue.put((key, data))
+
+    def _header(self) -> None:
+        if not self._header_done:
+            self._header_done = True
+            if self._reader.file_header:
+                self._emit(memoryview(self._reader.file_header))
+
+    def write(self, batch: PacketBatch) -> None:
+        """Write the batch's span, leaving out packets whose action is ACTION_DROP."""
+        self._header()
+        drop = batch.action == ACTION_DROP
+        n_drop = int(np.count_nonzero(drop))
+        self.packets_dropped += n_drop
+        self.packets_written += batch.n - n_drop
+        if batch.span_end <= batch.span_start:
+            return
+        if n_drop == 0:
+            self._emit(batch.buf[batch.span_start : batch.span_end], batch.buf)
+            return
+        size = batch.span_end - batch.span_start
+        if self._thread is not None or self._scratch.shape[0] < size:
+            # a queued write may still read the old scratch buffer
+            self._scratch = np.empty(max(size, self._scratch.shape[0]), np.uint8)
+        used = _compact(
+            batch.buf,
+            batch.span_start,
+            batch.span_end,
+            batch.rec_off,
+            batch.rec_len,
+            drop,
+            self._scratch,
+        )
+        if used:
+            self._emit(self._scratch[:used], self._scratch)
+
+    def close(self) -> None:
+        """Finish the output (header if nothing was written), wait for it and flush."""
+        if self._closed:
+            return
+        self._closed = True
+        self._header()
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._reader.reuse_hooks.remove(self._wait_buffer)
+            self._raise_error()
+        self._out.flush()
+
+    def __enter__(self) -> CaptureWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

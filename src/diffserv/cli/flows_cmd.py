@@ -1,0 +1,68 @@
+"""`diffserv flows FILE`: read flowacct records back and report totals, DSCP mix and top talkers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from diffserv.errors import UsageError
+from diffserv.flows.reader import read_records
+from diffserv.flows.summary import SORT_KEYS, render_text, select_actions, summarize
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "flows",
+        help="summarise flow records written by `diffserv run --flows`",
+        description=(
+            "Read flow records (.jsonl, .csv or .parquet, as written by "
+            "`diffserv run --flows FILE`) and print totals, the traffic per DSCP, per "
+            "protocol/port and per conversation, and the top flows by bytes."
+        ),
+    )
+    parser.add_argument("file", metavar="FILE", help="record file (.jsonl, .csv, .parquet)")
+    parser.add_argument(
+        "--top", type=_positive, default=10, metavar="N", help="rows per top-N table (10)"
+    )
+    parser.add_argument(
+        "--sort",
+        choices=SORT_KEYS,
+        default="bytes",
+        help="order of the top-N tables (default bytes)",
+    )
+    parser.add_argument(
+        "--action",
+        action="append",
+        metavar="NAME",
+        help="only records of this flowacct action (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path: str = args.file
+    if not path:
+        raise UsageError("flows: FILE must not be empty")
+    table = read_records(path)
+    if args.action:
+        table = select_actions(table, args.action)
+    summary = summarize(table, top=args.top, sort=args.sort)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(summary))
+    return 0

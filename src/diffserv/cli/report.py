@@ -1,0 +1,152 @@
+"""The terminal summary of a `diffserv run`, built from its statistics document only.
+
+Plain aligned text (no rich import on the run path): packets per class, each action's
+outcome (generic over operators' counters: meters show their green/yellow/red shares of
+packets and bytes, markers what they changed), DSCP before → after by name, and the
+packets the engine could not classify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+MAX_TRANSITIONS = 12
+
+
+def _dscp(dscp: int) -> str:
+    try:
+        from diffserv.codepoints import dscp_name
+
+        name = str(dscp_name(dscp))
+    except (ImportError, ValueError):
+        name = str(dscp)
+    return name if name == str(dscp) else f"{name} ({dscp})"
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:5.1f}%" if whole else "    -"
+
+
+def _bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    widths = [len(h) for h in header]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(cells)
+        ]
+        return "  " + "  ".join(out).rstrip()
+
+    return [line(header), *(line(row) for row in rows)]
+
+
+def _meter_text(counters: dict[str, int]) -> str:
+    colours = ("green", "yellow", "red")
+    packets = {c: counters.get(f"{c}_packets", 0) for c in colours}
+    bits = {c: counters.get(f"{c}_bits", 0) for c in colours}
+    total_p = sum(packets.values())
+    total_b = sum(bits.values())
+    parts = [
+        f"{c} {_pct(packets[c], total_p).strip()} pkts / {_pct(bits[c], total_b).strip()} bytes"
+        for c in colours
+    ]
+    return ", ".join(parts)
+
+
+def _action_text(module: str, counters: dict[str, int]) -> str:
+    if "green_packets" in counters:
+        return _meter_text(counters)
+    if module == "dscpmk":
+        return (
+            f"{counters.get('dscp_changed', 0):,} re-marked, "
+            f"{counters.get('dscp_unchanged', 0):,} unchanged, "
+            f"{counters.get('ipackets', 0):,} inbound (not marked)"
+        )
+    if module == "dlcosmk":
+        marked = counters.get("npackets", 0) - counters.get("ipackets", 0)
+        return (
+            f"{marked:,} tagged frames set to PCP, {counters.get('ipackets', 0):,} passed "
+            f"(inbound or untagged); cos {counters.get('usr_pri', 0)}"
+        )
+    if module == "flowacct":
+        return (
+            f"{counters.get('npackets', 0):,} packets / "
+            f"{_bytes(counters.get('nbytes', 0))} accounted in flows"
+        )
+    if module == "ipgpc":
+        return (
+            f"{counters.get('npackets', 0):,} classified by {counters.get('nfilters', 0):,} "
+            f"filters into {counters.get('nclasses', 0):,} classes"
+        )
+    return ", ".join(f"{k} {v:,}" for k, v in counters.items())
+
+
+def format_summary(stats: dict[str, Any]) -> str:
+    """The human summary of a run's statistics document (see engine.stats.run_stats)."""
+    total = int(stats["packets"])
+    elapsed = float(stats.get("elapsed_s", 0.0))
+    rate = f", {total / elapsed:,.0f} packets/s" if elapsed > 0 else ""
+    lines = [
+        f"{stats['input']}: {total:,} packets ({_bytes(int(stats['bytes']))}) "
+        f"in {elapsed:.2f} s{rate}",
+        f"  written {stats['written']:,}, dropped {stats['dropped']:,}"
+        + (f", deferred {stats['deferred']:,}" if stats.get("deferred") else "")
+        + f", not IP {stats['not_ip']['packets']:,} (passed unchanged)",
+    ]
+    malformed = stats.get("malformed", {})
+    if malformed.get("count"):
+        first = ", ".join(str(n) for n in malformed["first"])
+        more = " …" if malformed["count"] > len(malformed["first"]) else ""
+        lines.append(
+            f"  malformed {malformed['count']:,} (passed unmodified): packets {first}{more}"
+        )
+    if stats.get("truncated"):
+        lines.append(f"  cut by the snap length: {stats['truncated']:,} (classified)")
+    classes = stats.get("classes", {})
+    if classes:
+        classified = sum(int(c["packets"]) for c in classes.values())
+        rows = [
+            [
+                name,
+                f"{c['packets']:,}",
+                _pct(int(c["packets"]), classified),
+                _bytes(int(c["bytes"])),
+                c["next_action"],
+            ]
+            for name, c in sorted(classes.items(), key=lambda kv: -int(kv[1]["packets"]))
+        ]
+        lines.append("")
+        lines.extend(_table(["class", "packets", "share", "bytes", "next action"], rows, {1, 2, 3}))
+    rows = [
+        [name, entry["module"], _action_text(entry["module"], entry["counters"])]
+        for name, entry in stats.get("actions", {}).items()
+        if entry["module"] != "ipgpc"
+    ]
+    if rows:
+        lines.append("")
+        lines.extend(_table(["action", "module", "outcome"], rows, set()))
+    transitions = stats.get("dscp_transitions", [])
+    changed = [t for t in transitions if t["from"] != t["to"]]
+    if changed:
+        rows = [
+            [_dscp(t["from"]), "→", _dscp(t["to"]), f"{t['packets']:,}"]
+            for t in changed[:MAX_TRANSITIONS]
+        ]
+        lines.append("")
+        lines.extend(_table(["DSCP before", "", "after", "packets"], rows, {3}))
+        if len(changed) > MAX_TRANSITIONS:
+            lines.append(f"  … and {len(changed) - MAX_TRANSITIONS} more (see --stats)")
+    return "\n".join(lines)

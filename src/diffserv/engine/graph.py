@@ -1,0 +1,191 @@
+"""Compile a Policy into an ActionGraph and run packet batches through it (ipqos.md §2).
+
+Action ids are assigned in a topological order of the reference graph, ``ipgpc.classify``
+first, so every action only ever sends packets to a larger id or to a virtual action. One
+pass over the ids therefore moves every packet to the end of its chain: each real action
+processes the rows currently at it, in ascending row order, and sets their next action.
+Sequential state lives inside the operators, so results never depend on batch size.
+
+Offline meaning of the virtual actions: ``continue`` ends the chain and the packet is
+written out (with whatever marks it got); ``drop`` removes it from the output; ``defer``
+(a module keeps the packet; no IPQoS module defers, and ipqosconf cannot name it) is
+treated as removed from the output and counted apart. Non-IP frames never enter the graph
+(IPQoS only sees IP packets) and pass unchanged.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from diffserv.engine.batch import (
+    ACTION_CONTINUE,
+    ACTION_DEFER,
+    ACTION_DROP,
+    FLAG_MALFORMED,
+    NOT_IP,
+    PacketBatch,
+)
+from diffserv.engine.context import VIRTUAL_ACTION_IDS, BuildContext, EngineOptions
+from diffserv.engine.modules import factory_for
+from diffserv.engine.operator import Operator
+from diffserv.errors import DiffservError, PolicyFileError
+from diffserv.policy.model import CLASSIFIER_ACTION, VIRTUAL_ACTIONS, Action, Policy
+
+OUTCOMES: Mapping[int, str] = {
+    ACTION_CONTINUE: "continue",
+    ACTION_DROP: "drop",
+    ACTION_DEFER: "defer",
+}
+MALFORMED_KEPT = 10  # packet numbers of malformed packets remembered for messages
+
+
+class EngineError(DiffservError):
+    """An operator broke the action protocol (a bug, never the user's fault)."""
+
+
+def topological_order(policy: Policy) -> list[Action]:
+    """Actions so that each one comes before every action it refers to; ipgpc first.
+
+    Ties are broken by file order, so the order (and every action id) is deterministic.
+    """
+    by_name = {action.name: action for action in policy.actions}
+    position = {action.name: i for i, action in enumerate(policy.actions)}
+    indegree = dict.fromkeys(by_name, 0)
+    edges: dict[str, list[str]] = {name: [] for name in by_name}
+    for action in policy.actions:
+        for ref in set(action.references()):
+            if ref in VIRTUAL_ACTIONS:
+                continue
+            if ref not in by_name:
+                raise PolicyFileError(f"action {action.name}: undefined action {ref}")
+            edges[action.name].append(ref)
+            indegree[ref] += 1
+    ready = [(0 if name == CLASSIFIER_ACTION else 1, position[name], name) for name in by_name]
+    ready = [item for item in ready if indegree[item[2]] == 0]
+    heapq.heapify(ready)
+    order: list[Action] = []
+    while ready:
+        _, _, name = heapq.heappop(ready)
+        order.append(by_name[name])
+        for ref in edges[name]:
+            indegree[ref] -= 1
+            if indegree[ref] == 0:
+                heapq.heappush(ready, (1, position[ref], ref))
+    if len(order) != len(by_name):
+        stuck = next(name for name in by_name if indegree[name] > 0)
+        raise PolicyFileError(f"Action {stuck} involved in cycle.")
+    if not order or order[0].name != CLASSIFIER_ACTION:
+        raise PolicyFileError("No ipgpc action defined.")
+    return order
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Packets and bytes that ended at one virtual action (or bypassed the graph)."""
+
+    packets: int = 0
+    bytes: int = 0
+
+
+@dataclass(slots=True)
+class ActionGraph:
+    """A compiled policy: operators indexed by action id, plus end-of-chain counters."""
+
+    policy: Policy
+    operators: list[Operator]
+    action_ids: dict[str, int]
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    not_ip: Outcome = field(default_factory=Outcome)
+    malformed_count: int = 0
+    malformed_numbers: list[int] = field(default_factory=list)
+    packets: int = 0
+    bytes: int = 0
+
+    @property
+    def classifier(self) -> Operator:
+        return self.operators[0]
+
+    def run(self, batch: PacketBatch) -> None:
+        """Classify and process every packet of ``batch``; leaves virtual ids in ``action``."""
+        n = batch.n
+        self.packets += n
+        self.bytes += int(batch.wire_len.sum())
+        action = batch.action
+        action[:] = ACTION_CONTINUE
+        malformed = (batch.flags & FLAG_MALFORMED) != 0
+        nmal = int(malformed.sum())
+        if nmal:
+            self.malformed_count += nmal
+            room = MALFORMED_KEPT - len(self.malformed_numbers)
+            if room > 0:
+                self.malformed_numbers.extend(int(x) for x in batch.number[malformed][:room])
+        is_ip = batch.ip_version != NOT_IP
+        non_ip = ~is_ip
+        if non_ip.any():
+            self.not_ip.packets += int(non_ip.sum())
+            self.not_ip.bytes += int(batch.wire_len[non_ip].sum())
+        rows = np.flatnonzero(is_ip).astype(np.int64)
+        if rows.shape[0]:
+            action[rows] = self._checked(0, rows, self.classifier.process(batch, rows))
+            for aid in range(1, len(self.operators)):
+                rows = np.flatnonzero(action == aid).astype(np.int64)
+                if rows.shape[0]:
+                    nxt = self.operators[aid].process(batch, rows)
+                    action[rows] = self._checked(aid, rows, nxt)
+        for vid, name in OUTCOMES.items():
+            at = (action == vid) & is_ip
+            outcome = self.outcomes.setdefault(name, Outcome())
+            outcome.packets += int(at.sum())
+            outcome.bytes += int(batch.wire_len[at].sum())
+
+    def _checked(
+        self, aid: int, rows: NDArray[np.int64], nxt: NDArray[np.int32]
+    ) -> NDArray[np.int32]:
+        if nxt.shape[0] != rows.shape[0]:
+            raise EngineError(f"action {self.operators[aid].name}: wrong number of verdicts")
+        too_early = (nxt >= 0) & (nxt <= aid)  # ids are topological: only forward moves
+        bad = too_early | (nxt >= len(self.operators)) | (nxt < ACTION_DROP) | (nxt == -1)
+        if bad.any():
+            raise EngineError(
+                f"action {self.operators[aid].name}: invalid next action {int(nxt[bad][0])}"
+            )
+        return nxt
+
+    def finish(self) -> None:
+        """End of input: every operator flushes (flowacct writes its remaining flows)."""
+        for op in self.operators:
+            op.finish()
+
+    def counters(self) -> dict[str, Mapping[str, int]]:
+        """The §12 counters of every action, by action name, in action-id order."""
+        return {op.name: op.counters() for op in self.operators}
+
+
+def compile_policy(policy: Policy, options: EngineOptions | None = None) -> ActionGraph:
+    """Build every action's operator; raises PolicyFileError for a policy the engine rejects."""
+    opts = options if options is not None else EngineOptions()
+    order = topological_order(policy)
+    ids = {action.name: i for i, action in enumerate(order)}
+    ctx = BuildContext(action_ids=ids, options=opts)
+    operators: list[Operator] = []
+    for action in order:
+        try:
+            factory = factory_for(action.module)
+        except KeyError:
+            raise PolicyFileError(f"action {action.name}: unknown module {action.module}") from None
+        except ImportError as exc:
+            raise DiffservError(
+                f"action {action.name}: module {action.module} is not available ({exc})"
+            ) from None
+        try:
+            operators.append(factory(action, ctx))
+        except (ValueError, KeyError, TypeError) as exc:
+            where = f"{action.location}: " if action.location is not None else ""
+            raise PolicyFileError(f"{where}action {action.name}: {exc}") from None
+    assert all(name not in VIRTUAL_ACTION_IDS for name in ids)
+    return ActionGraph(policy=policy, operators=operators, action_ids=ids)

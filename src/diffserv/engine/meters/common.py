@@ -1,0 +1,107 @@
+"""What tokenmt and tswtclmt share: counter layout, the error rule, outcome routing.
+
+Both meters keep the same kstat counters (spec ipqos.md §12) and treat packets they
+cannot meter the same way: a row that is not IP or is flagged malformed has no usable
+length, so, as the illumos modules return an error for it and the IP layer then drops
+the packet, it counts in ``epackets`` and goes to ``ipp.drop`` with no colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from diffserv.engine.batch import ACTION_DROP, FLAG_MALFORMED, NOT_IP
+from diffserv.engine.context import BuildContext
+from diffserv.errors import PolicyFileError
+from diffserv.policy.model import GREEN, RED, YELLOW, Action
+
+# Outcome slots: index into next_ids and into the counters below.
+OUTCOME_GREEN = 0
+OUTCOME_YELLOW = 1
+OUTCOME_RED = 2
+OUTCOME_COLOURS = np.array([GREEN, YELLOW, RED], dtype=np.uint8)
+
+# counters[outcome] = packets, counters[3 + outcome] = bits, counters[6] = epackets
+EPACKETS_SLOT = 6
+COUNTER_SLOTS: tuple[tuple[str, int], ...] = (
+    ("red_packets", OUTCOME_RED),
+    ("yellow_packets", OUTCOME_YELLOW),
+    ("green_packets", OUTCOME_GREEN),
+    ("red_bits", 3 + OUTCOME_RED),
+    ("yellow_bits", 3 + OUTCOME_YELLOW),
+    ("green_bits", 3 + OUTCOME_GREEN),
+    ("epackets", EPACKETS_SLOT),
+)
+
+ERROR_NEXT_ACTION = ACTION_DROP
+
+
+@njit(cache=True, nogil=True, inline="always")
+def is_meterable(ip_version: np.uint8, flags: np.uint8) -> bool:
+    """A row has an IP datagram length the meter can trust."""
+    return bool(ip_version != NOT_IP and (flags & FLAG_MALFORMED) == 0)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def packet_bits(ip_len: np.uint32) -> np.int64:
+    """Packet size in bits: the IP datagram length × 8 (fits int64: < 2^35)."""
+    return np.int64(ip_len) * np.int64(8)
+
+
+class MeterBase:
+    """Counters, routing and the Operator boilerplate common to both meters."""
+
+    module = ""
+
+    def __init__(self, action: Action, ctx: BuildContext) -> None:
+        self.name = action.name
+        self.global_stats = action.global_stats
+        red = _required_ref(action, "red_action_name")
+        green = _required_ref(action, "green_action_name")
+        yellow = action.ref_param("yellow_action_name")
+        self.three_outcomes = yellow is not None
+        ids = [ctx.action_id(green), ERROR_NEXT_ACTION, ctx.action_id(red)]
+        if yellow is not None:
+            ids[OUTCOME_YELLOW] = ctx.action_id(yellow)
+        self._next_ids: NDArray[np.int32] = np.array(ids, dtype=np.int32)
+        self._counters: NDArray[np.int64] = np.zeros(7, dtype=np.int64)
+
+    def finish(self) -> None:
+        """Meters hold no pending output."""
+
+    def counters(self) -> Mapping[str, int]:
+        return {name: int(self._counters[slot]) for name, slot in COUNTER_SLOTS}
+
+
+def policy_error(action: Action, text: str) -> PolicyFileError:
+    """A rejection of ``action``, placed at its ``action`` keyword when that is known."""
+    where = f"{action.location}: error: " if action.location is not None else ""
+    return PolicyFileError(f"{where}{text}")
+
+
+def missing(action: Action) -> PolicyFileError:
+    """The kernel's ENOENT, in ipqosconf's words."""
+    return policy_error(action, f"Missing required parameter for action {action.name}.")
+
+
+def invalid(action: Action) -> PolicyFileError:
+    """The kernel's EINVAL for an inconsistent parameter set, in ipqosconf's words."""
+    return policy_error(action, f"Invalid Parameters for action {action.name}.")
+
+
+def _required_ref(action: Action, name: str) -> str:
+    value = action.ref_param(name)
+    if value is None:
+        raise missing(action)
+    return value
+
+
+def required_int(action: Action, name: str) -> int:
+    """An integer parameter the kernel create routine insists on (ENOENT otherwise)."""
+    if not action.has(name):
+        raise missing(action)
+    return action.int_param(name)

@@ -1,0 +1,76 @@
+"""dlcosmk, the 802.1D user-priority marker (ipqos.md §10), as an 802.1Q PCP rewrite.
+
+On illumos the marker hands the driver a b_band / dl_max value from fixed maps in which
+cos 1 and 2 give 0, so they are indistinguishable from cos 0; ``cos_mode="illumos"`` (the
+default) reproduces that, ``cos_mode="plain"`` writes the cos value itself. Only frames
+that carry an 802.1Q tag can be marked: untagged frames (no CoS-capable interface) and
+inbound packets pass unchanged and count as ``ipackets``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from numpy.typing import NDArray
+
+from diffserv.engine.batch import PacketBatch
+from diffserv.engine.context import BuildContext
+from diffserv.policy.model import FWD_IN, LOCAL_IN, Action
+
+# dlcosmk.types maps: cos -> b_band and cos -> dl_priority.dl_max
+B_BAND_MAP = (0, 0, 0, 96, 128, 160, 192, 224)
+DL_MAX_MAP = (0, 0, 0, 3, 4, 5, 6, 7)
+COS_MODES = ("illumos", "plain")
+
+
+def pcp_for_cos(cos: int, cos_mode: str) -> int:
+    """The PCP a cos value writes in the given mode."""
+    if cos_mode not in COS_MODES:
+        raise ValueError(f"unknown cos mode {cos_mode!r} (expected illumos or plain)")
+    return DL_MAX_MAP[cos] if cos_mode == "illumos" else cos
+
+
+class Dlcosmk:
+    """A compiled dlcosmk action."""
+
+    module = "dlcosmk"
+
+    def __init__(self, action: Action, ctx: BuildContext) -> None:
+        self.name = action.name
+        self.cos = action.int_param("cos")
+        if not 0 <= self.cos <= 7:
+            raise ValueError(f"action {action.name}: cos must be 0..7")
+        self.pcp = pcp_for_cos(self.cos, ctx.options.cos_mode)
+        self.next_action = ctx.action_id(action.ref_param("next_action") or "ipp.continue")
+        self.npackets = 0
+        self.ipackets = 0
+        self.epackets = 0
+
+    def process(self, batch: PacketBatch, idx: NDArray[np.int64]) -> NDArray[np.int32]:
+        n = idx.shape[0]
+        self.npackets += n
+        direction = batch.direction[idx]
+        inbound = (direction == LOCAL_IN) | (direction == FWD_IN)
+        untagged = batch.vlan_off[idx] < 0
+        passed = inbound | untagged
+        self.ipackets += int(passed.sum())
+        batch.new_pcp[idx[~passed]] = self.pcp
+        return np.full(n, self.next_action, np.int32)
+
+    def finish(self) -> None:
+        return None
+
+    def counters(self) -> Mapping[str, int]:
+        return {
+            "npackets": self.npackets,
+            "ipackets": self.ipackets,
+            "epackets": self.epackets,
+            "usr_pri": self.cos,
+            "b_band": B_BAND_MAP[self.cos],
+            "dl_max": DL_MAX_MAP[self.cos],
+        }
+
+
+def build(action: Action, ctx: BuildContext) -> Dlcosmk:
+    return Dlcosmk(action, ctx)

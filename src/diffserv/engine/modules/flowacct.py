@@ -1,0 +1,210 @@
+"""flowacct: per-flow packet and byte accounting with IPQoS semantics on packet time.
+
+The operator owns one flow table (see ``_flow_table``) and hands every expired
+item, as it expires, to the run's record sink (``EngineOptions.flow_sink``).
+Semantics (spec ipqos.md §11 plus the diffserv decisions, docs/flows.md):
+
+* key: 5-tuple flow, items under it by (dsfield as marked, projid, uid);
+* timer: starts at the first packet this action sees and fires every ``timer`` ms
+  of packet time; a sweep runs *before* the first packet whose time reaches a
+  deadline, once, at the latest deadline not after that packet (missed deadlines
+  have nothing more to expire); ``timer 0`` sweeps before every packet;
+* a sweep expires flows, oldest last-seen first, idle for at least ``timeout`` ms;
+  all items of a flow go together;
+* a new item when the table holds ``max_limit`` items: one try to expire the
+  oldest other flow if it timed out at the packet's time, else the packet fails
+  (``epackets``, dropped) and changes nothing else;
+* end of input writes every remaining flow, oldest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from diffserv.engine.batch import ACTION_DROP, PacketBatch
+from diffserv.engine.context import BuildContext
+from diffserv.engine.modules import _flow_table as ft
+from diffserv.flows.records import FlowRecords
+from diffserv.policy.model import Action
+
+DEFAULT_TIMER_MS = 15000
+DEFAULT_TIMEOUT_MS = 60000
+NS_PER_MS = 1_000_000
+INITIAL_CAPACITY = 1024
+MIN_RECORD_BUFFER = 4096
+
+
+def _pow2_at_least(n: int) -> int:
+    size = 1
+    while size < n:
+        size <<= 1
+    return size
+
+
+class FlowTable:
+    """The flow table of one flowacct action, usable without a policy (tests, benchmarks)."""
+
+    def __init__(
+        self, name: str, timer_ms: int, timeout_ms: int, max_limit: int, sink: Any
+    ) -> None:
+        self.name = name
+        self.timer_ns = timer_ms * NS_PER_MS
+        self.timeout_ns = timeout_ms * NS_PER_MS
+        self.max_limit = max_limit
+        self.sink = sink
+        self.records_written = 0
+        self.scalars = ft.new_scalars()
+        cap = min(INITIAL_CAPACITY, max_limit + 1)
+        self.flows = ft.new_flow_pool(cap)
+        self.items = ft.new_item_pool(cap)
+        self.scalars[ft.S_FFREE] = ft.link_free_rows(self.flows, 0, ft.F_NEXT)
+        self.scalars[ft.S_IFREE] = ft.link_free_rows(self.items, 0, ft.I_NEXT)
+        self.index = np.full(_pow2_at_least(2 * cap), ft.EMPTY, np.int64)
+        self.out = np.zeros((max(MIN_RECORD_BUFFER, cap + 1), ft.OUT_NCOLS), np.int64)
+
+    # -- capacity -------------------------------------------------------------
+
+    def _grow(self) -> None:
+        limit = self.max_limit + 1
+        if self.scalars[ft.S_FFREE] == ft.EMPTY:
+            old = self.flows.shape[0]
+            new = min(2 * old, limit) if old < limit else old + 1
+            pool = ft.new_flow_pool(new)
+            pool[:old] = self.flows
+            self.scalars[ft.S_FFREE] = ft.link_free_rows(pool, old, ft.F_NEXT)
+            self.flows = pool
+            self.index = np.full(_pow2_at_least(2 * new), ft.EMPTY, np.int64)
+            ft.rebuild_index(self.flows, self.index, int(self.scalars[ft.S_HEAD]))
+        if self.scalars[ft.S_IFREE] == ft.EMPTY:
+            old = self.items.shape[0]
+            new = min(2 * old, limit) if old < limit else old + 1
+            pool = ft.new_item_pool(new)
+            pool[:old] = self.items
+            self.scalars[ft.S_IFREE] = ft.link_free_rows(pool, old, ft.I_NEXT)
+            self.items = pool
+            if self.out.shape[0] <= new:
+                self._drain()
+                self.out = np.zeros((new + 1, ft.OUT_NCOLS), np.int64)
+
+    def _drain(self) -> None:
+        count = int(self.scalars[ft.S_NOUT])
+        if count == 0:
+            return
+        self.scalars[ft.S_NOUT] = 0
+        self.records_written += count
+        if self.sink is not None:
+            self.sink.write(FlowRecords.from_matrix(self.name, self.out[:count]))
+
+    # -- packets --------------------------------------------------------------
+
+    def account(self, batch: PacketBatch, rows: NDArray[np.int64]) -> NDArray[np.uint8]:
+        """Account ``rows`` of ``batch`` in order; return per-row V_PASS/V_FAIL.
+
+        Rows that are not IP pass unaccounted; the DS byte is the one as marked.
+        """
+        verdict = np.zeros(rows.shape[0], np.uint8)
+        position = 0
+        while True:
+            status, position = ft.account(
+                self.flows,
+                self.items,
+                self.index,
+                self.scalars,
+                self.out,
+                self.timer_ns,
+                self.timeout_ns,
+                self.max_limit,
+                rows,
+                position,
+                batch.ts_ns,
+                batch.saddr_hi,
+                batch.saddr_lo,
+                batch.daddr_hi,
+                batch.daddr_lo,
+                batch.sport,
+                batch.dport,
+                batch.protocol,
+                batch.ds_byte,
+                batch.new_ds,
+                batch.ip_version,
+                batch.projid,
+                batch.uid,
+                batch.ip_len,
+                verdict,
+            )
+            if status == ft.NEED_GROW:
+                self._grow()
+            elif status == ft.NEED_DRAIN:
+                self._drain()
+            else:
+                break
+        self._drain()
+        return verdict
+
+    def flush(self) -> None:
+        """Write every flow still in the table (end of input)."""
+        self._drain()
+        need = int(self.scalars[ft.S_NITEMS])
+        if self.out.shape[0] < need:
+            self.out = np.zeros((need, ft.OUT_NCOLS), np.int64)
+        ft.flush_all(self.flows, self.items, self.index, self.scalars, self.out)
+        self._drain()
+
+    def counters(self) -> dict[str, int]:
+        s = self.scalars
+        return {
+            "bytes_in_tbl": int(s[ft.S_TBYTES]),
+            "nbytes": int(s[ft.S_NBYTES]),
+            "npackets": int(s[ft.S_NPACKETS]),
+            # every array the table owns: flow and item pools, hash index, record buffer
+            "usedmem": int(
+                self.flows.nbytes + self.items.nbytes + self.index.nbytes + self.out.nbytes
+            ),
+            "flows_in_tbl": int(s[ft.S_NITEMS]),
+            "epackets": int(s[ft.S_EPACKETS]),
+        }
+
+
+class FlowacctOperator:
+    """The compiled flowacct action."""
+
+    module = "flowacct"
+
+    def __init__(self, name: str, next_action: int, table: FlowTable) -> None:
+        self.name = name
+        self.next_action = next_action
+        self.table = table
+
+    def process(self, batch: PacketBatch, idx: NDArray[np.int64]) -> NDArray[np.int32]:
+        rows = np.ascontiguousarray(idx, dtype=np.int64)
+        result = np.full(rows.shape[0], self.next_action, np.int32)
+        if rows.shape[0] == 0:
+            return result
+        verdict = self.table.account(batch, rows)
+        result[verdict == ft.V_FAIL] = ACTION_DROP
+        return result
+
+    def finish(self) -> None:
+        self.table.flush()
+
+    def counters(self) -> Mapping[str, int]:
+        return self.table.counters()
+
+
+def build(action: Action, ctx: BuildContext) -> FlowacctOperator:
+    """The operator for a flowacct action of a validated policy."""
+    next_name = action.ref_param("next_action")
+    if next_name is None:
+        raise KeyError(f"action {action.name}: parameter next_action is not set")
+    table = FlowTable(
+        name=action.name,
+        timer_ms=action.int_param("timer", DEFAULT_TIMER_MS),
+        timeout_ms=action.int_param("timeout", DEFAULT_TIMEOUT_MS),
+        max_limit=action.int_param("max_limit"),
+        sink=ctx.options.flow_sink,
+    )
+    return FlowacctOperator(action.name, ctx.action_id(next_name), table)

@@ -1,0 +1,180 @@
+"""Flow records as columns: what flowacct emits and what `diffserv flows` reads back.
+
+The field set follows the illumos acctadm flow groups (``basic`` and ``extended``);
+one definition here keeps the writers, the reader and the documentation in step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+GROUP_BASIC: Final = "basic"
+GROUP_EXTENDED: Final = "extended"
+GROUPS: Final = (GROUP_BASIC, GROUP_EXTENDED)
+
+BASIC_FIELDS: Final = (
+    "saddr",
+    "daddr",
+    "sport",
+    "dport",
+    "protocol",
+    "npackets",
+    "nbytes",
+    "action",
+)
+EXTENDED_ONLY_FIELDS: Final = (
+    "dsfield",
+    "dscp",
+    "ecn",
+    "first_seen",
+    "last_seen",
+    "projid",
+    "uid",
+)
+EXTENDED_FIELDS: Final = BASIC_FIELDS + EXTENDED_ONLY_FIELDS
+
+_V4_MAPPED_HI: Final = 0
+_V4_MAPPED_LO_TAG: Final = 0xFFFF
+
+
+def fields_of(group: str) -> tuple[str, ...]:
+    """The record fields of an acctadm group, in file column order."""
+    return EXTENDED_FIELDS if group == GROUP_EXTENDED else BASIC_FIELDS
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecords:
+    """Expired flow items of one flowacct action, one row per item (8-tuple).
+
+    Addresses are 128-bit as (hi, lo) halves, IPv4 v4-mapped; projid/uid are -1
+    when unknown; times are int64 ns since the epoch (first and last packet).
+    """
+
+    action: str
+    saddr_hi: NDArray[np.uint64]
+    saddr_lo: NDArray[np.uint64]
+    daddr_hi: NDArray[np.uint64]
+    daddr_lo: NDArray[np.uint64]
+    sport: NDArray[np.uint16]
+    dport: NDArray[np.uint16]
+    protocol: NDArray[np.uint8]
+    dsfield: NDArray[np.uint8]
+    projid: NDArray[np.int32]
+    uid: NDArray[np.int32]
+    npackets: NDArray[np.int64]
+    nbytes: NDArray[np.int64]
+    first_ns: NDArray[np.int64]
+    last_ns: NDArray[np.int64]
+
+    @property
+    def n(self) -> int:
+        return int(self.npackets.shape[0])
+
+    @classmethod
+    def from_matrix(cls, action: str, rows: NDArray[np.int64]) -> FlowRecords:
+        """Build from the flow table's int64 output rows (see ``RECORD_COLUMNS``)."""
+        col = {name: rows[:, i] for i, name in enumerate(RECORD_COLUMNS)}
+        return cls(
+            action=action,
+            saddr_hi=col["saddr_hi"].view(np.uint64).copy(),
+            saddr_lo=col["saddr_lo"].view(np.uint64).copy(),
+            daddr_hi=col["daddr_hi"].view(np.uint64).copy(),
+            daddr_lo=col["daddr_lo"].view(np.uint64).copy(),
+            sport=col["sport"].astype(np.uint16),
+            dport=col["dport"].astype(np.uint16),
+            protocol=col["protocol"].astype(np.uint8),
+            dsfield=col["dsfield"].astype(np.uint8),
+            projid=col["projid"].astype(np.int32),
+            uid=col["uid"].astype(np.int32),
+            npackets=col["npackets"].copy(),
+            nbytes=col["nbytes"].copy(),
+            first_ns=col["first_ns"].copy(),
+            last_ns=col["last_ns"].copy(),
+        )
+
+    def key(self, i: int) -> tuple[int, ...]:
+        """The 8-tuple of row ``i`` as plain ints (for tests and debugging)."""
+        return (
+            (int(self.saddr_hi[i]) << 64) | int(self.saddr_lo[i]),
+            (int(self.daddr_hi[i]) << 64) | int(self.daddr_lo[i]),
+            int(self.sport[i]),
+            int(self.dport[i]),
+            int(self.protocol[i]),
+            int(self.dsfield[i]),
+            int(self.projid[i]),
+            int(self.uid[i]),
+        )
+
+
+# Column order of the int64 matrix the flow-table kernel fills with expired items.
+RECORD_COLUMNS: Final = (
+    "saddr_hi",
+    "saddr_lo",
+    "daddr_hi",
+    "daddr_lo",
+    "sport",
+    "dport",
+    "protocol",
+    "dsfield",
+    "projid",
+    "uid",
+    "npackets",
+    "nbytes",
+    "first_ns",
+    "last_ns",
+)
+
+
+def format_address(hi: int, lo: int) -> str:
+    """Text form of a 128-bit address: dotted quad for v4-mapped, RFC 5952 otherwise."""
+    if hi == _V4_MAPPED_HI and (lo >> 32) == _V4_MAPPED_LO_TAG:
+        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+    return ipaddress.IPv6Address((hi << 64) | lo).compressed
+
+
+def parse_address(text: str) -> tuple[int, int]:
+    """Inverse of :func:`format_address` (raises ValueError on bad text)."""
+    addr = ipaddress.ip_address(text)
+    if isinstance(addr, ipaddress.IPv4Address):
+        return 0, (_V4_MAPPED_LO_TAG << 32) | int(addr)
+    value = int(addr)
+    return value >> 64, value & 0xFFFFFFFFFFFFFFFF
+
+
+def format_addresses(hi: NDArray[np.uint64], lo: NDArray[np.uint64]) -> list[str]:
+    """Text forms of many addresses, each distinct address formatted once."""
+    cache: dict[tuple[int, int], str] = {}
+    out: list[str] = []
+    for h, low in zip(hi.tolist(), lo.tolist(), strict=True):
+        key = (h, low)
+        text = cache.get(key)
+        if text is None:
+            text = format_address(h, low)
+            cache[key] = text
+        out.append(text)
+    return out
+
+
+def iso_times(ns: NDArray[np.int64]) -> list[str]:
+    """ISO-8601 UTC text with nanosecond precision, e.g. ``2026-01-01T00:00:00.000000001Z``."""
+    text = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="ns")
+    return [f"{t}Z" for t in text.tolist()]
+
+
+def parse_iso_time(text: str) -> int:
+    """Inverse of :func:`iso_times` for one value; accepts fewer fraction digits."""
+    body = text[:-1] if text.endswith("Z") else text
+    if "+" in body[10:] or body.count("-") > 2:
+        raise ValueError(f"time {text!r} must be UTC (ending in Z)")
+    try:
+        value = np.datetime64(body, "ns")
+    except ValueError as exc:
+        raise ValueError(f"bad time {text!r}") from exc
+    if np.isnat(value):
+        raise ValueError(f"bad time {text!r}")
+    return int(value.astype(np.int64))

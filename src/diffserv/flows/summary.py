@@ -1,0 +1,387 @@
+"""What a network engineer asks of flow records: totals, DSCP mix, top services and talkers.
+
+``summarize`` turns a record table into plain data (also the ``--json`` output);
+``render_text`` lays it out as aligned tables for a terminal.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import numpy as np
+
+from diffserv.errors import UsageError
+from diffserv.flows.reader import RecordTable
+from diffserv.flows.records import GROUP_EXTENDED, iso_times
+
+PROTOCOL_NAMES: Final = {
+    1: "icmp",
+    2: "igmp",
+    4: "ipip",
+    6: "tcp",
+    17: "udp",
+    41: "ipv6",
+    47: "gre",
+    50: "esp",
+    51: "ah",
+    58: "ipv6-icmp",
+    89: "ospf",
+    103: "pim",
+    112: "vrrp",
+    132: "sctp",
+}
+PORT_PROTOCOLS: Final = frozenset({6, 17, 132})
+ECN_LABELS: Final = ("Not-ECT", "ECT(1)", "ECT(0)", "CE")  # RFC 3168 codepoints 0..3
+RECORD_TABLE_COLUMNS: Final = (
+    "saddr",
+    "daddr",
+    "sport",
+    "dport",
+    "protocol",
+    "npackets",
+    "nbytes",
+    "action",
+    "dsfield",
+    "first_ns",
+    "last_ns",
+)
+
+
+def protocol_name(number: int) -> str:
+    return PROTOCOL_NAMES.get(number, str(number))
+
+
+def dscp_label(dscp: int) -> str:
+    """The DSCP's name from diffserv.codepoints, or its number if the table lacks it."""
+    try:
+        from diffserv.codepoints import dscp_name
+
+        return str(dscp_name(dscp))
+    except (ImportError, ValueError):
+        return str(dscp)
+
+
+def service_port(protocol: int, sport: int, dport: int) -> int | None:
+    """The likely service port of a record: the lower non-zero port (None if no ports)."""
+    if protocol not in PORT_PROTOCOLS:
+        return None
+    ports = [p for p in (sport, dport) if p]
+    return min(ports) if ports else 0
+
+
+def _share(part: int, total: int) -> float:
+    return round(100.0 * part / total, 2) if total else 0.0
+
+
+def _ranked(
+    groups: dict[Any, list[int]], total_bytes: int, top: int | None, by_packets: bool = False
+) -> list[tuple[Any, list[int], float]]:
+    """(key, [packets, bytes, ...], byte share) by bytes (or packets) descending."""
+    first, second = (0, 1) if by_packets else (1, 0)
+    ordered = sorted(groups.items(), key=lambda kv: (-kv[1][first], -kv[1][second], str(kv[0])))
+    if top is not None:
+        ordered = ordered[:top]
+    return [(key, val, _share(val[1], total_bytes)) for key, val in ordered]
+
+
+SORT_KEYS: Final = ("bytes", "packets")
+
+
+def select_actions(table: RecordTable, names: Sequence[str]) -> RecordTable:
+    """Only the records of the flowacct actions ``names`` (UsageError for an unknown name)."""
+    present = sorted(set(table.action))
+    unknown = [name for name in names if name not in present]
+    if unknown:
+        raise UsageError(
+            f"{table.path}: no records of action {unknown[0]!r} "
+            f"(actions in the file: {', '.join(present) or 'none'})"
+        )
+    wanted = set(names)
+    keep = [i for i, name in enumerate(table.action) if name in wanted]
+    out = RecordTable(path=table.path, group=table.group)
+    for attr in RECORD_TABLE_COLUMNS:
+        values = getattr(table, attr)
+        if values:
+            setattr(out, attr, [values[i] for i in keep])
+    return out
+
+
+def summarize(table: RecordTable, top: int = 10, sort: str = "bytes") -> dict[str, Any]:
+    """Totals, DSCP and ECN mix, services, conversations and top flows of ``table``.
+
+    Top-N tables are ordered by ``sort`` ("bytes" or "packets") descending.
+    """
+    by_packets = sort == "packets"
+    packets = table.column("npackets")
+    nbytes = table.column("nbytes")
+    total_packets = int(packets.sum())
+    total_bytes = int(nbytes.sum())
+    extended = table.group == GROUP_EXTENDED
+
+    flows: dict[tuple[str, str, int, int, int], list[int]] = defaultdict(lambda: [0, 0])
+    flow_ds: dict[tuple[str, str, int, int, int], set[int]] = defaultdict(set)
+    services: dict[tuple[int, int | None], list[int]] = defaultdict(lambda: [0, 0])
+    talks: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    actions: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for i in range(table.n):
+        s, d = table.saddr[i], table.daddr[i]
+        sp, dp, pr = table.sport[i], table.dport[i], table.protocol[i]
+        pk, by = table.npackets[i], table.nbytes[i]
+        key5 = (s, d, sp, dp, pr)
+        acc = flows[key5]
+        acc[0] += pk
+        acc[1] += by
+        if extended:
+            flow_ds[key5].add(table.dsfield[i] >> 2)
+        svc = services[(pr, service_port(pr, sp, dp))]
+        svc[0] += pk
+        svc[1] += by
+        talk = talks[(s, d) if s <= d else (d, s)]
+        talk[0] += pk
+        talk[1] += by
+        talk[2] += 1
+        act = actions[table.action[i]]
+        act[0] += 1
+        act[1] += pk
+        act[2] += by
+
+    totals: dict[str, Any] = {
+        "records": table.n,
+        "flows": len(flows),
+        "packets": total_packets,
+        "bytes": total_bytes,
+        "group": table.group,
+        "actions": [
+            {"action": name, "records": v[0], "packets": v[1], "bytes": v[2]}
+            for name, v in sorted(actions.items())
+        ],
+    }
+    if extended and table.n:
+        first = int(min(table.first_ns))
+        last = int(max(table.last_ns))
+        start, end = iso_times(np.array([first, last], dtype=np.int64))
+        totals.update(first_seen=start, last_seen=end, duration_s=(last - first) / 1e9)
+
+    by_dscp: list[dict[str, Any]] | None = None
+    by_ecn: list[dict[str, Any]] | None = None
+    if extended:
+        dscp = table.column("dsfield") >> 2
+        groups: dict[Any, list[int]] = {}
+        for value in sorted(set(dscp.tolist())):
+            sel = dscp == value
+            groups[value] = [int(packets[sel].sum()), int(nbytes[sel].sum()), int(sel.sum())]
+        by_dscp = [
+            {
+                "dscp": value,
+                "name": dscp_label(value),
+                "records": v[2],
+                "packets": v[0],
+                "bytes": v[1],
+                "packet_share": _share(v[0], total_packets),
+                "byte_share": share,
+            }
+            for value, v, share in _ranked(groups, total_bytes, None, by_packets)
+        ]
+        ecn = table.column("dsfield") & 3
+        by_ecn = []
+        for value in range(4):
+            sel = ecn == value
+            if sel.any():
+                pk, by = int(packets[sel].sum()), int(nbytes[sel].sum())
+                by_ecn.append(
+                    {
+                        "ecn": value,
+                        "name": ECN_LABELS[value],
+                        "packets": pk,
+                        "bytes": by,
+                        "packet_share": _share(pk, total_packets),
+                        "byte_share": _share(by, total_bytes),
+                    }
+                )
+
+    by_service = [
+        {
+            "protocol": pr,
+            "protocol_name": protocol_name(pr),
+            "port": port,
+            "packets": v[0],
+            "bytes": v[1],
+            "byte_share": share,
+        }
+        for (pr, port), v, share in _ranked(dict(services), total_bytes, top, by_packets)
+    ]
+    by_conversation = [
+        {"a": a, "b": b, "records": v[2], "packets": v[0], "bytes": v[1], "byte_share": share}
+        for (a, b), v, share in _ranked(dict(talks), total_bytes, top, by_packets)
+    ]
+    top_flows = []
+    for (s, d, sp, dp, pr), v, share in _ranked(dict(flows), total_bytes, top, by_packets):
+        row: dict[str, Any] = {
+            "saddr": s,
+            "sport": sp,
+            "daddr": d,
+            "dport": dp,
+            "protocol": pr,
+            "protocol_name": protocol_name(pr),
+            "packets": v[0],
+            "bytes": v[1],
+            "byte_share": share,
+        }
+        if extended:
+            row["dscp"] = [
+                {"dscp": x, "name": dscp_label(x)} for x in sorted(flow_ds[(s, d, sp, dp, pr)])
+            ]
+        top_flows.append(row)
+    return {
+        "file": table.path,
+        "totals": totals,
+        "sort": "packets" if by_packets else "bytes",
+        "by_dscp": by_dscp,
+        "by_ecn": by_ecn,
+        "by_service": by_service,
+        "by_conversation": by_conversation,
+        "top_flows": top_flows,
+    }
+
+
+def human_bytes(n: int) -> str:
+    """Bytes with a binary-free decimal unit (network convention): 1.5 MB, 320 B."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: set[int]) -> list[str]:
+    body = [list(r) for r in rows]
+    widths = [len(h) for h in headers]
+    for r in body:
+        for i, cell in enumerate(r):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(headers), *(line(r) for r in body)]
+
+
+def _endpoint(addr: str, port: int, protocol: int) -> str:
+    if protocol not in PORT_PROTOCOLS:
+        return addr
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    """The summary as aligned text tables."""
+    t = summary["totals"]
+    name = "standard input" if summary["file"] == "-" else summary["file"]
+    out = [
+        f"{name}: {t['records']} records, {t['flows']} flows, "
+        f"{t['packets']} packets, {t['bytes']} bytes ({human_bytes(t['bytes'])}), "
+        f"group {t['group']}"
+    ]
+    if "first_seen" in t:
+        out.append(f"time: {t['first_seen']} .. {t['last_seen']} ({t['duration_s']:.3f} s)")
+    if len(t["actions"]) > 1:
+        out.append("")
+        out.append("By action")
+        out += _table(
+            ["action", "records", "packets", "bytes"],
+            [
+                [a["action"], str(a["records"]), str(a["packets"]), str(a["bytes"])]
+                for a in t["actions"]
+            ],
+            {1, 2, 3},
+        )
+    out.append("")
+    out.append("By DSCP")
+    if summary["by_dscp"] is None:
+        out.append("  (basic records carry no dsfield; record with --acct extended)")
+    else:
+        out += _table(
+            ["dscp", "name", "packets", "pkt%", "bytes", "byte%"],
+            [
+                [
+                    str(r["dscp"]),
+                    r["name"],
+                    str(r["packets"]),
+                    f"{r['packet_share']:.2f}",
+                    str(r["bytes"]),
+                    f"{r['byte_share']:.2f}",
+                ]
+                for r in summary["by_dscp"]
+            ],
+            {0, 2, 3, 4, 5},
+        )
+    if summary.get("by_ecn"):
+        out.append("")
+        out.append("By ECN")
+        out += _table(
+            ["ecn", "name", "packets", "pkt%", "bytes", "byte%"],
+            [
+                [
+                    str(r["ecn"]),
+                    r["name"],
+                    str(r["packets"]),
+                    f"{r['packet_share']:.2f}",
+                    str(r["bytes"]),
+                    f"{r['byte_share']:.2f}",
+                ]
+                for r in summary["by_ecn"]
+            ],
+            {0, 2, 3, 4, 5},
+        )
+    out.append("")
+    out.append("By protocol/port")
+    out += _table(
+        ["protocol", "port", "packets", "bytes", "byte%"],
+        [
+            [
+                r["protocol_name"],
+                "-" if r["port"] is None else str(r["port"]),
+                str(r["packets"]),
+                str(r["bytes"]),
+                f"{r['byte_share']:.2f}",
+            ]
+            for r in summary["by_service"]
+        ],
+        {1, 2, 3, 4},
+    )
+    out.append("")
+    out.append("By conversation")
+    out += _table(
+        ["host a", "host b", "packets", "bytes", "byte%"],
+        [
+            [r["a"], r["b"], str(r["packets"]), str(r["bytes"]), f"{r['byte_share']:.2f}"]
+            for r in summary["by_conversation"]
+        ],
+        {2, 3, 4},
+    )
+    out.append("")
+    out.append(f"Top flows (by {summary['sort']})")
+    headers = ["protocol", "source", "destination"]
+    extended = summary["by_dscp"] is not None
+    if extended:
+        headers.append("dscp")
+    headers += ["packets", "bytes", "byte%"]
+    rows = []
+    for r in summary["top_flows"]:
+        row = [
+            r["protocol_name"],
+            _endpoint(r["saddr"], r["sport"], r["protocol"]),
+            _endpoint(r["daddr"], r["dport"], r["protocol"]),
+        ]
+        if extended:
+            row.append(",".join(d["name"] for d in r["dscp"]))
+        row += [str(r["packets"]), str(r["bytes"]), f"{r['byte_share']:.2f}"]
+        rows.append(row)
+    n = len(headers)
+    out += _table(headers, rows, {n - 3, n - 2, n - 1})
+    return "\n".join(out) + "\n"

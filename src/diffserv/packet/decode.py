@@ -1,0 +1,397 @@
+# ruff: noqa: PLR0917, PLR1714, SIM109
+# (numba kernels: flat positional array arguments and chained == compile to the tightest code)
+"""Sans-I/O L2–L4 decode of a batch of frames into PacketBatch columns.
+
+One compiled pass over the rows extracts what ipgpc classifies on (spec
+ipqos.md §6.1): addresses, DS byte, protocol after the IPv6 extension walk,
+ports, datagram length, plus the offsets the rewriter needs (IP header, outer
+802.1Q tag). Bad headers never raise: the row is flagged FLAG_MALFORMED and
+passes through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+from diffserv.engine.batch import (
+    FLAG_FRAGMENT,
+    FLAG_MALFORMED,
+    FLAG_NO_PORTS,
+    FLAG_TRUNCATED,
+    IPV4,
+    IPV6,
+    PacketBatch,
+)
+
+# Link-layer header types (tcpdump.org LINKTYPE_* values) the decoder understands.
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW_BSD12 = 12
+LINKTYPE_RAW_BSD14 = 14
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+SUPPORTED_LINKTYPES: dict[int, str] = {
+    LINKTYPE_NULL: "BSD loopback (NULL)",
+    LINKTYPE_ETHERNET: "Ethernet",
+    LINKTYPE_RAW_BSD12: "raw IP",
+    LINKTYPE_RAW_BSD14: "raw IP",
+    LINKTYPE_RAW: "raw IP",
+    LINKTYPE_LOOP: "OpenBSD loopback (LOOP)",
+    LINKTYPE_LINUX_SLL: "Linux cooked capture (SLL)",
+    LINKTYPE_IPV4: "raw IPv4",
+    LINKTYPE_IPV6: "raw IPv6",
+    LINKTYPE_LINUX_SLL2: "Linux cooked capture v2 (SLL2)",
+}
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+
+_DIR_IN = 1  # LOCAL_IN
+_DIR_OUT = 2  # LOCAL_OUT
+
+# _link() results for the L3 offset
+_NOT_IP = -1
+_BAD = -2
+
+_V4_MAPPED = 0xFFFF << 32
+
+
+@njit(cache=True, nogil=True)
+def _be16(buf: NDArray[np.uint8], o: int) -> int:
+    return (int(buf[o]) << 8) | int(buf[o + 1])
+
+
+@njit(cache=True, nogil=True)
+def _be32(buf: NDArray[np.uint8], o: int) -> int:
+    return (int(buf[o]) << 24) | (int(buf[o + 1]) << 16) | (int(buf[o + 2]) << 8) | int(buf[o + 3])
+
+
+@njit(cache=True, nogil=True)
+def _be64(buf: NDArray[np.uint8], o: int) -> np.uint64:
+    return (np.uint64(_be32(buf, o)) << np.uint64(32)) | np.uint64(_be32(buf, o + 4))
+
+
+@njit(cache=True, nogil=True)
+def _ethertype_version(ethertype: int) -> int:
+    if ethertype == ETHERTYPE_IPV4:
+        return 4
+    if ethertype == ETHERTYPE_IPV6:
+        return 6
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _walk_ethertype(
+    buf: NDArray[np.uint8], start: int, caplen: int, pos: int, ethertype: int
+) -> tuple[int, int, int]:
+    """Follow 802.1Q/802.1ad tags; ``ethertype`` was read just before ``start+pos``.
+
+    Returns (l3 offset relative to start or _NOT_IP/_BAD, IP version, absolute TCI offset).
+    """
+    vlan = -1
+    while ethertype == 0x8100 or ethertype == 0x88A8 or ethertype == 0x9100:
+        if pos + 4 > caplen:
+            return _BAD, 0, vlan
+        if vlan < 0:
+            vlan = start + pos
+        ethertype = _be16(buf, start + pos + 2)
+        pos += 4
+    if ethertype < 0x0600:
+        # 802.3 length field: IP only behind LLC/SNAP with a zero OUI
+        if (
+            pos + 8 <= caplen
+            and buf[start + pos] == 0xAA
+            and buf[start + pos + 1] == 0xAA
+            and buf[start + pos + 2] == 0x03
+            and buf[start + pos + 3] == 0
+            and buf[start + pos + 4] == 0
+            and buf[start + pos + 5] == 0
+        ):
+            version = _ethertype_version(_be16(buf, start + pos + 6))
+            if version == 0:
+                return _NOT_IP, 0, vlan
+            return pos + 8, version, vlan
+        return _NOT_IP, 0, vlan
+    version = _ethertype_version(ethertype)
+    if version == 0:
+        return _NOT_IP, 0, vlan
+    return pos, version, vlan
+
+
+@njit(cache=True, nogil=True)
+def _sll_direction(packet_type: int) -> int:
+    if packet_type <= 3:
+        return _DIR_IN
+    if packet_type == 4:
+        return _DIR_OUT
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _null_family_version(family: int) -> int:
+    if family == 2:
+        return 4
+    if family == 10 or family == 24 or family == 28 or family == 30:
+        return 6
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _link(
+    buf: NDArray[np.uint8], start: int, caplen: int, linktype: int
+) -> tuple[int, int, int, int]:
+    """Link layer: (l3 offset relative to start or _NOT_IP/_BAD, version, TCI offset, direction)."""
+    if linktype == LINKTYPE_ETHERNET:
+        if caplen < 14:
+            return _BAD, 0, -1, 0
+        l3, version, vlan = _walk_ethertype(buf, start, caplen, 14, _be16(buf, start + 12))
+        return l3, version, vlan, 0
+    if linktype == LINKTYPE_RAW or linktype == LINKTYPE_RAW_BSD12 or linktype == LINKTYPE_RAW_BSD14:
+        if caplen < 1:
+            return _BAD, 0, -1, 0
+        version = int(buf[start]) >> 4
+        if version != 4 and version != 6:
+            return _BAD, 0, -1, 0
+        return 0, version, -1, 0
+    if linktype == LINKTYPE_IPV4:
+        return 0, 4, -1, 0
+    if linktype == LINKTYPE_IPV6:
+        return 0, 6, -1, 0
+    if linktype == LINKTYPE_LINUX_SLL:
+        if caplen < 16:
+            return _BAD, 0, -1, 0
+        direction = _sll_direction(_be16(buf, start))
+        l3, version, vlan = _walk_ethertype(buf, start, caplen, 16, _be16(buf, start + 14))
+        return l3, version, vlan, direction
+    if linktype == LINKTYPE_LINUX_SLL2:
+        if caplen < 20:
+            return _BAD, 0, -1, 0
+        direction = _sll_direction(int(buf[start + 10]))
+        l3, version, vlan = _walk_ethertype(buf, start, caplen, 20, _be16(buf, start))
+        return l3, version, vlan, direction
+    if linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
+        if caplen < 4:
+            return _BAD, 0, -1, 0
+        if linktype == LINKTYPE_LOOP:
+            family = _be32(buf, start)
+        else:
+            family = (
+                int(buf[start])
+                | (int(buf[start + 1]) << 8)
+                | (int(buf[start + 2]) << 16)
+                | (int(buf[start + 3]) << 24)
+            )
+            if family > 0xFFFF:  # written in big-endian host order
+                family = _be32(buf, start)
+        version = _null_family_version(family)
+        if version == 0:
+            return _NOT_IP, 0, -1, 0
+        return 4, version, -1, 0
+    return _NOT_IP, 0, -1, 0
+
+
+@njit(cache=True, nogil=True)
+def _has_ports(protocol: int) -> bool:
+    return protocol == 6 or protocol == 17 or protocol == 132
+
+
+@njit(cache=True, nogil=True)
+def decode_rows(
+    buf: NDArray[np.uint8],
+    pkt_off: NDArray[np.int64],
+    cap_len: NDArray[np.uint32],
+    wire_len: NDArray[np.uint32],
+    linktype: NDArray[np.int32],
+    l3_off: NDArray[np.int64],
+    vlan_off: NDArray[np.int64],
+    ip_version: NDArray[np.uint8],
+    ds_byte: NDArray[np.uint8],
+    protocol: NDArray[np.uint8],
+    saddr_hi: NDArray[np.uint64],
+    saddr_lo: NDArray[np.uint64],
+    daddr_hi: NDArray[np.uint64],
+    daddr_lo: NDArray[np.uint64],
+    sport: NDArray[np.uint16],
+    dport: NDArray[np.uint16],
+    ip_len: NDArray[np.uint32],
+    direction: NDArray[np.uint8],
+    flags: NDArray[np.uint8],
+) -> None:
+    """Fill the decoded columns of every row from the frame bytes in ``buf``."""
+    for i in range(pkt_off.shape[0]):
+        start = int(pkt_off[i])
+        caplen = int(cap_len[i])
+        wirelen = max(int(wire_len[i]), caplen)
+        flag = 0
+        if caplen < int(wire_len[i]):
+            flag |= FLAG_TRUNCATED
+        rel, version, vlan, link_dir = _link(buf, start, caplen, int(linktype[i]))
+        vlan_off[i] = vlan
+        if link_dir != 0 and direction[i] == 0:
+            direction[i] = link_dir
+        if rel == _NOT_IP:
+            flags[i] = flag
+            continue
+        if rel == _BAD:
+            flags[i] = flag | FLAG_MALFORMED
+            continue
+        l3 = start + rel
+        avail = caplen - rel
+        wire_avail = wirelen - rel
+        if version == 4:
+            if avail < 20:
+                flags[i] = flag | FLAG_MALFORMED
+                continue
+            b0 = int(buf[l3])
+            ihl = (b0 & 0x0F) * 4
+            total = _be16(buf, l3 + 2)
+            if (b0 >> 4) != 4 or ihl < 20 or total < ihl or total > wire_avail:
+                flags[i] = flag | FLAG_MALFORMED
+                continue
+            proto = int(buf[l3 + 9])
+            frag = _be16(buf, l3 + 6)
+            l3_off[i] = l3
+            ip_version[i] = IPV4
+            ds_byte[i] = buf[l3 + 1]
+            protocol[i] = proto
+            saddr_hi[i] = 0
+            saddr_lo[i] = np.uint64(_V4_MAPPED | _be32(buf, l3 + 12))
+            daddr_hi[i] = 0
+            daddr_lo[i] = np.uint64(_V4_MAPPED | _be32(buf, l3 + 16))
+            ip_len[i] = total
+            if (frag & 0x3FFF) != 0:
+                flag |= FLAG_FRAGMENT | FLAG_NO_PORTS
+            elif _has_ports(proto) and ihl + 4 <= avail and ihl + 4 <= total:
+                sport[i] = _be16(buf, l3 + ihl)
+                dport[i] = _be16(buf, l3 + ihl + 2)
+            else:
+                flag |= FLAG_NO_PORTS
+            flags[i] = flag
+            continue
+        # IPv6
+        if avail < 40 or (int(buf[l3]) >> 4) != 6:
+            flags[i] = flag | FLAG_MALFORMED
+            continue
+        length = 40 + _be16(buf, l3 + 4)
+        if length > wire_avail:
+            flags[i] = flag | FLAG_MALFORMED
+            continue
+        first = int(buf[l3 + 6])
+        nh = first
+        proto = first
+        off = 40
+        bad = False
+        while True:
+            if _has_ports(nh):
+                proto = nh
+                if off + 4 <= avail and off + 4 <= length:
+                    sport[i] = _be16(buf, l3 + off)
+                    dport[i] = _be16(buf, l3 + off + 2)
+                else:
+                    flag |= FLAG_NO_PORTS
+                break
+            if nh == 58 or nh == 98 or nh == 41 or nh == 50 or nh == 51:
+                proto = nh
+                flag |= FLAG_NO_PORTS
+                break
+            if nh == 0 or nh == 60 or nh == 43:
+                if off + 2 > length:
+                    bad = True
+                    break
+                if off + 2 > avail:
+                    flag |= FLAG_NO_PORTS
+                    break
+                nxt = int(buf[l3 + off])
+                off += (int(buf[l3 + off + 1]) + 1) * 8
+                if off > length:
+                    bad = True
+                    break
+                nh = nxt
+                continue
+            if nh == 44:
+                flag |= FLAG_FRAGMENT
+            flag |= FLAG_NO_PORTS
+            break
+        if bad:
+            sport[i] = 0
+            dport[i] = 0
+            flags[i] = flag | FLAG_MALFORMED
+            continue
+        l3_off[i] = l3
+        ip_version[i] = IPV6
+        ds_byte[i] = ((int(buf[l3]) & 0x0F) << 4) | (int(buf[l3 + 1]) >> 4)
+        protocol[i] = proto
+        saddr_hi[i] = _be64(buf, l3 + 8)
+        saddr_lo[i] = _be64(buf, l3 + 16)
+        daddr_hi[i] = _be64(buf, l3 + 24)
+        daddr_lo[i] = _be64(buf, l3 + 32)
+        ip_len[i] = length
+        flags[i] = flag
+
+
+def decode_batch(batch: PacketBatch, linktype: NDArray[np.int32]) -> None:
+    """Decode every row of ``batch`` (``pkt_off``/``cap_len``/``wire_len`` already set).
+
+    ``linktype`` gives each row's link-layer header type. Rows whose ``direction`` is
+    still 0 take the direction a Linux cooked header states.
+    """
+    decode_rows(
+        batch.buf,
+        batch.pkt_off,
+        batch.cap_len,
+        batch.wire_len,
+        linktype,
+        batch.l3_off,
+        batch.vlan_off,
+        batch.ip_version,
+        batch.ds_byte,
+        batch.protocol,
+        batch.saddr_hi,
+        batch.saddr_lo,
+        batch.daddr_hi,
+        batch.daddr_lo,
+        batch.sport,
+        batch.dport,
+        batch.ip_len,
+        batch.direction,
+        batch.flags,
+    )
+
+
+def decode_frames(
+    frames: Sequence[bytes],
+    linktype: int = LINKTYPE_ETHERNET,
+    *,
+    wire_lens: Sequence[int] | None = None,
+    direction: int = 2,
+) -> PacketBatch:
+    """A decoded batch of ``frames`` held in memory (no capture file): handy in tests.
+
+    Rows whose link layer states no direction get ``direction`` (LOCAL_OUT).
+    """
+    n = len(frames)
+    lengths = np.array([len(f) for f in frames], np.int64)
+    offsets = np.zeros(n, np.int64)
+    if n:
+        np.cumsum(lengths[:-1], out=offsets[1:])
+    buf = np.frombuffer(b"".join(frames), np.uint8).copy()
+    batch = PacketBatch.allocate(buf, n)
+    batch.number[:] = np.arange(1, n + 1)
+    batch.rec_off[:] = offsets
+    batch.rec_len[:] = lengths
+    batch.pkt_off[:] = offsets
+    batch.cap_len[:] = lengths
+    batch.wire_len[:] = lengths if wire_lens is None else np.array(wire_lens, np.int64)
+    batch.span_end = int(lengths.sum())
+    decode_batch(batch, np.full(n, linktype, np.int32))
+    batch.direction[batch.direction == 0] = direction
+    return batch

@@ -1,0 +1,591 @@
+"""Plain-language summary of what a policy does, for an administrator about to apply it.
+
+For each ipgpc class: the filters that select it, written as sentences ("UDP from
+10.0.0.0/8 port 5060, outbound"), then the tree of actions a packet of that class goes
+through — meter outcomes with their rates, the DSCP or 802.1p priority written, flow
+accounting — down to continue or drop. Then the notes a reviewer wants: classes no filter
+selects, filters another one always beats, statistics switches that do nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from diffserv.policy.model import (
+    CONTINUE,
+    DEFAULT_CLASS,
+    DEFER,
+    DROP,
+    FWD_IN,
+    FWD_OUT,
+    IP_V4,
+    IP_V6,
+    LOCAL_IN,
+    LOCAL_OUT,
+    RED,
+    YELLOW,
+    Action,
+    Class,
+    Filter,
+    HostName,
+    Policy,
+)
+from diffserv.policy.printer import format_ranges, protocol_name, service_name, user_name
+from diffserv.policy.schema import DEFAULT_COLOR_MAP, IDENTITY_DSCP_MAP
+
+# --- codepoint names ------------------------------------------------------------------
+
+_FALLBACK_DSCP_NAMES: dict[int, str] = {
+    0: "CS0",
+    1: "LE",
+    8: "CS1",
+    16: "CS2",
+    24: "CS3",
+    32: "CS4",
+    40: "CS5",
+    44: "VOICE-ADMIT",
+    46: "EF",
+    48: "CS6",
+    56: "CS7",
+    **{8 * c + 2 * d: f"AF{c}{d}" for c in range(1, 5) for d in range(1, 4)},
+}
+
+
+def _codepoints_dscp_name() -> Callable[[int], str] | None:
+    try:
+        from diffserv import codepoints
+    except ImportError:
+        return None
+    func = getattr(codepoints, "dscp_name", None)
+    return func if callable(func) else None
+
+
+def dscp_label(dscp: int) -> str:
+    """``EF (46)``; a DSCP without a well-known name is written ``DSCP 13``."""
+    name: str | None = None
+    func = _codepoints_dscp_name()
+    if func is not None:
+        try:
+            name = str(func(dscp))
+        except (ValueError, KeyError, TypeError):
+            name = None
+    if name is None:
+        name = _FALLBACK_DSCP_NAMES.get(dscp)
+    if not name or name == str(dscp) or name.isdigit():
+        return f"DSCP {dscp}"
+    return f"{name} ({dscp})"
+
+
+def _dscp_short(dscp: int) -> str:
+    label = dscp_label(dscp)
+    return label.split(" (", 1)[0] if "(" in label else str(dscp)
+
+
+# IEEE 802.1D-1998 user priority names, as the IPQoS guide lists them.
+PCP_NAMES = {
+    0: ("BE", "best effort"),
+    1: ("BK", "background"),
+    2: ("--", "spare"),
+    3: ("EE", "excellent effort"),
+    4: ("CL", "controlled load"),
+    5: ("VI", "video, < 100 ms latency"),
+    6: ("VO", "voice, < 10 ms latency"),
+    7: ("NC", "network control"),
+}
+
+# --- units ----------------------------------------------------------------------------
+
+
+def _scaled(value: int, units: tuple[str, ...], base: int = 1000) -> str:
+    """``value`` in the largest unit it reaches, up to 3 decimals, trailing zeros dropped."""
+    index = 0
+    scale = 1
+    while index + 1 < len(units) and value >= scale * base:
+        scale *= base
+        index += 1
+    whole, rest = divmod(value, scale)
+    if rest == 0:
+        return f"{whole} {units[index]}"
+    thousandths = (rest * 1000 + scale // 2) // scale
+    if thousandths == 1000:
+        whole, thousandths = whole + 1, 0
+    text = f"{whole}.{thousandths:03d}".rstrip("0").rstrip(".")
+    return f"{text} {units[index]}"
+
+
+def format_rate(bits_per_second: int) -> str:
+    """``4 Mbit/s`` (SI prefixes, as line rates are quoted)."""
+    return _scaled(bits_per_second, ("bit/s", "kbit/s", "Mbit/s", "Gbit/s"))
+
+
+def format_burst(bits: int) -> str:
+    """A burst in bytes when whole (``500 kB``), else in bits; the raw bit count follows."""
+    if bits % 8 == 0 and bits >= 8:
+        return f"{_scaled(bits // 8, ('B', 'kB', 'MB', 'GB'))} ({bits} bit)"
+    return f"{bits} bit"
+
+
+def format_ms(ms: int) -> str:
+    """``15 s``, ``250 ms``, ``2 min``."""
+    if ms % 60000 == 0 and ms >= 60000:
+        return f"{ms // 60000} min"
+    if ms % 1000 == 0 and ms >= 1000:
+        return f"{ms // 1000} s"
+    return f"{ms} ms"
+
+
+# --- filters --------------------------------------------------------------------------
+
+_DIRECTION_WORDS = (
+    (LOCAL_IN, "inbound to this host (LOCAL_IN)"),
+    (LOCAL_OUT, "outbound from this host (LOCAL_OUT)"),
+    (FWD_IN, "forwarded, arriving (FWD_IN)"),
+    (FWD_OUT, "forwarded, leaving (FWD_OUT)"),
+)
+
+
+def _address_words(address: object) -> str:
+    if isinstance(address, HostName):
+        if not address.addresses:
+            return f"host {address.name} (did not resolve: the filter never matches)"
+        shown = ", ".join(str(a.network_address) for a in address.addresses)
+        return f"host {address.name} ({shown})"
+    return str(address)
+
+
+def describe_filter(flt: Filter) -> str:
+    """One filter as a sentence: ``UDP from 10.0.0.0/8 port 5060, outbound, priority 10``."""
+    words: list[str] = []
+    if flt.protocol is not None:
+        name = protocol_name(flt.protocol)
+        words.append(name.upper() if not name.isdigit() else f"protocol {name}")
+    elif flt.saddr is None and flt.daddr is None and flt.sport is None and flt.dport is None:
+        words.append("all traffic")
+    else:
+        words.append("traffic")
+    if flt.saddr is not None or flt.sport is not None:
+        part = "from"
+        if flt.saddr is not None:
+            part += f" {_address_words(flt.saddr)}"
+        if flt.sport is not None:
+            part += f" port {_port_words(flt.sport)}"
+        words.append(part)
+    if flt.daddr is not None or flt.dport is not None:
+        part = "to"
+        if flt.daddr is not None:
+            part += f" {_address_words(flt.daddr)}"
+        if flt.dport is not None:
+            part += f" port {_port_words(flt.dport)}"
+        words.append(part)
+    text = " ".join(words)
+    extra: list[str] = []
+    if flt.dsfield is not None and flt.dsfield_mask is not None:
+        extra.append(_dsfield_words(flt.dsfield, flt.dsfield_mask))
+    if flt.direction is not None:
+        dirs = [w for bit, w in _DIRECTION_WORDS if flt.direction & bit]
+        extra.append(" or ".join(dirs))
+    if flt.if_name is not None:
+        extra.append(f"on interface {flt.if_name}")
+    if flt.user is not None:
+        name = user_name(flt.user)
+        who = f"user {name} (uid {flt.user})" if not name.isdigit() else f"uid {flt.user}"
+        extra.append(f"sent by {who}")
+    if flt.projid is not None:
+        extra.append(f"sent by project {flt.projid}")
+    if flt.ip_version is not None:
+        fam = {IP_V4: "IPv4", IP_V6: "IPv6"}.get(flt.ip_version, "IPv4 and IPv6")
+        extra.append(f"host names looked up as {fam}")
+    if flt.priority is not None:
+        extra.append(f"priority {flt.priority}")
+    if flt.precedence is not None:
+        extra.append(f"precedence {flt.precedence}")
+    return ", ".join([text, *extra])
+
+
+def _port_words(port: int) -> str:
+    name = service_name(port)
+    return str(port) if name.isdigit() else f"{port} ({name})"
+
+
+def _dsfield_words(value: int, mask: int) -> str:
+    if mask == 0xFC:
+        return f"DSCP {dscp_label(value >> 2)}"
+    if mask == 0xFF:
+        return f"DS byte 0x{value:02x} (DSCP {dscp_label(value >> 2)}, ECN {value & 3})"
+    return f"DS byte & 0x{mask:02x} == 0x{value & mask:02x}"
+
+
+# --- actions --------------------------------------------------------------------------
+
+
+def _ref(name: str) -> str:
+    if name == CONTINUE:
+        return "continue (back to normal IP processing)"
+    if name == DROP:
+        return "drop"
+    if name == DEFER:
+        return "defer (held by a module)"
+    return name
+
+
+def describe_dscp_map(dscp_map: tuple[int, ...] | None) -> str:
+    """``all → EF (46)``, ``AF11 → AF12, others unchanged``, or ``unchanged``."""
+    if dscp_map is None or dscp_map == IDENTITY_DSCP_MAP:
+        return "DSCP left unchanged (identity map)"
+    outputs = set(dscp_map)
+    if len(outputs) == 1:
+        return f"every DSCP → {dscp_label(dscp_map[0])}"
+    changed: dict[int, list[int]] = {}
+    for dscp_in, dscp_out in enumerate(dscp_map):
+        if dscp_in != dscp_out:
+            changed.setdefault(dscp_out, []).append(dscp_in)
+    parts = []
+    for dscp_out in sorted(changed):
+        ins = changed[dscp_out]
+        if len(ins) <= 3:
+            sources = ", ".join(_dscp_short(i) for i in ins)
+        else:
+            sources = f"DSCP {format_ranges(ins)}"
+        parts.append(f"{sources} → {dscp_label(dscp_out)}")
+    unchanged = 64 - sum(len(v) for v in changed.values())
+    tail = ", others unchanged" if unchanged else ""
+    return "; ".join(parts) + tail
+
+
+def describe_color_map(color_map: tuple[int, ...] | None) -> str:
+    if color_map is None or color_map == DEFAULT_COLOR_MAP:
+        return "default colour map (AFx2 yellow, AFx3 red, others green)"
+    parts = []
+    for colour, word in ((YELLOW, "yellow"), (RED, "red")):
+        dscps = [i for i, c in enumerate(color_map) if c == colour]
+        if dscps:
+            parts.append(f"{_dscp_list(dscps)} {word}")
+    parts.append("others green" if parts else "all green")
+    return "colour map: " + ", ".join(parts)
+
+
+def _dscp_list(dscps: list[int]) -> str:
+    if len(dscps) <= 4:
+        return ", ".join(_dscp_short(d) for d in dscps)
+    return f"DSCP {format_ranges(dscps)}"
+
+
+@dataclass
+class Step:
+    """One action in a class's path: a description and the branches after it."""
+
+    text: str
+    branches: list[tuple[str, str]] = field(default_factory=list)  # (label, next action)
+
+
+def describe_action(action: Action) -> Step:
+    """What one action does, with its outgoing branches labelled."""
+    m = action.module
+    if m == "tokenmt":
+        return _tokenmt(action)
+    if m == "tswtclmt":
+        cir, pir = action.int_param("committed_rate"), action.int_param("peak_rate")
+        window = action.int_param("window")
+        text = (
+            f"time sliding window meter (RFC 2859), rate averaged over {format_ms(window)}: "
+            f"committed {format_rate(cir)}, peak {format_rate(pir)}"
+        )
+        return Step(
+            text,
+            [
+                (f"green (average ≤ {format_rate(cir)})", _ref_param(action, "green_action_name")),
+                (
+                    f"yellow (average above {format_rate(cir)}, with rising probability)",
+                    _ref_param(action, "yellow_action_name"),
+                ),
+                (
+                    f"red (average above {format_rate(pir)}, with rising probability)",
+                    _ref_param(action, "red_action_name"),
+                ),
+            ],
+        )
+    if m == "dscpmk":
+        text = describe_dscp_map(action.array_param("dscp_map")) + " (ECN kept)"
+        if action.bool_param("dscp_detailed_stats"):
+            text += "; per-DSCP counters on"
+        return Step(f"mark DSCP: {text}", [("then", _ref_param(action, "next_action"))])
+    if m == "dlcosmk":
+        cos = action.int_param("cos")
+        abbr, words = PCP_NAMES.get(cos, ("?", "unknown"))
+        text = f"mark 802.1p priority {cos} ({abbr}, {words}) on VLAN frames"
+        if cos in (1, 2):
+            text += "; note: illumos sends cos 1 and 2 as priority 0"
+        return Step(text, [("then", _ref_param(action, "next_action"))])
+    if m == "flowacct":
+        timer = action.int_param("timer", 15000)
+        timeout = action.int_param("timeout", 60000)
+        limit = action.int_param("max_limit")
+        text = (
+            f"flow accounting: a flow is written out after {format_ms(timeout)} idle "
+            f"(scan every {format_ms(timer)}); at most {limit} records, packets of new "
+            "flows beyond that are dropped"
+        )
+        return Step(text, [("then", _ref_param(action, "next_action"))])
+    return Step(f"module {m}")
+
+
+def _ref_param(action: Action, name: str) -> str:
+    return action.ref_param(name) or CONTINUE
+
+
+def _tokenmt(action: Action) -> Step:
+    cir = action.int_param("committed_rate")
+    cbs = action.int_param("committed_burst")
+    pir = action.get("peak_rate")
+    pbs = action.get("peak_burst")
+    yellow = action.ref_param("yellow_action_name")
+    green, red = _ref_param(action, "green_action_name"), _ref_param(action, "red_action_name")
+    branches: list[tuple[str, str]] = []
+    if isinstance(pir, int) and not isinstance(pir, bool):
+        peak_burst = pbs if isinstance(pbs, int) else 0
+        text = (
+            f"two-rate token bucket meter (RFC 2698): committed {format_rate(cir)}, burst "
+            f"{format_burst(cbs)}; peak {format_rate(pir)}, burst {format_burst(peak_burst)}"
+        )
+        branches.append((f"green (within {format_rate(cir)})", green))
+        branches.append(
+            (f"yellow (over {format_rate(cir)}, up to {format_rate(pir)})", yellow or CONTINUE)
+        )
+        branches.append((f"red (beyond {format_rate(pir)})", red))
+    elif yellow is not None and isinstance(pbs, int):
+        text = (
+            f"single-rate token bucket meter (RFC 2697): committed {format_rate(cir)}, burst "
+            f"{format_burst(cbs)}, excess burst {format_burst(pbs)}"
+        )
+        branches.append((f"green (within {format_rate(cir)} and its burst)", green))
+        branches.append(("yellow (over the committed burst, within the excess burst)", yellow))
+        branches.append(("red (beyond the excess burst)", red))
+    else:
+        text = f"token bucket meter: committed {format_rate(cir)}, burst {format_burst(cbs)}"
+        branches.append((f"green (within {format_rate(cir)})", green))
+        branches.append((f"red (beyond {format_rate(cir)} and its burst)", red))
+    if action.bool_param("color_aware"):
+        text += "; colour-aware, " + describe_color_map(action.array_param("color_map"))
+    return Step(text, branches)
+
+
+# --- the whole policy -----------------------------------------------------------------
+
+
+def _counts(policy: Policy) -> tuple[int, int, int]:
+    classes = sum(len(a.classes) for a in policy.actions)
+    filters = sum(len(a.filters) for a in policy.actions)
+    return len(policy.actions), classes, filters
+
+
+def summary_line(policy: Policy) -> str:
+    """``5 actions, 3 classes, 4 filters``."""
+    actions, classes, filters = _counts(policy)
+
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else ('es' if word.endswith('s') else 's')}"
+
+    return ", ".join(
+        (plural(actions, "action"), plural(classes, "class"), plural(filters, "filter"))
+    )
+
+
+SHADOW_CHECK_LIMIT = 2000  # pairs are compared O(n²); skip the check beyond this
+
+
+def _address_covers(wide: object, narrow: object) -> bool:
+    if isinstance(wide, HostName) or isinstance(narrow, HostName):
+        return wide == narrow
+    if isinstance(wide, ipaddress.IPv4Network) and isinstance(narrow, ipaddress.IPv4Network):
+        return narrow.subnet_of(wide)
+    if isinstance(wide, ipaddress.IPv6Network) and isinstance(narrow, ipaddress.IPv6Network):
+        return narrow.subnet_of(wide)
+    return False
+
+
+def covers(wide: Filter, narrow: Filter) -> bool:
+    """Whether every packet ``narrow`` matches is matched by ``wide`` too."""
+    for name in ("user", "projid", "if_name", "protocol", "sport", "dport"):
+        w, n = getattr(wide, name), getattr(narrow, name)
+        if w is not None and w != n:
+            return False
+    if wide.direction is not None and (
+        narrow.direction is None or narrow.direction & ~wide.direction
+    ):
+        return False
+    if wide.dsfield is not None and wide.dsfield_mask is not None:
+        if narrow.dsfield is None or narrow.dsfield_mask is None:
+            return False
+        mask = wide.dsfield_mask
+        if narrow.dsfield_mask & mask != mask:
+            return False
+        if (narrow.dsfield & mask) != (wide.dsfield & mask):
+            return False
+    for name in ("saddr", "daddr"):
+        w, n = getattr(wide, name), getattr(narrow, name)
+        if w is not None and (n is None or not _address_covers(w, n)):
+            return False
+    return True
+
+
+def _never_matches(flt: Filter) -> bool:
+    return any(isinstance(a, HostName) and not a.addresses for a in (flt.saddr, flt.daddr))
+
+
+def shadowed_filters(filters: Iterable[Filter]) -> list[tuple[Filter, Filter]]:
+    """(loser, winner) pairs: the winner matches every packet the loser matches and ranks
+    higher, so the loser never decides a class.
+
+    Ranking is priority (higher wins), then precedence (lower wins), then file order.
+    """
+    ordered = list(filters)
+    if len(ordered) > SHADOW_CHECK_LIMIT:
+        return []
+    pairs: list[tuple[Filter, Filter]] = []
+    for index, loser in enumerate(ordered):
+        for other_index, winner in enumerate(ordered):
+            if other_index == index or _never_matches(winner):
+                continue
+            beats = _rank(winner) > _rank(loser) or (
+                _rank(winner) == _rank(loser) and other_index < index
+            )
+            if beats and covers(winner, loser):
+                pairs.append((loser, winner))
+                break
+    return pairs
+
+
+def _rank(flt: Filter) -> tuple[int, int]:
+    return (flt.effective_priority, -flt.effective_precedence)
+
+
+FULL_SIZE_PACKET_BITS = 1500 * 8
+
+
+def _burst_notes(action: Action) -> list[str]:
+    """Buckets smaller than one full-size packet: such packets can never conform."""
+    if action.module != "tokenmt":
+        return []
+    notes = []
+    cbs = action.int_param("committed_burst", 0)
+    pbs = action.get("peak_burst")
+    largest = cbs if not isinstance(pbs, int) or isinstance(pbs, bool) else max(cbs, pbs)
+    if 0 < cbs < FULL_SIZE_PACKET_BITS:
+        notes.append(
+            f"action {action.name}: committed_burst is {cbs} bit (bursts are in bits), less "
+            f"than one 1500-byte packet; packets over {cbs // 8} bytes are never green"
+        )
+    if largest < FULL_SIZE_PACKET_BITS:
+        notes.append(
+            f"action {action.name}: no bucket holds a 1500-byte packet; packets over "
+            f"{largest // 8} bytes are always red"
+        )
+    return notes
+
+
+class _Tree:
+    def __init__(self, policy: Policy) -> None:
+        self.by_name = {a.name: a for a in policy.actions}
+        self.lines: list[str] = []
+        self.seen: set[str] = set()
+
+    def walk(self, name: str, indent: str, label: str) -> None:
+        head = f"{indent}{label}→ "
+        action = self.by_name.get(name)
+        if action is None:
+            self.lines.append(head + _ref(name))
+            return
+        if name in self.seen:
+            self.lines.append(head + f"{name} (as above)")
+            return
+        self.seen.add(name)
+        step = describe_action(action)
+        self.lines.append(head + f"{name} [{action.module}]: {step.text}")
+        child_indent = indent + "    "
+        if len(step.branches) == 1:
+            self.walk(step.branches[0][1], child_indent, "")
+            return
+        for branch_label, target in step.branches:
+            self.walk(target, child_indent, f"{branch_label} ")
+
+
+def explain_policy(policy: Policy, title: str | None = None) -> str:
+    """The whole explanation as text (one trailing newline)."""
+    out: list[str] = []
+    name = title or policy.source or "policy"
+    out.append(f"{name}: {summary_line(policy)}")
+    try:
+        classifier = policy.classifier
+    except KeyError:
+        return "\n".join([*out, "no ipgpc.classify action: nothing is classified"]) + "\n"
+    stats_on = classifier.global_stats
+    out.append(
+        "Every packet is classified by ipgpc.classify: among the filters that match it, the "
+        "highest priority wins, then the lowest precedence, then the first in the file."
+    )
+    if any(a.module in ("dscpmk", "dlcosmk") for a in policy.actions):
+        out.append("Markers leave inbound packets (LOCAL_IN, FWD_IN) unchanged.")
+    by_class: dict[str, list[Filter]] = {}
+    for flt in classifier.filters:
+        by_class.setdefault(flt.class_name, []).append(flt)
+    classes = list(classifier.classes)
+    if not any(c.name == DEFAULT_CLASS for c in classes):
+        classes.append(Class(DEFAULT_CLASS, CONTINUE))
+    notes: list[str] = []
+    for cls in classes:
+        out.append("")
+        stats = " (statistics on)" if cls.enable_stats and stats_on else ""
+        out.append(f"Class {cls.name}{stats}")
+        selecting = by_class.get(cls.name, [])
+        if cls.name == DEFAULT_CLASS:
+            out.append("  gets every packet no filter selects")
+        elif not selecting:
+            notes.append(f"class {cls.name}: no filter selects it, so it never sees a packet")
+            out.append("  selected by: no filter")
+        elif cls.name != DEFAULT_CLASS and all(_never_matches(f) for f in selecting):
+            notes.append(
+                f"class {cls.name}: none of its filters can match (unresolved host names), "
+                "so it never sees a packet"
+            )
+        for flt in selecting:
+            out.append(f"  filter {flt.name}: {describe_filter(flt)}")
+        tree = _Tree(policy)
+        tree.walk(cls.next_action, "  ", "")
+        out.extend(tree.lines)
+        if cls.enable_stats and not stats_on:
+            notes.append(
+                f"class {cls.name}: enable_stats has no effect without global_stats true "
+                "on ipgpc.classify"
+            )
+    for loser, winner in shadowed_filters(classifier.filters):
+        notes.append(
+            f"filter {loser.name} never wins: filter {winner.name} matches all its packets "
+            "and ranks higher"
+        )
+    for flt in classifier.filters:
+        if flt.direction is not None and flt.direction & (flt.direction - 1):
+            notes.append(
+                f"filter {flt.name}: direction lists several values; diffserv matches any of "
+                "them, illumos never matches such a filter"
+            )
+    for action in policy.actions:
+        notes.extend(_burst_notes(action))
+        if (
+            action.module == "tokenmt"
+            and action.has("color_map")
+            and not action.bool_param("color_aware")
+        ):
+            notes.append(f"action {action.name}: color_map is ignored (color_aware is false)")
+        for flt in action.filters:
+            for addr in (flt.saddr, flt.daddr):
+                if isinstance(addr, HostName) and not addr.addresses:
+                    notes.append(
+                        f"filter {flt.name}: host {addr.name} did not resolve; never matches"
+                    )
+    if notes:
+        out.append("")
+        out.append("Notes:")
+        out.extend(f"  - {note}" for note in notes)
+    return "\n".join(out) + "\n"

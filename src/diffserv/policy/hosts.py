@@ -1,0 +1,246 @@
+"""Look-ups a policy needs from the host: names, services, protocols, interfaces and users.
+
+Each goes through the system database first (resolver, /etc/services, /etc/protocols,
+passwd, the interface list) and, for services and protocols, falls back to a built-in table
+so a minimal container without /etc/services still understands ``smtp`` or ``tcp``.
+Host-name resolution is injectable so tests and offline runs never touch DNS.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import os
+import pwd
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final
+
+from diffserv.policy.model import IP_V4, IP_V6
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# A resolver takes a host name and the families wanted (OR of IP_V4/IP_V6) and returns the
+# addresses; it raises LookupError (or OSError) when the name does not resolve.
+Resolver = Callable[[str, int], Sequence[IPAddress]]
+
+RESOLVE_TIMEOUT_S: Final = 2.0
+
+FALLBACK_SERVICES: Final[Mapping[str, int]] = {
+    "echo": 7,
+    "discard": 9,
+    "daytime": 13,
+    "ftp-data": 20,
+    "ftp": 21,
+    "ssh": 22,
+    "telnet": 23,
+    "smtp": 25,
+    "time": 37,
+    "domain": 53,
+    "bootps": 67,
+    "bootpc": 68,
+    "tftp": 69,
+    "gopher": 70,
+    "finger": 79,
+    "http": 80,
+    "www": 80,
+    "kerberos": 88,
+    "pop3": 110,
+    "sunrpc": 111,
+    "auth": 113,
+    "nntp": 119,
+    "ntp": 123,
+    "netbios-ns": 137,
+    "netbios-dgm": 138,
+    "netbios-ssn": 139,
+    "imap": 143,
+    "imap2": 143,
+    "snmp": 161,
+    "snmp-trap": 162,
+    "bgp": 179,
+    "irc": 194,
+    "ldap": 389,
+    "https": 443,
+    "microsoft-ds": 445,
+    "isakmp": 500,
+    "syslog": 514,
+    "printer": 515,
+    "submission": 587,
+    "ldaps": 636,
+    "imaps": 993,
+    "pop3s": 995,
+    "openvpn": 1194,
+    "ms-sql-s": 1433,
+    "radius": 1812,
+    "radius-acct": 1813,
+    "nfs": 2049,
+    "mysql": 3306,
+    "sip": 5060,
+    "sip-tls": 5061,
+    "postgresql": 5432,
+    "x11": 6000,
+    "http-alt": 8080,
+}
+
+FALLBACK_PROTOCOLS: Final[Mapping[str, int]] = {
+    "ip": 0,
+    "icmp": 1,
+    "igmp": 2,
+    "ggp": 3,
+    "ipencap": 4,
+    "st": 5,
+    "tcp": 6,
+    "egp": 8,
+    "igp": 9,
+    "pup": 12,
+    "udp": 17,
+    "hmp": 20,
+    "xns-idp": 22,
+    "rdp": 27,
+    "iso-tp4": 29,
+    "dccp": 33,
+    "xtp": 36,
+    "ddp": 37,
+    "idpr-cmtp": 38,
+    "ipv6": 41,
+    "ipv6-route": 43,
+    "ipv6-frag": 44,
+    "idrp": 45,
+    "rsvp": 46,
+    "gre": 47,
+    "esp": 50,
+    "ah": 51,
+    "skip": 57,
+    "ipv6-icmp": 58,
+    "icmp6": 58,
+    "ipv6-nonxt": 59,
+    "ipv6-opts": 60,
+    "rspf": 73,
+    "vmtp": 81,
+    "eigrp": 88,
+    "ospf": 89,
+    "ax.25": 93,
+    "ipip": 94,
+    "etherip": 97,
+    "encap": 98,
+    "pim": 103,
+    "ipcomp": 108,
+    "vrrp": 112,
+    "l2tp": 115,
+    "isis": 124,
+    "sctp": 132,
+    "fc": 133,
+    "mobility-header": 135,
+    "udplite": 136,
+    "mpls-in-ip": 137,
+    "manet": 138,
+    "hip": 139,
+    "shim6": 140,
+    "wesp": 141,
+    "rohc": 142,
+    "ethernet": 143,
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def service_port(name: str) -> int | None:
+    """Port of a service name (any protocol), system database first, then the built-in table."""
+    try:
+        return socket.getservbyname(name)
+    except (OSError, UnicodeError):
+        pass
+    for proto in ("tcp", "udp", "sctp"):
+        try:
+            return socket.getservbyname(name, proto)
+        except (OSError, UnicodeError):
+            continue
+    return FALLBACK_SERVICES.get(name)
+
+
+@functools.lru_cache(maxsize=256)
+def protocol_number(name: str) -> int | None:
+    """Number of a protocol name, system database first, then the built-in table."""
+    try:
+        return socket.getprotobyname(name)
+    except (OSError, UnicodeError):
+        return FALLBACK_PROTOCOLS.get(name)
+
+
+def user_id(name: str) -> int | None:
+    """The uid of a user name in the passwd database, or None."""
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except (KeyError, UnicodeError):
+        return None
+
+
+def interface_exists(name: str) -> bool:
+    """Whether a network interface of this name exists on this host."""
+    try:
+        socket.if_nametoindex(name)
+    except (OSError, ValueError, UnicodeError):
+        return os.path.exists(os.path.join("/sys/class/net", name)) if "/" not in name else False
+    return True
+
+
+def _families(wanted: int) -> tuple[int, ...]:
+    families: list[int] = []
+    if wanted & IP_V4:
+        families.append(socket.AF_INET)
+    if wanted & IP_V6:
+        families.append(socket.AF_INET6)
+    return tuple(families)
+
+
+def system_resolver(name: str, wanted: int) -> Sequence[IPAddress]:
+    """Resolve through getaddrinfo, bounded by RESOLVE_TIMEOUT_S per name.
+
+    getaddrinfo has no timeout of its own, so it runs in a daemon thread; a slow name
+    counts as unresolved.
+    """
+    result: list[IPAddress] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for family in _families(wanted):
+                try:
+                    infos = socket.getaddrinfo(name, None, family, socket.SOCK_STREAM)
+                except socket.gaierror:
+                    continue
+                for info in infos:
+                    address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+                    if address not in result:
+                        result.append(address)
+        except (OSError, ValueError, UnicodeError) as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=work, name=f"resolve {name}", daemon=True)
+    thread.start()
+    thread.join(RESOLVE_TIMEOUT_S)
+    if thread.is_alive():
+        raise LookupError(f"lookup of {name} timed out after {RESOLVE_TIMEOUT_S:g} s")
+    if failure:
+        raise LookupError(str(failure[0]))
+    if not result:
+        raise LookupError(f"{name} has no address")
+    return tuple(result)
+
+
+def static_resolver(table: Mapping[str, Sequence[str]]) -> Resolver:
+    """A resolver answering from a fixed table (tests, offline use); unknown names fail."""
+    parsed = {
+        name: tuple(ipaddress.ip_address(a) for a in addresses) for name, addresses in table.items()
+    }
+
+    def resolve(name: str, wanted: int) -> Sequence[IPAddress]:
+        if name not in parsed:
+            raise LookupError(f"unknown host {name}")
+        return tuple(
+            a
+            for a in parsed[name]
+            if (a.version == 4 and wanted & IP_V4) or (a.version == 6 and wanted & IP_V6)
+        )
+
+    return resolve

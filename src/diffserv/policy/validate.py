@@ -1,0 +1,348 @@
+"""Whole-policy validation: ipqosconf's ``validconf`` plus the illumos kernel create checks.
+
+On Linux diffserv *is* the kernel side, so what illumos modules would refuse with EINVAL,
+ENOENT or ENOSPC when an action, class or filter is created is an error at check time, with
+the ipqosconf message kept in the text (§3.7, §5, §6.3, Decisions table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from diffserv.policy.diagnostics import Reporter, did_you_mean
+from diffserv.policy.model import CLASSIFIER_ACTION, VIRTUAL_ACTIONS, Location
+from diffserv.policy.raw import RawAction, RawFilter, RawItem
+from diffserv.policy.schema import MAX_CLASSES, MAX_FILTERS
+
+# Selectors that restrict a filter; ip_version, priority and precedence do not.
+SELECTORS = (
+    "user",
+    "projid",
+    "if_name",
+    "direction",
+    "protocol",
+    "dsfield",
+    "saddr",
+    "daddr",
+    "sport",
+    "dport",
+)
+
+
+def validate(actions: list[RawAction], reporter: Reporter, *, parse_failed: bool) -> None:
+    """Report every whole-policy problem. ``parse_failed`` suppresses cascading checks."""
+    by_name: dict[str, RawAction] = {}
+    for action in actions:
+        if action.name is None:
+            continue
+        if action.name in by_name:
+            reporter.error(
+                f"duplicate named action {action.name}: first defined at line "
+                f"{by_name[action.name].location.line}",
+                action.name_loc,
+            )
+            continue
+        by_name[action.name] = action
+    names = set(by_name)
+    for action in actions:
+        if action.name is None or by_name.get(action.name) is not action:
+            continue
+        check_references(action, names, reporter)
+        if action.module == "ipgpc":
+            check_ipgpc(action, reporter)
+        elif not action.broken and action.schema is not None:
+            check_module(action, reporter)
+    # An ipgpc action with another name was already reported as "incorrect name".
+    if not any(a.module == "ipgpc" for a in actions):
+        reporter.file_error(
+            "no ipgpc action defined",
+            hint=f"every policy needs an action `{CLASSIFIER_ACTION}` of module ipgpc",
+        )
+    if parse_failed or any(a.broken for a in actions):
+        return
+    check_graph(actions, by_name, reporter)
+
+
+def _reference_hint(target: str, names: Iterable[str]) -> str | None:
+    if target == "defer":
+        return "`defer` is not translated to ipp.defer (only continue and drop are)"
+    return did_you_mean(target, [*names, "continue", "drop"])
+
+
+def _defined(target: str, names: set[str]) -> bool:
+    return target in VIRTUAL_ACTIONS or target in names
+
+
+def check_references(action: RawAction, names: set[str], reporter: Reporter) -> None:
+    aname = action.name
+    others = sorted(n for n in names if n != CLASSIFIER_ACTION)
+    class_names: dict[str, Location | None] = {}
+    for cls in action.classes:
+        if cls.name is None:
+            continue
+        if cls.name in class_names:
+            reporter.error(f"duplicate named class {cls.name} in action {aname}", cls.name_loc)
+            continue
+        class_names[cls.name] = cls.name_loc
+        if cls.next_action is not None and not _defined(cls.next_action, names):
+            reporter.error(
+                f"undefined action `{cls.next_action}` in class {cls.name}, action {aname}",
+                cls.next_loc,
+                _reference_hint(cls.next_action, others),
+            )
+    schema = action.schema
+    permanent = schema.permanent_classes if schema is not None else ()
+    filter_names: set[str] = set()
+    for flt in action.filters:
+        if flt.name is None:
+            continue
+        if flt.name in filter_names:
+            reporter.error(f"duplicate named filter {flt.name} in action {aname}", flt.name_loc)
+            continue
+        filter_names.add(flt.name)
+        if (
+            flt.class_name is not None
+            and flt.class_name not in class_names
+            and flt.class_name not in permanent
+        ):
+            reporter.error(
+                f"undefined class `{flt.class_name}` in filter {flt.name}, action {aname}",
+                flt.class_loc,
+                did_you_mean(flt.class_name, [*class_names, *permanent]),
+            )
+    if schema is None:
+        return
+    for key, item in action.params.items():
+        spec = schema.param(key)
+        if spec is None or not spec.is_action or not isinstance(item.value, str):
+            continue
+        if not _defined(item.value, names):
+            reporter.error(
+                f"undefined action `{item.value}` in parameter {key}, action {aname}",
+                item.value_loc,
+                _reference_hint(item.value, others),
+            )
+
+
+def check_graph(
+    actions: list[RawAction], by_name: dict[str, RawAction], reporter: Reporter
+) -> None:
+    """Cycles (depth-first over every reference) and actions nothing refers to."""
+    edges: dict[str, list[str]] = {}
+    for action in actions:
+        assert action.name is not None
+        targets = [c.next_action for c in action.classes if c.next_action is not None]
+        schema = action.schema
+        if schema is not None:
+            targets += [
+                item.value
+                for key, item in action.params.items()
+                if isinstance(item.value, str) and (spec := schema.param(key)) and spec.is_action
+            ]
+        edges[action.name] = [t for t in targets if t in by_name]
+    reported: set[str] = set()
+    state: dict[str, int] = {}  # 1 = on path, 2 = done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        path.append(name)
+        for target in edges.get(name, ()):
+            if state.get(target) == 1:
+                cycle = [*path[path.index(target) :], target]
+                if target not in reported:
+                    reported.update(cycle)
+                    reporter.error(
+                        f"action {target} involved in cycle: " + " -> ".join(cycle),
+                        by_name[target].location,
+                    )
+            elif target not in state:
+                visit(target, path)
+        path.pop()
+        state[name] = 2
+
+    for action in actions:
+        assert action.name is not None
+        if action.name not in state:
+            visit(action.name, [])
+    referenced = {t for src, targets in edges.items() for t in targets if t != src}
+    for action in actions:
+        assert action.name is not None
+        if action.name == CLASSIFIER_ACTION or action.name in referenced:
+            continue
+        if action.name in reported:
+            continue  # only refers to itself: the cycle error says it all
+        reporter.error(
+            f"action {action.name} isn't referenced by any other actions",
+            action.location,
+            hint="refer to it from a class next_action or an *_action_name parameter",
+        )
+
+
+# -- kernel create checks -----------------------------------------------------------------
+
+
+def _missing(action: RawAction, reporter: Reporter) -> bool:
+    schema = action.schema
+    assert schema is not None
+    if any(schema.param(name) is None for name in action.failed_params):
+        return False  # an unknown parameter may be a misspelt required one: no cascade
+    missing = [
+        name
+        for name in schema.required_params
+        if name not in action.params and name not in action.failed_params
+    ]
+    if missing:
+        reporter.error(
+            f"missing required parameter for action {action.name}: "
+            + ", ".join(f"`{m}`" for m in missing),
+            action.params_loc or action.location,
+        )
+    return bool(missing)
+
+
+def _int(action: RawAction, name: str) -> int | None:
+    item = action.params.get(name)
+    if item is None or isinstance(item.value, bool) or not isinstance(item.value, int):
+        return None
+    return item.value
+
+
+def _loc(action: RawAction, name: str) -> Location | None:
+    item: RawItem | None = action.params.get(name)
+    return item.value_loc if item is not None else (action.params_loc or action.location)
+
+
+def _invalid(action: RawAction, reporter: Reporter, name: str, why: str) -> None:
+    reporter.error(f"invalid parameters for action {action.name}: {why}", _loc(action, name))
+
+
+def check_module(action: RawAction, reporter: Reporter) -> None:
+    """The create-time checks of tokenmt, tswtclmt, dscpmk, dlcosmk and flowacct."""
+    module = action.module
+    if _missing(action, reporter):
+        return
+    if module == "tokenmt":
+        check_tokenmt(action, reporter)
+    elif module == "tswtclmt":
+        committed, peak, window = (
+            _int(action, "committed_rate"),
+            _int(action, "peak_rate"),
+            _int(action, "window"),
+        )
+        if committed is not None and peak is not None and peak < committed:
+            _invalid(
+                action,
+                reporter,
+                "peak_rate",
+                f"peak_rate {peak} is below committed_rate {committed}",
+            )
+        if window is not None and window < 1:
+            _invalid(action, reporter, "window", "window must be at least 1 ms")
+    elif module == "flowacct":
+        for name in ("timer", "timeout"):
+            value = _int(action, name)
+            if value is not None and value < 1:
+                _invalid(action, reporter, name, f"{name} must be at least 1 ms")
+
+
+def check_tokenmt(action: RawAction, reporter: Reporter) -> None:
+    committed = _int(action, "committed_rate")
+    cbs = _int(action, "committed_burst") or 0
+    peak = _int(action, "peak_rate")
+    pbs = _int(action, "peak_burst")
+    has_yellow = "yellow_action_name" in action.params
+    if committed == 0:
+        _invalid(action, reporter, "committed_rate", "committed_rate must not be 0")
+    if action.failed_params:
+        return  # relations between values are unknowable when one did not parse
+    if has_yellow != (pbs is not None):
+        present = "yellow_action_name" if has_yellow else "peak_burst"
+        _invalid(
+            action,
+            reporter,
+            present,
+            "yellow_action_name and peak_burst must be given together",
+        )
+    if peak is not None:
+        if peak == 0:
+            _invalid(action, reporter, "peak_rate", "peak_rate must not be 0")
+        elif committed is not None and peak < committed:
+            _invalid(
+                action,
+                reporter,
+                "peak_rate",
+                f"peak_rate {peak} is below committed_rate {committed}",
+            )
+        if not has_yellow:
+            _invalid(
+                action,
+                reporter,
+                "peak_rate",
+                "a two-rate meter (peak_rate) needs yellow_action_name and peak_burst",
+            )
+        elif cbs == 0 or not pbs:
+            _invalid(
+                action,
+                reporter,
+                "committed_burst" if cbs == 0 else "peak_burst",
+                "a two-rate meter needs non-zero committed_burst and peak_burst",
+            )
+    elif cbs == 0 and not pbs:
+        _invalid(
+            action,
+            reporter,
+            "committed_burst",
+            "committed_burst and peak_burst cannot both be 0",
+        )
+
+
+def _is_selector(flt: RawFilter, key: str) -> bool:
+    item = flt.selectors.get(key)
+    if item is None:
+        return False
+    if key == "projid" and item.value == -1:
+        return False  # -1 is the projid wildcard
+    if key == "dsfield":
+        mask = flt.selectors.get("dsfield_mask")
+        return mask is not None and mask.value != 0
+    return True
+
+
+def check_ipgpc(action: RawAction, reporter: Reporter) -> None:
+    classes = {c.name for c in action.classes if c.name is not None}
+    class_count = len(classes | {"default"})
+    if class_count > MAX_CLASSES:
+        reporter.error(
+            f"max number of classes reached in ipgpc: {class_count} classes (with `default`), "
+            f"limit {MAX_CLASSES}",
+            action.classes[-1].location if action.classes else action.location,
+        )
+    filter_count = 0
+    for flt in action.filters:
+        filter_count += flt.instances
+        if flt.broken:
+            continue
+        has_ds = "dsfield" in flt.selectors
+        has_mask = "dsfield_mask" in flt.selectors
+        if has_ds != has_mask:
+            key = "dsfield" if has_ds else "dsfield_mask"
+            reporter.error(
+                f"invalid/missing parameters for filter {flt.name} in action {action.name}: "
+                "dsfield and dsfield_mask must be given together",
+                flt.selectors[key].name_loc,
+            )
+            continue
+        if not any(_is_selector(flt, key) for key in SELECTORS):
+            reporter.error(
+                f"invalid/missing parameters for filter {flt.name} in action {action.name}: "
+                "catch-all filters are not supported (give at least one selector; "
+                "ip_version, priority and precedence are not selectors)",
+                flt.location,
+                hint="unmatched packets already go to class `default`",
+            )
+    if filter_count > MAX_FILTERS:
+        reporter.error(
+            f"max number of filters reached in action ipgpc: {filter_count} filters "
+            f"(each host-name address counts), limit {MAX_FILTERS}",
+            action.filters[-1].location if action.filters else action.location,
+        )

@@ -1,0 +1,212 @@
+"""`diffserv flows`: summaries of records written by `diffserv run --flows`."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffserv.capture import synth
+from diffserv.cli.main import main
+
+T0 = 1_767_225_600_000_000_000
+
+POLICY = """fmt_version 1.0
+
+action {
+	module ipgpc
+	name ipgpc.classify
+	class {
+		name web
+		next_action markaf11
+	}
+	filter {
+		name webf
+		class web
+		dport 80
+	}
+	class {
+		name default
+		next_action acct_other
+	}
+}
+
+action {
+	module dscpmk
+	name markaf11
+	params {
+		dscp_map {0-63:10}
+		next_action acct_web
+	}
+}
+
+action {
+	module flowacct
+	name acct_web
+	params {
+		timer 1000
+		timeout 2000
+		max_limit 1000
+		next_action continue
+	}
+}
+
+action {
+	module flowacct
+	name acct_other
+	params {
+		max_limit 1
+		next_action continue
+	}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("flows")
+    packets = []
+    for i in range(40):
+        web = i % 2 == 1
+        frame = synth.simple_frame(
+            src=f"10.0.0.{i % 4 + 1}",
+            proto="tcp" if web else "udp",
+            dport=80 if web else 53,
+            dscp=46 if i % 3 == 0 else 0,
+            payload_len=100,
+        )
+        # a 5 s gap after packet 19 lets the web flows time out mid-run
+        ts = T0 + i * 300_000_000 + (5_000_000_000 if i >= 20 else 0)
+        packets.append(synth.Packet(frame, ts_ns=ts))
+    synth.write_file(d / "in.pcap", synth.pcap_bytes(packets, nanosecond=True))
+    (d / "acct.conf").write_text(POLICY)
+    return d
+
+
+def run_with_flows(d: Path, name: str, acct: str = "extended") -> Path:
+    out = d / name
+    argv = ["run", str(d / "acct.conf"), str(d / "in.pcap"), "-o", str(d / "out.pcap")]
+    status = main([*argv, "-q", "--flows", str(out), "--acct", acct])
+    assert status == 0
+    return out
+
+
+@pytest.mark.parametrize("ext", ["jsonl", "csv", "parquet"])
+def test_run_writes_records_and_flows_summarises_them(
+    workdir: Path, ext: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = run_with_flows(workdir, f"f.{ext}")
+    capsys.readouterr()
+    assert main(["flows", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    totals = summary["totals"]
+    # max_limit 1 on acct_other: only the first udp item (10.0.0.1, EF) fits; the
+    # packets of other udp items fail (epackets) and are dropped
+    by_action = {a["action"]: a for a in totals["actions"]}
+    assert by_action["acct_web"]["packets"] == 20
+    assert by_action["acct_web"]["bytes"] == 20 * 140
+    assert by_action["acct_web"]["records"] == 4  # two flows, each expired by the timer once
+    assert by_action["acct_other"]["records"] == 1
+    assert by_action["acct_other"]["packets"] == 4
+    assert by_action["acct_other"]["bytes"] == 4 * 128
+    dscp = {r["name"]: r for r in summary["by_dscp"]}
+    assert dscp["AF11"]["packets"] == 20 and dscp["AF11"]["dscp"] == 10
+    assert summary["by_service"][0] == {
+        "protocol": 6,
+        "protocol_name": "tcp",
+        "port": 80,
+        "packets": 20,
+        "bytes": 2800,
+        "byte_share": 84.54,
+    }
+    assert summary["top_flows"][0]["bytes"] == 1400
+
+
+def test_text_report(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = run_with_flows(workdir, "t.jsonl")
+    capsys.readouterr()
+    assert main(["flows", str(path), "--top", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "5 records, 3 flows, 24 packets, 3312 bytes" in text
+    assert "By DSCP" in text and "AF11" in text
+    assert ["tcp", "80", "20", "2800", "84.54"] in [line.split() for line in text.splitlines()]
+    top = text.split("Top flows (by bytes)\n")[1].splitlines()
+    assert len(top) == 2  # header + --top 1
+
+
+def test_basic_records_have_no_dscp_table(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = run_with_flows(workdir, "b.csv", acct="basic")
+    capsys.readouterr()
+    assert main(["flows", str(path)]) == 0
+    assert "basic records carry no dsfield" in capsys.readouterr().out
+
+
+def test_corrupt_file_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"saddr":"10.0.0.1"}\n')
+    assert main(["flows", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: {bad}: line 1: not a flow record file")
+
+
+def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["flows", str(tmp_path / "x.txt")]) == 2
+    assert "use .jsonl, .csv or .parquet" in capsys.readouterr().err
+    assert main(["flows", str(tmp_path / "x.csv"), "--top", "0"]) == 2
+    assert "--top" in capsys.readouterr().err
+    missing = tmp_path / "missing.csv"
+    assert main(["flows", str(missing)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_run_rejects_unknown_record_extension(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", str(workdir / "acct.conf"), str(workdir / "in.pcap"), "-o"]
+    status = main([*argv, str(workdir / "o.pcap"), "-q", "--flows", str(workdir / "f.xml")])
+    assert status == 2
+    assert "unknown flow record format '.xml'" in capsys.readouterr().err
+
+
+def test_records_to_stdout_and_summary_from_stdin(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["run", str(workdir / "acct.conf"), str(workdir / "in.pcap"), "-o"]
+    assert main([*argv, str(workdir / "o.pcap"), "-q", "--flows", "-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5
+    assert json.loads(lines[0])["action"] in {"acct_web", "acct_other"}
+    stdin = io.TextIOWrapper(io.BytesIO("\n".join(lines).encode()))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    assert main(["flows", "-"]) == 0
+    assert capsys.readouterr().out.startswith("standard input: 5 records, 3 flows")
+
+
+def test_action_filter_sort_and_ecn(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = run_with_flows(workdir, "a.jsonl")
+    capsys.readouterr()
+    assert main(["flows", str(path), "--action", "acct_other", "--sort", "packets", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sort"] == "packets"
+    assert summary["totals"]["records"] == 1 and summary["totals"]["packets"] == 4
+    assert summary["by_ecn"] == [
+        {
+            "ecn": 0,
+            "name": "Not-ECT",
+            "packets": 4,
+            "bytes": 512,
+            "packet_share": 100.0,
+            "byte_share": 100.0,
+        }
+    ]
+    assert main(["flows", str(path), "--action", "acct_nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no records of action 'acct_nope' (actions in the file: acct_other, acct_web)" in err

@@ -1,0 +1,66 @@
+"""The terminal summary: generic over operators' counters, DSCP names, malformed numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffserv.cli.report import format_summary
+
+
+def _stats(**extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "input": "in.pcap",
+        "elapsed_s": 0.5,
+        "packets": 1000,
+        "bytes": 500_000,
+        "written": 900,
+        "dropped": 100,
+        "deferred": 0,
+        "not_ip": {"packets": 3, "bytes": 180},
+        "malformed": {"count": 0, "first": []},
+        "truncated": 0,
+        "classes": {
+            "web": {"packets": 600, "bytes": 300_000, "next_action": "meter"},
+            "default": {"packets": 397, "bytes": 190_000, "next_action": "continue"},
+        },
+        "actions": {
+            "ipgpc.classify": {"module": "ipgpc", "counters": {"npackets": 997}},
+            "meter": {
+                "module": "tokenmt",
+                "counters": {
+                    "green_packets": 300,
+                    "yellow_packets": 200,
+                    "red_packets": 100,
+                    "green_bits": 1_200_000,
+                    "yellow_bits": 800_000,
+                    "red_bits": 400_000,
+                    "epackets": 0,
+                },
+            },
+            "custom": {"module": "newmod", "counters": {"widgets": 7}},
+        },
+        "dscp_transitions": [
+            {"from": 0, "to": 46, "packets": 500},
+            {"from": 10, "to": 10, "packets": 400},
+        ],
+    }
+    doc.update(extra)
+    return doc
+
+
+def test_summary_lines() -> None:
+    text = format_summary(_stats())
+    assert text.splitlines()[0] == "in.pcap: 1,000 packets (500.0 kB) in 0.50 s, 2,000 packets/s"
+    assert "written 900, dropped 100, not IP 3 (passed unchanged)" in text
+    assert "green 50.0% pkts / 50.0% bytes, yellow 33.3% pkts / 33.3% bytes" in text
+    assert "red 16.7% pkts / 16.7% bytes" in text
+    assert "widgets 7" in text
+    assert "EF (46)" in text
+    web = next(line for line in text.splitlines() if line.strip().startswith("web"))
+    assert "600" in web and "60.2%" in web and "meter" in web
+    assert "AF11 (10)" not in text  # unchanged DSCPs are not listed
+
+
+def test_summary_malformed_numbers() -> None:
+    text = format_summary(_stats(malformed={"count": 12, "first": [3, 9]}))
+    assert "malformed 12 (passed unmodified): packets 3, 9 …" in text

@@ -1,0 +1,66 @@
+"""In-place DS byte and PCP marking: only the marker's bits change, malformed frames never."""
+
+from __future__ import annotations
+
+from diffserv.capture import synth
+from diffserv.packet.checksum import internet_checksum
+from diffserv.packet.decode import decode_frames
+from diffserv.packet.rewrite import apply_marks
+
+
+def test_ipv4_tos_rewrite_keeps_checksum_valid() -> None:
+    frame = synth.ethernet(synth.ipv4(payload=synth.tcp(), dscp=10, ecn=2))
+    b = decode_frames([frame])
+    b.new_ds[0] = 46 << 2 | 2
+    assert apply_marks(b) == 1
+    out = b.buf.tobytes()
+    assert out[15] == 46 << 2 | 2
+    assert internet_checksum(out[14:34]) == 0
+    assert out[:15] + out[16:24] + out[26:] == frame[:15] + frame[16:24] + frame[26:]
+
+
+def test_ipv6_traffic_class_rewrite_keeps_version_and_flow_label() -> None:
+    frame = synth.ethernet(synth.ipv6(payload=synth.udp(), dscp=0, ecn=1, flow_label=0xABCDE))
+    b = decode_frames([frame])
+    b.new_ds[0] = 0xB9
+    apply_marks(b)
+    word = int.from_bytes(b.buf[14:18].tobytes(), "big")
+    assert (word >> 28, (word >> 20) & 0xFF, word & 0xFFFFF) == (6, 0xB9, 0xABCDE)
+    assert b.buf[18:].tobytes() == frame[18:]
+
+
+def test_pcp_rewrite_keeps_dei_and_vid() -> None:
+    frame = synth.ethernet(synth.ipv4(), vlans=[synth.Vlan(0xABC, pcp=1, dei=1), synth.Vlan(7)])
+    b = decode_frames([frame])
+    b.new_pcp[0] = 6
+    apply_marks(b)
+    tci = int.from_bytes(b.buf[14:16].tobytes(), "big")
+    assert (tci >> 13, (tci >> 12) & 1, tci & 0xFFF) == (6, 1, 0xABC)
+    assert b.buf[16:].tobytes() == frame[16:]
+
+
+def test_unchanged_values_and_unmarked_rows_write_nothing() -> None:
+    frames = [
+        synth.simple_frame(dscp=8),
+        synth.simple_frame(version=6, dscp=8),
+        synth.simple_frame(),
+    ]
+    b = decode_frames(frames)
+    before = b.buf.tobytes()
+    b.new_ds[0] = 8 << 2
+    b.new_ds[1] = 8 << 2
+    b.new_pcp[2] = 5  # no VLAN tag
+    assert apply_marks(b) == 0
+    assert b.buf.tobytes() == before
+
+
+def test_malformed_and_non_ip_frames_are_never_modified() -> None:
+    bad = synth.ethernet(synth.ipv4(payload=synth.tcp(), total_length=999), vlans=[synth.Vlan(5)])
+    arp = synth.ethernet(bytes(28), ethertype=0x0806, vlans=[synth.Vlan(5)])
+    b = decode_frames([bad, arp])
+    before = b.buf.tobytes()
+    b.new_ds[:] = 184
+    b.new_pcp[0] = 7
+    apply_marks(b)
+    assert b.buf[: len(bad)].tobytes() == before[: len(bad)]
+    assert b.buf[len(bad) :].tobytes() == before[len(bad) :]
