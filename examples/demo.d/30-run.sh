@@ -5,7 +5,6 @@ set -e
 DIFFSERV=${DIFFSERV:-diffserv}
 here=$(cd "$(dirname "$0")/.." && pwd)
 policy="$here/policies/enterprise-edge.conf"
-[ -f "$policy" ] || policy="$here/policies/run-demo.conf"
 capture="$here/captures/edge.pcapng"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -19,20 +19,24 @@ trap 'rm -rf "$out"' EXIT
 echo "# $policy sends every class through flowacct acct_all (after marking):"
 grep -n -A8 'module flowacct' "$policy" | sed 's/^/    /'
 echo
-echo "\$ diffserv run $policy $capture -o marked.$ext --flows flows.jsonl -q"
-$DIFFSERV run "$policy" "$capture" -o "$out/marked.$ext" --flows "$out/flows.jsonl" -q
+echo "# (the capture was taken where the policy's filters expect it: --direction fwd-out)"
+echo "\$ diffserv run $policy $capture -o marked.$ext --direction fwd-out --flows flows.jsonl -q"
+$DIFFSERV run "$policy" "$capture" -o "$out/marked.$ext" --direction fwd-out \
+    --flows "$out/flows.jsonl" -q
 echo
 echo '$ head -n 2 flows.jsonl                 # one extended record per flow item'
 head -n 2 "$out/flows.jsonl"
 echo
+echo '# one flow metered into AF11/AF12/AF13 gives one record (item) per DS byte:'
 echo '$ diffserv flows flows.jsonl --top 5'
 (cd "$out" && $DIFFSERV flows flows.jsonl --top 5)
 echo
 echo '# the same records as Parquet (timestamps typed), summarised as JSON for scripts:'
-echo "\$ diffserv run $policy $capture -o marked.$ext --flows flows.parquet -q"
-$DIFFSERV run "$policy" "$capture" -o "$out/marked.$ext" --flows "$out/flows.parquet" -q
-echo '$ diffserv flows flows.parquet --json    # (by_dscp shown)'
-(cd "$out" && $DIFFSERV flows flows.parquet --json) | sed -n '/"by_dscp"/,/^  \],*$/p' | head -n 24
+echo "\$ diffserv run $policy $capture -o marked.$ext --direction fwd-out --flows flows.parquet -q"
+$DIFFSERV run "$policy" "$capture" -o "$out/marked.$ext" --direction fwd-out \
+    --flows "$out/flows.parquet" -q
+echo '$ diffserv flows flows.parquet --json    # (the first DSCP rows shown)'
+(cd "$out" && $DIFFSERV flows flows.parquet --json) | sed -n '/"by_dscp"/,/^  \],*$/p' | head -n 21
 echo
 echo '$ diffserv run ... --flows flows.txt      # unknown record format: exit status 2'
 status=0

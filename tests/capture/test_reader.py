@@ -238,3 +238,41 @@ def test_batches_view_one_aligned_buffer(tmp_path: Path) -> None:
         for batch in reader:
             assert batch.buf.dtype == np.uint8
             assert batch.buf.ctypes.data % 16 == 0
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_records_longer_than_the_read_ahead_reserve(tmp_path: Path, prefetch: bool) -> None:
+    huge = synth.ethernet(bytes(1_500_000), ethertype=0x88B5)
+    small = frames(40)
+    items = [*small[:20], huge, *small[20:], huge, small[0]]
+    pcap = synth.pcap_bytes(items, snaplen=4 << 20)
+    ng = synth.simple_pcapng(items)
+    for name, data in (("a.pcap", pcap), ("a.pcapng", ng)):
+        path = Path(synth.write_file(tmp_path / name, data))
+        with CaptureReader(path, chunk_size=1 << 16, batch_size=7, prefetch=prefetch) as reader:
+            lens = [int(x) for b in reader for x in b.cap_len]
+        assert lens == [len(f) for f in items]
+
+
+def test_prefetch_and_plain_reads_agree(tmp_path: Path) -> None:
+    pkts = [synth.simple_frame(payload_len=(i * 389) % 1400, sport=i) for i in range(2000)]
+    path = Path(synth.write_file(tmp_path / "a.pcap", synth.pcap_bytes(pkts)))
+    results = []
+    for prefetch in (True, False):
+        with CaptureReader(path, chunk_size=1 << 16, prefetch=prefetch) as reader:
+            results.append([s for b in reader for s in b.sport.tolist()])
+    assert results[0] == results[1] == list(range(2000))
+
+
+def test_gzip_compressed_capture(tmp_path: Path) -> None:
+    import gzip
+
+    data = synth.simple_pcapng(frames(4))
+    path = tmp_path / "a.pcapng.gz"
+    path.write_bytes(gzip.compress(data))
+    cols, reader = collect(path)
+    assert reader.format == "pcapng" and cols["sport"] == [1000, 1001, 1002, 1003]
+    broken = tmp_path / "b.pcap.gz"
+    broken.write_bytes(gzip.compress(synth.pcap_bytes(frames(4)))[:-30])
+    with pytest.raises(InputDataError, match="read error"):
+        collect(broken)

@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,12 @@ def mixed_packets(n: int = 60) -> list[bytes]:
         )
     out.insert(5, synth.ethernet(bytes(28), ethertype=0x0806))
     out.insert(9, synth.ethernet(synth.ipv4(payload=synth.tcp(), ihl=2)))
+    out.append(
+        synth.ethernet(synth.pppoe(synth.ipv4(payload=synth.udp(), ecn=3)), ethertype=0x8864)
+    )
+    out.append(
+        synth.ethernet(synth.mpls(synth.ipv6(payload=synth.tcp()), [5, 6]), ethertype=0x8847)
+    )
     return out
 
 
@@ -109,7 +116,7 @@ def test_round_trip_is_byte_identical(
     src = captures[kind]
     data, writer = write_through(src, batch_size=batch_size)
     assert data == src.read_bytes()
-    assert writer.packets_written == 62 and writer.packets_dropped == 0
+    assert writer.packets_written == 64 and writer.packets_dropped == 0
     small, _ = write_through(src, batch_size=batch_size, chunk_size=1 << 16, background=False)
     assert small == src.read_bytes()
 
@@ -124,7 +131,7 @@ def test_marks_do_not_depend_on_batch_size(captures: dict[str, Path], kind: str)
 
 def test_dropped_packets_are_removed(captures: dict[str, Path], tmp_path: Path) -> None:
     data, writer = write_through(captures["pcap"], drop_every=3)
-    assert writer.packets_dropped == 20 and writer.packets_written == 42
+    assert writer.packets_dropped == 21 and writer.packets_written == 43
     out = tmp_path / "out.pcap"
     out.write_bytes(data)
     with open_capture(out) as reader:
@@ -233,7 +240,7 @@ def test_tshark_confirms_marks_and_checksums(
     out.write_bytes(data)
     before = tshark_fields(tshark, captures[kind])
     after = tshark_fields(tshark, out)
-    assert len(before) == len(after) == 62
+    assert len(before) == len(after) == 64
     for n, (old, new) in enumerate(zip(before, after, strict=True), 1):
         if n in (6, 10):  # ARP, and the IPv4 header with IHL 2: untouched
             assert new == old
@@ -251,3 +258,31 @@ def test_tshark_confirms_marks_and_checksums(
         elif old["vlan.priority"]:
             assert int(new["vlan.priority"]) == n % 8
         assert new["vlan.id"] == old["vlan.id"]
+
+
+def test_standard_input_to_standard_output(captures: dict[str, Path]) -> None:
+    script = (
+        "import sys\n"
+        "from diffserv.capture import CaptureWriter, open_capture\n"
+        "with open_capture('-') as r:\n"
+        "    w = CaptureWriter(sys.stdout.buffer, r)\n"
+        "    for b in r:\n"
+        "        w.write(b)\n"
+        "    w.close()\n"
+    )
+    src = captures["pcapng"]
+    with open(src, "rb") as stdin:
+        result = subprocess.run(
+            [sys.executable, "-c", script], stdin=stdin, capture_output=True, check=True
+        )
+    assert result.stdout == src.read_bytes()
+
+
+def test_pcapng_without_packets_round_trips(tmp_path: Path) -> None:
+    sec = synth.Section([synth.Interface(name="eth0")], [synth.RawBlock(5, bytes(16))])
+    src = Path(synth.write_pcapng(tmp_path / "e.pcapng", sections=[sec]))
+    with open_capture(src) as reader:
+        batches = list(reader)
+        assert [b.n for b in batches] == [0]
+    data, writer = write_through(src)
+    assert data == src.read_bytes() and writer.packets_written == 0

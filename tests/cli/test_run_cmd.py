@@ -472,6 +472,8 @@ def test_malformed_packets_reported_and_passed_unmodified(
     assert _run(files["policy"], src, "-o", out, "--stats", stats) == 0
     doc = json.loads(stats.read_text())
     assert doc["malformed"] == {"count": 2, "first": [2, 4]}
+    assert doc["actions"]["ipgpc.classify"]["counters"]["epackets"] == 2
+    assert doc["not_ip"]["packets"] == 0
     assert "malformed 2 (passed unmodified): packets 2, 4" in capsys.readouterr().err
     got = _pcap_records(out.read_bytes())
     assert got[1] == bad and got[3] == bad
@@ -564,3 +566,59 @@ def test_sigterm_unwinds_so_the_partial_output_is_removed(tmp_path: Path) -> Non
         _restore_signals(previous)
     assert info.value.code == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pipe_stdin_to_stdout(files: dict[str, Path]) -> None:
+    data = files["pcap"].read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "diffserv", "run", str(files["policy"]), "-", "-o", "-"],
+        input=data,
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) == len(_kept_input())
+    assert result.stderr.decode().startswith("standard input: 40 packets")
+    assert "\x1b[" not in result.stderr.decode()  # no progress bar when stderr is not a TTY
+
+
+def test_output_must_not_overwrite_input(files: dict[str, Path]) -> None:
+    before = files["pcap"].read_bytes()
+    assert _run(files["policy"], files["pcap"], "-o", files["pcap"]) == 2
+    link = files["dir"] / "link.pcap"
+    link.symlink_to(files["pcap"])
+    assert _run(files["policy"], files["pcap"], "-o", link) == 2
+    assert files["pcap"].read_bytes() == before
+
+
+def test_failed_run_leaves_no_flow_file(files: dict[str, Path]) -> None:
+    cut = files["dir"] / "cut.pcap"
+    cut.write_bytes(files["pcap"].read_bytes()[:-7])
+    flows = files["dir"] / "flows.jsonl"
+    args = [files["policy"], cut, "-o", files["dir"] / "o.pcap", "-q", "--flows", flows]
+    assert _run(*args) == 2
+    assert not flows.exists()
+    assert (
+        _run(files["policy"], files["dir"] / "missing.pcap", "-o", "x.pcap", "--flows", flows) == 2
+    )
+    assert not flows.exists()
+
+
+def test_trace_shows_each_packet_path(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stats = files["dir"] / "s.json"
+    args = [files["policy"], files["pcap"], "-o", files["dir"] / "o.pcap", "-q", "--trace", "6"]
+    assert _run(*args, "--batch-size", "4", "--stats", stats) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == (
+        "packet 1: 192.0.2.1:40000 > 198.51.100.1:80 proto 6: class web → markAF11 → continue; "
+        "DS 0x00 → 0x28"
+    )
+    assert lines[3] == (
+        "packet 4: 192.0.2.1:40000 > 198.51.100.1:666 proto 6: class junk → drop; DS 0x00"
+    )
+    assert lines[4] == "packet 5: not IP: passed unchanged"
+    assert lines[5].endswith("class vlan → cos5 → continue; DS 0x00, PCP 5")
+    assert len(lines) == 6
+    assert json.loads(stats.read_text())["trace"]["5"] == ["not IP: passed unchanged"]

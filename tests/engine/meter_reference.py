@@ -212,10 +212,13 @@ def make_batch(packets: Sequence[Packet], marked: Sequence[int] | None = None) -
 
 
 def run_operator(
-    op: Operator, packets: Sequence[Packet], cuts: Sequence[int] = ()
+    op: Operator,
+    packets: Sequence[Packet],
+    cuts: Sequence[int] = (),
+    marked: Sequence[int] | None = None,
 ) -> tuple[list[int], list[int]]:
     """(next action ids, colours) of every packet, fed to ``op`` in chunks split at ``cuts``."""
-    batch = make_batch(packets)
+    batch = make_batch(packets, marked)
     bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(packets))), len(packets)]
     nexts: list[int] = []
     for start, stop in itertools.pairwise(bounds):

@@ -176,11 +176,17 @@ def flowacct_action(timer: int | None, timeout: int | None, max_limit: int) -> A
 
 
 def make_op(
-    timer: int | None, timeout: int | None, max_limit: int
+    timer: int | None, timeout: int | None, max_limit: int, record_buffer: int | None = None
 ) -> tuple[FlowacctOperator, Collect]:
     sink = Collect()
     ctx = BuildContext(action_ids={"acct": 0}, options=EngineOptions(flow_sink=sink))
-    return build(flowacct_action(timer, timeout, max_limit), ctx), sink
+    op = build(flowacct_action(timer, timeout, max_limit), ctx)
+    if record_buffer is not None:
+        # a tiny record buffer makes sweeps stop and resume mid-way
+        assert timer is not None and timeout is not None
+        table = FlowTable("acct", timer, timeout, max_limit, sink, record_buffer)
+        op = FlowacctOperator("acct", ACTION_CONTINUE, table)
+    return op, sink
 
 
 def run_op(op: FlowacctOperator, pkts: list[Pkt], cuts: list[int]) -> list[int]:
@@ -287,8 +293,11 @@ def test_no_sink_counts_without_writing() -> None:
 # -- the reference agrees record for record ------------------------------------------
 
 
+Case = tuple[list[Pkt], list[int], int, int, int, int | None]
+
+
 @st.composite
-def traffic(draw: st.DrawFn) -> tuple[list[Pkt], list[int], int, int, int]:
+def traffic(draw: st.DrawFn) -> Case:
     n = draw(st.integers(1, 120))
     n_hosts = draw(st.integers(1, 8))
     time = 0
@@ -317,17 +326,18 @@ def traffic(draw: st.DrawFn) -> tuple[list[Pkt], list[int], int, int, int]:
     timer = draw(st.sampled_from([0, 1, 10, 100, 1000, 3000]))
     timeout = draw(st.sampled_from([0, 1, 100, 1000, 2500, 60000]))
     max_limit = draw(st.integers(0, 30))
-    return pkts, cuts, timer, timeout, max_limit
+    record_buffer = draw(st.sampled_from([None, None, 1, 2, 5]))
+    return pkts, cuts, timer, timeout, max_limit, record_buffer
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(traffic())
-def test_agrees_with_reference(case: tuple[list[Pkt], list[int], int, int, int]) -> None:
-    pkts, cuts, timer, timeout, max_limit = case
+def test_agrees_with_reference(case: Case) -> None:
+    pkts, cuts, timer, timeout, max_limit, record_buffer = case
     ref = Reference(timer, timeout, max_limit)
     expected_verdicts = [ACTION_CONTINUE if ref.packet(p) else ACTION_DROP for p in pkts]
     ref_counters = (ref.npackets, ref.nbytes, ref.epackets, ref.n_items())
-    op, sink = make_op(timer, timeout, max_limit)
+    op, sink = make_op(timer, timeout, max_limit, record_buffer)
     bounds = [0, *sorted({c for c in cuts if 0 < c < len(pkts)}), len(pkts)]
     verdicts: list[int] = []
     for lo, hi in itertools.pairwise(bounds):
@@ -372,7 +382,7 @@ def test_agrees_with_reference_on_a_table_that_grows() -> None:
     ref = Reference(500, 3000, 2500)
     expected = [ACTION_CONTINUE if ref.packet(p) else ACTION_DROP for p in pkts]
     ref.finish()
-    op, sink = make_op(500, 3000, 2500)
+    op, sink = make_op(500, 3000, 2500, record_buffer=7)
     assert run_op(op, pkts, [1000, 1001, 2500]) == expected
     assert sink.records() == ref.records
     assert ref.epackets > 0  # the table did fill up
@@ -389,3 +399,16 @@ def test_tiny_tables(max_limit: int) -> None:
         # timeout 0: the oldest other flow has always timed out, so it makes room
         assert verdicts == [ACTION_CONTINUE] * 3
         assert [r[0] for r in sink.records()] == [v4(1), v4(2), v4(3)]
+
+
+def test_sweep_resumes_after_a_full_record_buffer() -> None:
+    # a buffer of one record: the sweep at t=5000 expires five flows, one per drain,
+    # and a flow of three items makes the buffer grow
+    op, sink = make_op(timer=1000, timeout=1000, max_limit=100, record_buffer=1)
+    pkts = [udp(i, i) for i in range(5)]
+    pkts += [udp(10, 9, ds=d) for d in (0, 4, 8)]
+    pkts += [udp(5000, 7)]
+    assert run_op(op, pkts, [2]) == [ACTION_CONTINUE] * 9
+    assert [r[0] for r in sink.records()] == [v4(i) for i in (0, 1, 2, 3, 4, 9, 9, 9, 7)]
+    assert [b.n for b in sink.batches][:5] == [1] * 5
+    assert op.table.out.shape[0] >= 3

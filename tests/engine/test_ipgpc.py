@@ -189,6 +189,16 @@ def test_statistics_global_and_per_class() -> None:
     assert per_class["default"] == {"npackets": 1, "nbytes": 40, "last_match": 7}
     assert list(batch.class_id[3:]) == [-1, -1]
     assert graph.malformed_count == 1 and graph.malformed_numbers == [4]
+    assert graph.not_ip.packets == 1
+
+
+def test_malformed_frame_without_ip_version_counts_as_ipgpc_error() -> None:
+    graph = graph_for(classifier_policy([Filter("f", "web", dport=80)]))
+    batch = make_batch([{"ip": False, "flags": FLAG_MALFORMED}, {"ip": False}])
+    graph.run(batch)
+    assert graph.counters()["ipgpc.classify"]["epackets"] == 1
+    assert graph.not_ip.packets == 1
+    assert list(batch.action) == [-2, -2] and list(batch.new_ds) == [-1, -1]
 
 
 def test_class_default_may_be_redefined() -> None:

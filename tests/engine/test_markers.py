@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 from engine_helpers import classifier_policy, graph_for, make_batch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from diffserv.engine.batch import ACTION_CONTINUE
 from diffserv.errors import PolicyFileError
@@ -122,3 +124,28 @@ def test_outbound_directions_marked() -> None:
     batch = make_batch([{"dir": LOCAL_OUT}, {"dir": FWD_OUT}])
     graph.run(batch)
     assert np.all(batch.new_ds == 0x20)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 63), min_size=64, max_size=64),
+    st.lists(
+        st.tuples(st.integers(0, 255), st.sampled_from([LOCAL_OUT, FWD_OUT, LOCAL_IN, FWD_IN])),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_dscpmk_matches_the_formula(dscp_map: list[int], packets: list[tuple[int, int]]) -> None:
+    graph = _marker_graph(dscpmk(tuple(dscp_map)))
+    batch = make_batch([{"ds": ds, "dir": d} for ds, d in packets])
+    graph.run(batch)
+    for (ds, d), got in zip(packets, batch.current_ds(), strict=True):
+        inbound = d in (LOCAL_IN, FWD_IN)
+        expected = ds if inbound else (dscp_map[ds >> 2] << 2) | (ds & 3)
+        assert int(got) == expected
+    counters = graph.counters()["mark"]
+    outbound = [ds for ds, d in packets if d not in (LOCAL_IN, FWD_IN)]
+    changed = sum(1 for ds in outbound if dscp_map[ds >> 2] != ds >> 2)
+    assert counters["dscp_changed"] == changed
+    assert counters["dscp_unchanged"] == len(outbound) - changed
+    assert counters["ipackets"] == len(packets) - len(outbound)

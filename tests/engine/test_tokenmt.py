@@ -246,3 +246,10 @@ def test_rejection_names_the_file_and_line_of_the_action() -> None:
     with pytest.raises(PolicyFileError) as info:
         build(action)
     assert str(info.value) == "policy.conf:12:1: error: Invalid Parameters for action m."
+
+
+def test_an_empty_row_set_is_a_no_op() -> None:
+    op = build(tokenmt_action(TokenMeterModel(cir=8000, cbs=8000)))
+    nexts = op.process(make_batch([Packet(0, 10)]), np.zeros(0, dtype=np.int64))
+    assert nexts.dtype == np.int32 and nexts.shape == (0,)
+    assert set(op.counters().values()) == {0}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from meter_reference import (
@@ -88,13 +90,21 @@ def traffic(draw: st.DrawFn) -> list[Packet]:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(model=token_models(), packets=traffic(), cuts=st.lists(st.integers(0, 60), max_size=6))
+@given(
+    model=token_models(),
+    packets=traffic(),
+    cuts=st.lists(st.integers(0, 60), max_size=6),
+    remarks=st.lists(st.integers(-1, 255), min_size=60, max_size=60),
+)
 def test_operator_matches_the_fraction_model_packet_by_packet(
-    model: TokenMeterModel, packets: list[Packet], cuts: list[int]
+    model: TokenMeterModel, packets: list[Packet], cuts: list[int], remarks: list[int]
 ) -> None:
+    # an earlier marker may have rewritten the DS byte (-1 = left as received)
+    marked = remarks[: len(packets)]
     op = build(tokenmt_action(model))
-    nexts, colours = run_operator(op, packets, cuts)
-    expected = run_model(model, packets)
+    nexts, colours = run_operator(op, packets, cuts, marked)
+    seen = [replace(p, ds=p.ds if m < 0 else m) for p, m in zip(packets, marked, strict=True)]
+    expected = run_model(model, seen)
     assert colours == [0 if c is None else c for c in expected]
     assert nexts == expected_nexts(expected)
     counters = op.counters()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffserv.errors import InputDataError, UsageError
+from diffserv.errors import HostSystemError, InputDataError, UsageError
 from diffserv.flows.reader import read_records
 from diffserv.flows.records import (
     BASIC_FIELDS,
@@ -221,3 +223,59 @@ def test_time_text_round_trip(ns: int) -> None:
     (text,) = iso_times(np.array([ns], np.int64))
     assert text.endswith("Z") and len(text) == 30
     assert parse_iso_time(text) == ns
+
+
+def test_write_errors_are_host_system_errors(tmp_path: Path) -> None:
+    with pytest.raises(HostSystemError, match="cannot create"):
+        open_record_writer(str(tmp_path / "no" / "f.parquet"), "basic")
+    with pytest.raises(HostSystemError, match="cannot create"):
+        open_record_writer(str(tmp_path / "no" / "f.csv"), "basic")
+    w = open_record_writer(str(tmp_path / "f.jsonl"), "basic")
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    w._file = Full()  # type: ignore[attr-defined]
+    with pytest.raises(HostSystemError, match=r"cannot write .*f\.jsonl: No space left on device"):
+        w.write(records())
+
+
+@pytest.fixture(scope="module")
+def valid_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    d = tmp_path_factory.mktemp("valid")
+    out: dict[str, bytes] = {}
+    for ext in ("jsonl", "csv", "parquet"):
+        path = d / f"v.{ext}"
+        with open_record_writer(str(path), "extended") as w:
+            w.write(records(n=4))
+        out[ext] = path.read_bytes()
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["jsonl", "csv", "parquet"]),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+    st.integers(0, 10**6),
+)
+def test_damaged_files_fail_cleanly(
+    tmp_path_factory: pytest.TempPathFactory,
+    valid_files: dict[str, bytes],
+    ext: str,
+    flips: list[tuple[int, int]],
+    cut: int,
+) -> None:
+    data = bytearray(valid_files[ext])
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    del data[len(data) - cut % len(data) :]
+    path = tmp_path_factory.mktemp("bad") / f"b.{ext}"
+    path.write_bytes(bytes(data))
+    try:
+        table = read_records(str(path))
+    except InputDataError as exc:
+        assert str(exc).startswith(str(path))
+        assert "\n" not in str(exc)
+    else:
+        assert table.n <= 4

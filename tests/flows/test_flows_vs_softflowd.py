@@ -61,6 +61,23 @@ def free_udp_port() -> int:
         return port
 
 
+def wait_until_bound(port: int, timeout_s: float = 15.0) -> None:
+    """Return once a socket (nfcapd's) is bound to UDP ``port`` (read from /proc/net/udp)."""
+    table = Path("/proc/net/udp")
+    if not table.exists():
+        time.sleep(1.0)
+        return
+    wanted = f":{port:04X}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 1 and fields[1].endswith(wanted):
+                return
+        time.sleep(0.05)
+    pytest.fail(f"nfcapd did not open UDP port {port}")
+
+
 def make_capture(path: Path) -> None:
     rng = random.Random(11)
     packets = []
@@ -127,7 +144,7 @@ def theirs(tmp_path: Path, capture: Path) -> dict[Key, list[int]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(0.5)
+        wait_until_bound(port)
         long = "86400"
         timeouts = [
             f"-t{name}={long}"

@@ -227,3 +227,30 @@ def test_ethernet_padding_is_not_part_of_the_datagram() -> None:
     packet = synth.ipv4(payload=synth.udp())
     b = one(synth.ethernet(packet) + bytes(18))
     assert b.flags[0] == 0 and b.ip_len[0] == 28
+
+
+def test_pppoe_session() -> None:
+    b = decode_frames(
+        [
+            synth.ethernet(synth.pppoe(V4), ethertype=0x8864),
+            synth.ethernet(synth.pppoe(V6), ethertype=0x8864, vlans=[synth.Vlan(7)]),
+            synth.ethernet(bytes(6) + b"\xc0\x21" + bytes(10), ethertype=0x8864),  # LCP
+        ]
+    )
+    assert list(b.ip_version) == [4, 6, 0]
+    assert list(b.l3_off[:2]) == [22, b.pkt_off[1] + 26]
+    assert (b.sport[0], b.sport[1]) == (1234, 5353)
+
+
+def test_mpls_label_stack() -> None:
+    b = decode_frames(
+        [
+            synth.ethernet(synth.mpls(V4, [100, 200, 300]), ethertype=0x8847),
+            synth.ethernet(synth.mpls(V6), ethertype=0x8847),
+            synth.ethernet(synth.mpls(bytes(4) + synth.ethernet(V4)), ethertype=0x8847),
+            synth.ethernet(b"\x00\x01\x00\x40", ethertype=0x8847),  # no bottom of stack
+        ]
+    )
+    assert list(b.ip_version) == [4, 6, 0, 0]
+    assert b.l3_off[0] == 14 + 12
+    assert b.flags[3] & FLAG_MALFORMED

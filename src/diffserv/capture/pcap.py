@@ -16,6 +16,10 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from diffserv.packet import decode
+from diffserv.packet.decode import decode_one
+from diffserv.packet.kernel_cache import invalidate_if_stale
+
 PCAP_MAGIC_US = 0xA1B2C3D4
 PCAP_MAGIC_NS = 0xA1B23C4D
 PCAP_HEADER_LEN = 24
@@ -81,16 +85,35 @@ def scan_pcap(
     big: bool,
     nanosecond: bool,
     max_record: int,
+    linktype: int,
     row: int,
+    capacity: int,
     rec_off: NDArray[np.int64],
     rec_len: NDArray[np.int64],
     ts_ns: NDArray[np.int64],
     wire_len: NDArray[np.uint32],
     cap_len: NDArray[np.uint32],
     pkt_off: NDArray[np.int64],
+    l3_off: NDArray[np.int64],
+    vlan_off: NDArray[np.int64],
+    ip_version: NDArray[np.uint8],
+    ds_byte: NDArray[np.uint8],
+    protocol: NDArray[np.uint8],
+    saddr_hi: NDArray[np.uint64],
+    saddr_lo: NDArray[np.uint64],
+    daddr_hi: NDArray[np.uint64],
+    daddr_lo: NDArray[np.uint64],
+    sport: NDArray[np.uint16],
+    dport: NDArray[np.uint16],
+    ip_len: NDArray[np.uint32],
+    direction: NDArray[np.uint8],
+    flags: NDArray[np.uint8],
 ) -> tuple[int, int, int]:
-    """Walk records in ``buf[pos:end]`` filling rows from ``row``; return (status, rows, pos)."""
-    capacity = rec_off.shape[0]
+    """Walk and decode records in ``buf[pos:end]`` into rows ``row..capacity-1``.
+
+    Decoding each packet right after its record header, while its bytes are in
+    cache, costs far less than a second pass. Returns (status, rows, pos).
+    """
     frac_mult = 1 if nanosecond else 1000
     while row < capacity:
         if pos + 16 > end:
@@ -105,9 +128,36 @@ def scan_pcap(
         rec_off[row] = pos
         rec_len[row] = 16 + incl
         ts_ns[row] = sec * 1_000_000_000 + frac * frac_mult
-        wire_len[row] = _u32(buf, pos + 12, big)
+        wire = _u32(buf, pos + 12, big)
+        wire_len[row] = wire
         cap_len[row] = incl
         pkt_off[row] = pos + 16
+        direction[row] = 0
+        decode_one(
+            buf,
+            row,
+            pos + 16,
+            incl,
+            wire,
+            linktype,
+            l3_off,
+            vlan_off,
+            ip_version,
+            ds_byte,
+            protocol,
+            saddr_hi,
+            saddr_lo,
+            daddr_hi,
+            daddr_lo,
+            sport,
+            dport,
+            ip_len,
+            direction,
+            flags,
+        )
         row += 1
         pos += 16 + incl
     return SCAN_MORE, row, pos
+
+
+invalidate_if_stale(scan_pcap, decode)

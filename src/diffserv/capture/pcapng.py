@@ -17,6 +17,10 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from diffserv.packet import decode
+from diffserv.packet.decode import decode_one
+from diffserv.packet.kernel_cache import invalidate_if_stale
+
 BT_SHB = 0x0A0D0D0A
 BT_IDB = 0x00000001
 BT_OPB = 0x00000002
@@ -176,6 +180,7 @@ def scan_pcapng(
     if_ts: NDArray[np.int64],
     last_ts: int,
     row: int,
+    capacity: int,
     rec_off: NDArray[np.int64],
     rec_len: NDArray[np.int64],
     ts_ns: NDArray[np.int64],
@@ -183,14 +188,26 @@ def scan_pcapng(
     cap_len: NDArray[np.uint32],
     pkt_off: NDArray[np.int64],
     ifindex: NDArray[np.int32],
+    l3_off: NDArray[np.int64],
+    vlan_off: NDArray[np.int64],
+    ip_version: NDArray[np.uint8],
+    ds_byte: NDArray[np.uint8],
+    protocol: NDArray[np.uint8],
+    saddr_hi: NDArray[np.uint64],
+    saddr_lo: NDArray[np.uint64],
+    daddr_hi: NDArray[np.uint64],
+    daddr_lo: NDArray[np.uint64],
+    sport: NDArray[np.uint16],
+    dport: NDArray[np.uint16],
+    ip_len: NDArray[np.uint32],
     direction: NDArray[np.uint8],
-    linktype: NDArray[np.int32],
+    flags: NDArray[np.uint8],
 ) -> tuple[int, int, int, int]:
-    """Walk blocks of ``buf[pos:end]``; return (status, rows, pos, last timestamp).
+    """Walk blocks of ``buf[pos:end]``, decoding packets into rows ``row..capacity-1``.
 
-    ``if_ts`` is (n_interfaces, 4): mul, div, shift, offset_ns of each interface.
+    Returns (status, rows, pos, last timestamp). ``if_ts`` is (n_interfaces, 4):
+    mul, div, shift, offset_ns of each interface.
     """
-    capacity = rec_off.shape[0]
     n_if = if_linktype.shape[0]
     while row < capacity:
         if pos + 12 > end:
@@ -224,13 +241,35 @@ def scan_pcapng(
             rec_off[row] = pos
             rec_len[row] = blen
             ts_ns[row] = ts
-            wire_len[row] = _u32(buf, pos + 24, big)
+            wire = _u32(buf, pos + 24, big)
+            wire_len[row] = wire
             cap_len[row] = incl
             pkt_off[row] = pos + 28
             ifindex[row] = if_ifindex[iface]
-            linktype[row] = if_linktype[iface]
             direction[row] = _flags_direction(
                 buf, pos + 28 + ((incl + 3) & ~3), pos + blen - 4, big
+            )
+            decode_one(
+                buf,
+                row,
+                pos + 28,
+                incl,
+                wire,
+                int(if_linktype[iface]),
+                l3_off,
+                vlan_off,
+                ip_version,
+                ds_byte,
+                protocol,
+                saddr_hi,
+                saddr_lo,
+                daddr_hi,
+                daddr_lo,
+                sport,
+                dport,
+                ip_len,
+                direction,
+                flags,
             )
             last_ts = ts
             row += 1
@@ -251,8 +290,32 @@ def scan_pcapng(
             cap_len[row] = incl
             pkt_off[row] = pos + 12
             ifindex[row] = if_ifindex[0]
-            linktype[row] = if_linktype[0]
             direction[row] = 0
+            decode_one(
+                buf,
+                row,
+                pos + 12,
+                incl,
+                orig,
+                int(if_linktype[0]),
+                l3_off,
+                vlan_off,
+                ip_version,
+                ds_byte,
+                protocol,
+                saddr_hi,
+                saddr_lo,
+                daddr_hi,
+                daddr_lo,
+                sport,
+                dport,
+                ip_len,
+                direction,
+                flags,
+            )
             row += 1
         pos += blen
     return SCAN_MORE, row, pos, last_ts
+
+
+invalidate_if_stale(scan_pcapng, decode)

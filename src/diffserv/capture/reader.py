@@ -9,40 +9,41 @@ which is exactly when a pipeline has written it out.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import os
 import sys
+import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
 from diffserv.capture import pcap, pcapng
-from diffserv.engine.batch import FLAG_MALFORMED, FLAG_TRUNCATED, NOT_IP, PacketBatch
+from diffserv.engine.batch import (
+    FLAG_MALFORMED,
+    FLAG_TRUNCATED,
+    NOT_IP,
+    UNKNOWN_ID,
+    PacketBatch,
+)
 from diffserv.errors import InputDataError
-from diffserv.packet.decode import SUPPORTED_LINKTYPES, decode_batch
+from diffserv.packet.decode import SUPPORTED_LINKTYPES
 
 DEFAULT_BATCH_SIZE = 65536
-DEFAULT_CHUNK_SIZE = 16 << 20
+DEFAULT_CHUNK_SIZE = 8 << 20
+RESERVE = 1 << 20  # room in front of a read-ahead chunk for the record cut by the last one
 LOCAL_OUT = 2
 MAX_MALFORMED_NUMBERS = 1000
-
-
-@dataclass(slots=True)
-class _Rows:
-    """Per-record scratch columns the framing walkers fill before decode."""
-
-    rec_off: NDArray[np.int64]
-    rec_len: NDArray[np.int64]
-    ts_ns: NDArray[np.int64]
-    wire_len: NDArray[np.uint32]
-    cap_len: NDArray[np.uint32]
-    pkt_off: NDArray[np.int64]
-    ifindex: NDArray[np.int32]
-    direction: NDArray[np.uint8]
-    linktype: NDArray[np.int32]
+_COLUMNS = tuple(
+    name
+    for name in PacketBatch.__dataclass_fields__
+    if name not in ("buf", "interfaces", "span_start", "span_end")
+)
 
 
 @dataclass(slots=True)
@@ -74,6 +75,7 @@ class CaptureReader:
         interface: str | None = None,
         direction: int | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        prefetch: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -91,10 +93,15 @@ class CaptureReader:
                 self._file = open(self.name, "rb")  # noqa: SIM115
             else:
                 self._file = sys.stdin.buffer
+            self._file = _maybe_gunzip(self._file)
         except OSError as exc:
             raise InputDataError(self.name, f"cannot open: {exc.strerror or exc}") from None
-        self._buf: NDArray[np.uint8] = np.empty(max(chunk_size, 1 << 16), np.uint8)
+        self._chunk = max(chunk_size, 1 << 16)
+        self._buf: NDArray[np.uint8] = np.empty(0, np.uint8)
         self._spare: NDArray[np.uint8] | None = None
+        self._prefetch = prefetch
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[tuple[int, bool]] | None = None
         # called with a buffer before it is refilled (the writer waits for its writes)
         self.reuse_hooks: list[Callable[[NDArray[np.uint8]], None]] = []
         self._filled = 0
@@ -109,39 +116,89 @@ class CaptureReader:
             raise
 
     # ----------------------------------------------------------------- buffer
+    def _read_into(self, buf: NDArray[np.uint8], start: int) -> tuple[int, bool]:
+        """Read until ``buf[start:]`` is full or the input ends; return (bytes, at EOF)."""
+        view = memoryview(buf)  # type: ignore[arg-type]
+        end = buf.shape[0]
+        got = 0
+        while start + got < end:
+            try:
+                n = self._file.readinto(view[start + got :])  # type: ignore[attr-defined]
+            except (OSError, EOFError, zlib.error) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise InputDataError(self.name, f"read error: {reason}") from None
+            if not n:
+                return got, True
+            got += n
+        return got, False
+
+    def _prefetch_into(self, buf: NDArray[np.uint8]) -> tuple[int, bool]:
+        for hook in self.reuse_hooks:
+            hook(buf)  # a background writer may still be sending this buffer's batches
+        return self._read_into(buf, RESERVE)
+
+    def _start_prefetch(self, buf: NDArray[np.uint8]) -> None:
+        if self._prefetch and not self._eof and buf.shape[0] == RESERVE + self._chunk:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="diffserv-capture-reader")
+            self._pending = self._pool.submit(self._prefetch_into, buf)
+
     def _fill(self, keep_from: int) -> int:
-        """Carry ``buf[keep_from:filled]`` into the other buffer and read more; return the shift.
+        """Keep ``buf[keep_from:filled]`` (a partial record) and get more input; return the shift.
 
         Two buffers alternate so that a batch already handed out (and perhaps still
         being written by a background writer) is never overwritten; before a buffer
-        is reused every registered ``reuse_hooks`` callback is given it to wait on.
+        is reused every ``reuse_hooks`` callback is given it to wait on. While the
+        caller works on one buffer the next chunk is read into the other one behind
+        a reserve, where the partial record is then copied in front of it.
         """
-        remain = self._filled - keep_from
-        size = self._buf.shape[0]
+        carry = self._filled - keep_from
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            got, eof = pending.result()
+            nxt = self._spare
+            assert nxt is not None
+            if carry <= RESERVE:
+                start = RESERVE - carry
+                nxt[start:RESERVE] = self._buf[keep_from : self._filled]
+                old = self._buf
+                self._buf, self._spare = nxt, old
+                self._filled = RESERVE + got
+                self._eof = eof
+                self._base += keep_from - start
+                self._start_prefetch(old)
+                return keep_from - start
+            # a partial record longer than the reserve: merge into a bigger buffer
+            big = np.empty(carry + got + self._chunk, np.uint8)
+            big[:carry] = self._buf[keep_from : self._filled]
+            big[carry : carry + got] = nxt[RESERVE : RESERVE + got]
+            self._buf = big
+            self._filled = carry + got
+            self._eof = eof
+            if not eof:
+                more, self._eof = self._read_into(big, self._filled)
+                self._filled += more
+            self._base += keep_from
+            return keep_from
+        # synchronous refill: first chunk, or after a merge
         spare = self._spare
-        if remain == size:
-            size *= 2  # one record is bigger than a chunk: grow
+        size = RESERVE + self._chunk
+        size = max(size, carry * 2)
         if spare is None or spare.shape[0] < size:
             spare = np.empty(size, np.uint8)
         else:
             for hook in self.reuse_hooks:
                 hook(spare)
-        if remain:
-            spare[:remain] = self._buf[keep_from : self._filled]
+        if carry:
+            spare[:carry] = self._buf[keep_from : self._filled]
+        old = self._buf
+        self._buf, self._spare = spare, old
+        got, self._eof = self._read_into(spare, carry)
+        self._filled = carry + got
         self._base += keep_from
-        self._spare = self._buf
-        self._buf = spare
-        self._filled = remain
-        view = memoryview(self._buf)  # type: ignore[arg-type]
-        while self._filled < self._buf.shape[0] and not self._eof:
-            try:
-                got = self._file.readinto(view[self._filled :])  # type: ignore[attr-defined]
-            except OSError as exc:
-                raise InputDataError(self.name, f"read error: {exc.strerror or exc}") from None
-            if not got:
-                self._eof = True
-                break
-            self._filled += got
+        if old.shape[0] != RESERVE + self._chunk:
+            self._spare = np.empty(RESERVE + self._chunk, np.uint8)
+        self._start_prefetch(self._spare)
         return keep_from
 
     def _detect(self) -> None:
@@ -185,34 +242,85 @@ class CaptureReader:
             return self._iter_pcap()
         return self._iter_pcapng()
 
-    def _rows(self) -> _Rows:
+    def _capacity_batch(self) -> PacketBatch:
+        """Uninitialised columns for ``batch_size`` rows; only the rows used are ever touched."""
         n = self.batch_size
-        return _Rows(
-            rec_off=np.zeros(n, np.int64),
-            rec_len=np.zeros(n, np.int64),
-            ts_ns=np.zeros(n, np.int64),
-            wire_len=np.zeros(n, np.uint32),
-            cap_len=np.zeros(n, np.uint32),
-            pkt_off=np.zeros(n, np.int64),
-            ifindex=np.zeros(n, np.int32),
-            direction=np.zeros(n, np.uint8),
-            linktype=np.zeros(n, np.int32),
+        return PacketBatch(
+            buf=self._buf,
+            number=np.empty(n, np.int64),
+            rec_off=np.empty(n, np.int64),
+            rec_len=np.empty(n, np.int64),
+            ts_ns=np.empty(n, np.int64),
+            wire_len=np.empty(n, np.uint32),
+            cap_len=np.empty(n, np.uint32),
+            pkt_off=np.empty(n, np.int64),
+            l3_off=np.empty(n, np.int64),
+            vlan_off=np.empty(n, np.int64),
+            ip_version=np.empty(n, np.uint8),
+            ds_byte=np.empty(n, np.uint8),
+            protocol=np.empty(n, np.uint8),
+            saddr_hi=np.empty(n, np.uint64),
+            saddr_lo=np.empty(n, np.uint64),
+            daddr_hi=np.empty(n, np.uint64),
+            daddr_lo=np.empty(n, np.uint64),
+            sport=np.empty(n, np.uint16),
+            dport=np.empty(n, np.uint16),
+            ip_len=np.empty(n, np.uint32),
+            ifindex=np.empty(n, np.int32),
+            direction=np.empty(n, np.uint8),
+            uid=np.empty(n, np.int32),
+            projid=np.empty(n, np.int32),
+            flags=np.empty(n, np.uint8),
+            class_id=np.empty(n, np.int32),
+            action=np.empty(n, np.int32),
+            new_ds=np.empty(n, np.int16),
+            new_pcp=np.empty(n, np.int8),
+            colour=np.empty(n, np.uint8),
         )
 
-    def _make_batch(self, rows: _Rows, n: int, span_start: int, span_end: int) -> PacketBatch:
-        batch = PacketBatch.allocate(self._buf, n)
+    def _scan_args(self, cap: PacketBatch) -> tuple[NDArray[Any], ...]:
+        return (
+            cap.rec_off,
+            cap.rec_len,
+            cap.ts_ns,
+            cap.wire_len,
+            cap.cap_len,
+            cap.pkt_off,
+        )
+
+    def _decoded_args(self, cap: PacketBatch) -> tuple[NDArray[Any], ...]:
+        return (
+            cap.l3_off,
+            cap.vlan_off,
+            cap.ip_version,
+            cap.ds_byte,
+            cap.protocol,
+            cap.saddr_hi,
+            cap.saddr_lo,
+            cap.daddr_hi,
+            cap.daddr_lo,
+            cap.sport,
+            cap.dport,
+            cap.ip_len,
+            cap.direction,
+            cap.flags,
+        )
+
+    def _make_batch(self, cap: PacketBatch, n: int, span_start: int, span_end: int) -> PacketBatch:
+        """The first ``n`` rows of ``cap`` as a batch; a new ``cap`` is needed afterwards."""
+        columns = {name: getattr(cap, name)[:n] for name in _COLUMNS}
+        batch = PacketBatch(buf=self._buf, **columns)
         first = self.counters.packets + 1
         batch.number[:] = np.arange(first, first + n, dtype=np.int64)
-        batch.rec_off[:] = rows.rec_off[:n]
-        batch.rec_len[:] = rows.rec_len[:n]
-        batch.ts_ns[:] = rows.ts_ns[:n]
-        batch.wire_len[:] = rows.wire_len[:n]
-        batch.cap_len[:] = rows.cap_len[:n]
-        batch.pkt_off[:] = rows.pkt_off[:n]
-        batch.ifindex[:] = rows.ifindex[:n]
-        batch.direction[:] = rows.direction[:n]
-        if n:
-            decode_batch(batch, rows.linktype[:n])
+        if self.format == "pcap":
+            batch.ifindex[:] = 1 if self._default_interface else 0
+        batch.uid[:] = UNKNOWN_ID
+        batch.projid[:] = UNKNOWN_ID
+        batch.class_id[:] = -1
+        batch.action[:] = 0
+        batch.new_ds[:] = -1
+        batch.new_pcp[:] = -1
+        batch.colour[:] = 0
         if self.direction is not None:
             batch.direction[:] = self.direction
         else:
@@ -251,11 +359,7 @@ class CaptureReader:
     def _iter_pcap(self) -> Iterator[PacketBatch]:
         header = self._pcap
         max_record = max(header.snaplen, pcap.PCAP_MAX_RECORD)
-        rows = self._rows()
-        linktype = rows.linktype
-        linktype[:] = header.linktype
-        if self._default_interface:
-            rows.ifindex[:] = 1
+        cap = self._capacity_batch()
         pos = self._pos
         while True:
             status, n, end = pcap.scan_pcap(
@@ -265,17 +369,15 @@ class CaptureReader:
                 header.big_endian,
                 header.nanosecond,
                 max_record,
+                header.linktype,
                 0,
-                rows.rec_off,
-                rows.rec_len,
-                rows.ts_ns,
-                rows.wire_len,
-                rows.cap_len,
-                rows.pkt_off,
+                self.batch_size,
+                *self._scan_args(cap),
+                *self._decoded_args(cap),
             )
             if n:
-                yield self._make_batch(rows, n, pos, end)
-                rows.direction[:n] = 0
+                yield self._make_batch(cap, n, pos, end)
+                cap = self._capacity_batch()
             pos = end
             if status == pcap.SCAN_BAD:
                 length = _u32_at(self._buf, pos + 8, header.big_endian)
@@ -296,7 +398,7 @@ class CaptureReader:
             pos -= self._fill(pos)
 
     def _iter_pcapng(self) -> Iterator[PacketBatch]:
-        rows = self._rows()
+        cap = self._capacity_batch()
         big = False
         section_ifaces: list[pcapng.Interface] = []
         tables = _interface_tables(section_ifaces)
@@ -306,7 +408,7 @@ class CaptureReader:
         n = 0
         seen_shb = False
         while True:
-            status, n, pos, last_ts = pcapng.scan_pcapng(
+            status, n, pos, last_ts = pcapng.scan_pcapng(  # type: ignore[call-arg]
                 self._buf,
                 pos,
                 self._filled,
@@ -314,15 +416,10 @@ class CaptureReader:
                 *tables,
                 last_ts,
                 n,
-                rows.rec_off,
-                rows.rec_len,
-                rows.ts_ns,
-                rows.wire_len,
-                rows.cap_len,
-                rows.pkt_off,
-                rows.ifindex,
-                rows.direction,
-                rows.linktype,
+                self.batch_size,
+                *self._scan_args(cap),
+                cap.ifindex,
+                *self._decoded_args(cap),
             )
             if status == pcapng.SCAN_BAD:
                 raise InputDataError(
@@ -340,7 +437,8 @@ class CaptureReader:
                 if block is None:
                     # the block is not complete in the buffer: emit, then refill
                     if n or pos > span_start:
-                        yield self._make_batch(rows, n, span_start, pos)
+                        yield self._make_batch(cap, n, span_start, pos)
+                        cap = self._capacity_batch()
                         n = 0
                         span_start = pos
                     if self._eof:
@@ -371,18 +469,20 @@ class CaptureReader:
                 continue
             # SCAN_MORE: rows full, or need more data
             if n == self.batch_size:
-                yield self._make_batch(rows, n, span_start, pos)
+                yield self._make_batch(cap, n, span_start, pos)
+                cap = self._capacity_batch()
                 n = 0
                 span_start = pos
                 continue
             if self._eof:
                 if n or pos > span_start:
-                    yield self._make_batch(rows, n, span_start, pos)
+                    yield self._make_batch(cap, n, span_start, pos)
                 if pos < self._filled:
                     raise self._truncated_block(pos)
                 return
             if n:
-                yield self._make_batch(rows, n, span_start, pos)
+                yield self._make_batch(cap, n, span_start, pos)
+                cap = self._capacity_batch()
                 n = 0
                 span_start = pos
             shift = self._fill(span_start)
@@ -432,8 +532,20 @@ class CaptureReader:
 
     # --------------------------------------------------------------- closing
     def close(self) -> None:
+        """Stop reading ahead and close the file (standard input is left open)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(Exception):
+                pending.result()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._owns_file and not self._file.closed:
+            inner = getattr(self._file, "fileobj", None)
             self._file.close()
+            if inner is not None:
+                inner.close()
 
     def __enter__(self) -> CaptureReader:
         return self
@@ -445,6 +557,14 @@ class CaptureReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _maybe_gunzip(raw: BinaryIO) -> BinaryIO:
+    """``raw`` itself, or a decompressing reader if it starts with the gzip magic."""
+    peek = getattr(raw, "peek", None)
+    if peek is None or peek(2)[:2] != b"\x1f\x8b":
+        return raw
+    return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
 
 
 def _u32_at(buf: NDArray[np.uint8], pos: int, big: bool) -> int:

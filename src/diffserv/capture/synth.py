@@ -291,6 +291,27 @@ def ethernet(
     return frame + struct.pack("!H", etype) + payload
 
 
+def pppoe(packet: bytes, *, session: int = 1) -> bytes:
+    """A PPPoE session header plus PPP protocol field in front of an IP packet.
+
+    Use as ``ethernet(pppoe(ip), ethertype=0x8864)``.
+    """
+    proto = 0x0057 if packet and packet[0] >> 4 == 6 else 0x0021
+    return struct.pack("!BBHHH", 0x11, 0, session, len(packet) + 2, proto) + packet
+
+
+def mpls(packet: bytes, labels: Sequence[int] = (16,), *, tc: int = 0, ttl: int = 64) -> bytes:
+    """An MPLS label stack (outermost first) in front of ``packet``.
+
+    Use as ``ethernet(mpls(ip), ethertype=0x8847)``.
+    """
+    stack = b""
+    for i, label in enumerate(labels):
+        bottom = 1 if i == len(labels) - 1 else 0
+        stack += struct.pack("!I", (label << 12) | (tc << 9) | (bottom << 8) | ttl)
+    return stack + packet
+
+
 def sll(
     payload: bytes,
     *,
@@ -592,3 +613,39 @@ def write_file(path: str | os.PathLike[str], data: bytes) -> str:
     with open(path, "wb") as handle:
         handle.write(data)
     return os.fspath(path)
+
+
+def write_pcap(
+    path: str | os.PathLike[str],
+    packets: Iterable[Packet | bytes],
+    *,
+    linktype: int = LINKTYPE_ETHERNET,
+    nanosecond: bool = False,
+    big_endian: bool = False,
+    snaplen: int = 262144,
+) -> str:
+    """Write ``packets`` as a classic pcap file; return the path as a string."""
+    data = pcap_bytes(
+        packets, linktype=linktype, nanosecond=nanosecond, big_endian=big_endian, snaplen=snaplen
+    )
+    return write_file(path, data)
+
+
+def write_pcapng(
+    path: str | os.PathLike[str],
+    packets: Iterable[Packet | bytes] | None = None,
+    *,
+    sections: Sequence[Section] | None = None,
+    linktype: int = LINKTYPE_ETHERNET,
+    name: str | None = "eth0",
+    tsresol: int | None = None,
+    big_endian: bool = False,
+) -> str:
+    """Write a pcapng file: ``sections`` as given, or one section/interface of ``packets``."""
+    if sections is not None:
+        data = pcapng_bytes(sections)
+    else:
+        data = simple_pcapng(
+            packets or [], linktype=linktype, name=name, tsresol=tsresol, big_endian=big_endian
+        )
+    return write_file(path, data)

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from diffserv.errors import UsageError
-from diffserv.flows.reader import read_records
+from diffserv.flows.reader import merge_tables, read_records
 from diffserv.flows.summary import SORT_KEYS, render_text, select_actions, summarize
 
 
@@ -32,7 +32,12 @@ def register(subparsers: Any) -> None:
             "protocol/port and per conversation, and the top flows by bytes."
         ),
     )
-    parser.add_argument("file", metavar="FILE", help="record file (.jsonl, .csv, .parquet)")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="record files (.jsonl, .csv, .parquet; '-' = JSON Lines on stdin), summed",
+    )
     parser.add_argument(
         "--top", type=_positive, default=10, metavar="N", help="rows per top-N table (10)"
     )
@@ -53,10 +58,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path: str = args.file
-    if not path:
+    paths: list[str] = args.files
+    if any(not path for path in paths):
         raise UsageError("flows: FILE must not be empty")
-    table = read_records(path)
+    table = merge_tables([read_records(path) for path in paths])
     if args.action:
         table = select_actions(table, args.action)
     summary = summarize(table, top=args.top, sort=args.sort)

@@ -99,9 +99,9 @@ def format_summary(stats: dict[str, Any]) -> str:
     total = int(stats["packets"])
     elapsed = float(stats.get("elapsed_s", 0.0))
     rate = f", {total / elapsed:,.0f} packets/s" if elapsed > 0 else ""
+    source = "standard input" if stats["input"] == "-" else stats["input"]
     lines = [
-        f"{stats['input']}: {total:,} packets ({_bytes(int(stats['bytes']))}) "
-        f"in {elapsed:.2f} s{rate}",
+        f"{source}: {total:,} packets ({_bytes(int(stats['bytes']))}) in {elapsed:.2f} s{rate}",
         f"  written {stats['written']:,}, dropped {stats['dropped']:,}"
         + (f", deferred {stats['deferred']:,}" if stats.get("deferred") else "")
         + f", not IP {stats['not_ip']['packets']:,} (passed unchanged)",

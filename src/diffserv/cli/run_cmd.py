@@ -31,6 +31,11 @@ def register(subparsers: Any) -> None:
             "Classify, meter, mark and account every packet of INPUT with the IPQoS "
             "policy POLICY, writing the result in the input's own format."
         ),
+        epilog=(
+            "example: diffserv run edge.conf wan.pcapng -o marked.pcapng --direction fwd-out "
+            "--stats stats.json.  Exit status: 0 success, 1 invalid policy, "
+            "2 usage error or unreadable capture."
+        ),
     )
     parser.add_argument("policy", metavar="POLICY", help="ipqosconf policy file")
     parser.add_argument("input", metavar="INPUT", help="pcap or pcapng capture ('-' = stdin)")
@@ -48,14 +53,31 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary, no progress")
     parser.add_argument(
-        "--batch-size", type=_positive, default=65536, metavar="N", help="packets per batch"
+        "--batch-size",
+        type=_positive,
+        default=65536,
+        metavar="N",
+        help="packets per batch (default 65536; results never depend on it)",
     )
-    parser.add_argument("--seed", type=int, default=None, metavar="N", help="tswtclmt seed")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of tswtclmt's random source (default fixed, so runs are reproducible)",
+    )
     parser.add_argument(
         "--cos-mode",
         choices=("illumos", "plain"),
         default="illumos",
         help="dlcosmk cos → PCP: illumos maps cos 1 and 2 to 0 (default); plain writes cos",
+    )
+    parser.add_argument(
+        "--trace",
+        type=_positive,
+        default=0,
+        metavar="N",
+        help="print the path of the first N packets through the policy (class, actions, marks)",
     )
     parser.add_argument(
         "--flows", metavar="FILE", help="write flowacct records (.jsonl, .csv or .parquet)"
@@ -115,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     policy = load(args.policy)
     for warning in policy.warnings:
         print(format_diagnostic(warning), file=sys.stderr)
-    if args.output != "-" and os.path.abspath(args.output) == os.path.abspath(args.input):
+    if args.output != "-" and args.input != "-" and _same_file(args.output, args.input):
         raise UsageError("the output file must not be the input file")
     if args.output == "-" and "-" in (args.flows, args.stats):
         raise UsageError("-o - writes the capture to standard output: --stats/--flows need a file")
@@ -126,25 +148,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    from diffserv.engine.context import DEFAULT_SEED, EngineOptions
-    from diffserv.engine.graph import compile_policy
-
-    flow_sink = None
-    if args.flows:
-        from diffserv.flows.writers import open_record_writer
-
-        flow_sink = open_record_writer(args.flows, args.acct)
-    try:
-        options = EngineOptions(
-            seed=DEFAULT_SEED if args.seed is None else args.seed,
-            cos_mode=args.cos_mode,
-            flow_sink=flow_sink,
-        )
-        graph = compile_policy(policy, options)
-        stats = _run_capture(graph, args)
-    finally:
-        if flow_sink is not None:
-            flow_sink.close()
+    stats = _run_capture(policy, args)
     if args.stats:
         _write_stats(args.stats, stats)
     if not args.quiet:
@@ -154,48 +158,101 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_capture(graph: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from diffserv.capture import CaptureWriter, open_capture
-    from diffserv.engine.pipeline import run_batches
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _run_capture(policy: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Open the input, then the flow records, compile, run; a failure removes what it made."""
+    from diffserv.capture import open_capture
 
     direction = DIRECTIONS[args.direction] if args.direction else None
     with open_capture(
         args.input, batch_size=args.batch_size, interface=args.interface, direction=direction
     ) as reader:
-        target: _AtomicOutput | None = None
-        out: BinaryIO
-        if args.output == "-":
-            out = sys.stdout.buffer
-        else:
-            target = _AtomicOutput(args.output)
-            out = target.file
-        progress = _progress_bar(args, reader.name)
-        previous = _terminate_as_exit()
+        if not args.flows:
+            return _run_opened(policy, reader, None, args)
+        from diffserv.flows.writers import open_record_writer
+
+        existed = os.path.exists(args.flows)
+        flow_sink = open_record_writer(args.flows, args.acct)
         try:
-            writer = CaptureWriter(out, reader)
-            result = run_batches(
-                graph,
-                reader,
-                writer,
-                input_name=args.input,
-                output_name=args.output,
-                progress=progress.update if progress is not None else None,
-            )
-        except BaseException:
-            if target is not None:
-                target.abort()
+            stats = _run_opened(policy, reader, flow_sink, args)
+        except Exception:  # bad input or policy: no records of a run that did not happen
+            flow_sink.close()
+            if not existed:
+                with contextlib.suppress(OSError):
+                    os.unlink(args.flows)
             raise
-        finally:
-            _restore_signals(previous)
-            if progress is not None:
-                progress.stop()
+        finally:  # an interrupted run keeps the records of the flows that already expired
+            flow_sink.close()
+        return stats
+
+
+def _run_opened(
+    policy: Any, reader: Any, flow_sink: Any, args: argparse.Namespace
+) -> dict[str, Any]:
+    from diffserv.capture import CaptureWriter
+    from diffserv.engine.context import DEFAULT_SEED, EngineOptions
+    from diffserv.engine.graph import compile_policy
+    from diffserv.engine.pipeline import run_batches
+
+    options = EngineOptions(
+        seed=DEFAULT_SEED if args.seed is None else args.seed,
+        cos_mode=args.cos_mode,
+        flow_sink=flow_sink,
+    )
+    graph = compile_policy(policy, options)
+    graph.trace_limit = args.trace
+    target: _AtomicOutput | None = None
+    out: BinaryIO
+    if args.output == "-":
+        out = sys.stdout.buffer
+    else:
+        target = _AtomicOutput(args.output)
+        out = target.file
+    progress = _progress_bar(args, reader.name)
+    previous = _terminate_as_exit()
+    try:
+        writer = CaptureWriter(out, reader)
+        result = run_batches(
+            graph,
+            reader,
+            writer,
+            input_name=args.input,
+            output_name=args.output,
+            progress=progress.update if progress is not None else None,
+        )
+    except BaseException:
         if target is not None:
-            target.commit()
-        stats = result.stats
-        stats["truncated"] = reader.counters.truncated
-        for warning in reader.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            target.abort()
+        raise
+    finally:
+        _restore_signals(previous)
+        if progress is not None:
+            progress.stop()
+    if target is not None:
+        target.commit()
+    stats = {"policy": args.policy, **result.stats}
+    stats["truncated"] = reader.counters.truncated
+    if args.trace:
+        stats["trace"] = {str(number): steps for number, steps in sorted(graph.trace.items())}
+        for number, steps in sorted(graph.trace.items()):
+            print(f"packet {number}: {_trace_line(steps)}", file=sys.stderr)
+    for warning in reader.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return stats
+
+
+def _trace_line(steps: list[str]) -> str:
+    """``head: class web → markAF11 → continue; DS 0x00 → 0x28`` from a graph trace."""
+    if len(steps) < 3:
+        return "; ".join(steps)
+    path = " → ".join(steps[1:-1])
+    return f"{steps[0]}: {path}; {steps[-1]}"
 
 
 def _terminate_as_exit() -> dict[int, Any]:

@@ -10,12 +10,14 @@ Offline meaning of the virtual actions: ``continue`` ends the chain and the pack
 written out (with whatever marks it got); ``drop`` removes it from the output; ``defer``
 (a module keeps the packet; no IPQoS module defers, and ipqosconf cannot name it) is
 treated as removed from the output and counted apart. Non-IP frames never enter the graph
-(IPQoS only sees IP packets) and pass unchanged.
+(IPQoS only sees IP packets) and pass unchanged; malformed frames reach ipgpc, which passes
+them on unclassified and unmodified and counts them as ``epackets``.
 """
 
 from __future__ import annotations
 
 import heapq
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -42,10 +44,30 @@ OUTCOMES: Mapping[int, str] = {
     ACTION_DEFER: "defer",
 }
 MALFORMED_KEPT = 10  # packet numbers of malformed packets remembered for messages
+COLOUR_NAMES: Mapping[int, str] = {1: "green", 2: "yellow", 4: "red"}
 
 
 class EngineError(DiffservError):
     """An operator broke the action protocol (a bug, never the user's fault)."""
+
+
+def _address(hi: int, lo: int, version: int) -> str:
+    if version == 4:
+        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+    return str(ipaddress.IPv6Address((hi << 64) | lo))
+
+
+def _packet_head(batch: PacketBatch, row: int) -> str:
+    """``10.0.0.1:5060 > 10.0.0.2:5060 proto 17`` for a trace line."""
+    version = int(batch.ip_version[row])
+    src = _address(int(batch.saddr_hi[row]), int(batch.saddr_lo[row]), version)
+    dst = _address(int(batch.daddr_hi[row]), int(batch.daddr_lo[row]), version)
+    if version == 6:
+        src, dst = f"[{src}]", f"[{dst}]"
+    sport, dport = int(batch.sport[row]), int(batch.dport[row])
+    if sport or dport:
+        src, dst = f"{src}:{sport}", f"{dst}:{dport}"
+    return f"{src} > {dst} proto {int(batch.protocol[row])}"
 
 
 def topological_order(policy: Policy) -> list[Action]:
@@ -105,6 +127,9 @@ class ActionGraph:
     malformed_numbers: list[int] = field(default_factory=list)
     packets: int = 0
     bytes: int = 0
+    # the path of the first ``trace_limit`` packets (by number): number -> steps
+    trace_limit: int = 0
+    trace: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def classifier(self) -> Operator:
@@ -124,24 +149,64 @@ class ActionGraph:
             room = MALFORMED_KEPT - len(self.malformed_numbers)
             if room > 0:
                 self.malformed_numbers.extend(int(x) for x in batch.number[malformed][:room])
-        is_ip = batch.ip_version != NOT_IP
+        # malformed frames go to ipgpc, which passes them on unclassified (epackets)
+        is_ip = (batch.ip_version != NOT_IP) | malformed
         non_ip = ~is_ip
         if non_ip.any():
             self.not_ip.packets += int(non_ip.sum())
             self.not_ip.bytes += int(batch.wire_len[non_ip].sum())
         rows = np.flatnonzero(is_ip).astype(np.int64)
+        traced = self.trace_limit > 0 and n > 0 and int(batch.number[0]) <= self.trace_limit
         if rows.shape[0]:
             action[rows] = self._checked(0, rows, self.classifier.process(batch, rows))
+            if traced:
+                self._trace_step(batch, 0, rows)
             for aid in range(1, len(self.operators)):
                 rows = np.flatnonzero(action == aid).astype(np.int64)
                 if rows.shape[0]:
                     nxt = self.operators[aid].process(batch, rows)
                     action[rows] = self._checked(aid, rows, nxt)
+                    if traced:
+                        self._trace_step(batch, aid, rows)
+        if traced:
+            self._trace_end(batch, is_ip, malformed)
         for vid, name in OUTCOMES.items():
             at = (action == vid) & is_ip
             outcome = self.outcomes.setdefault(name, Outcome())
             outcome.packets += int(at.sum())
             outcome.bytes += int(batch.wire_len[at].sum())
+
+    def _trace_step(self, batch: PacketBatch, aid: int, rows: NDArray[np.int64]) -> None:
+        op = self.operators[aid]
+        classes = getattr(op, "classes", None)
+        for row in rows[batch.number[rows] <= self.trace_limit]:
+            step = op.name
+            if aid == 0:
+                cid = int(batch.class_id[row])
+                step = f"class {classes[cid].name}" if classes and cid >= 0 else "unclassified"
+            elif "green_packets" in op.counters():
+                step += f" [{COLOUR_NAMES.get(int(batch.colour[row]), 'no colour')}]"
+            self.trace.setdefault(int(batch.number[row]), []).append(step)
+
+    def _trace_end(
+        self, batch: PacketBatch, is_ip: NDArray[np.bool_], malformed: NDArray[np.bool_]
+    ) -> None:
+        current = batch.current_ds()
+        for row in np.flatnonzero(batch.number <= self.trace_limit):
+            steps = self.trace.setdefault(int(batch.number[row]), [])
+            if malformed[row]:
+                steps.append("malformed: passed unmodified")
+                continue
+            if not is_ip[row]:
+                steps.append("not IP: passed unchanged")
+                continue
+            steps.insert(0, _packet_head(batch, int(row)))
+            steps.append(OUTCOMES.get(int(batch.action[row]), "?"))
+            before, after = int(batch.ds_byte[row]), int(current[row])
+            marks = [f"DS 0x{before:02x}" + (f" → 0x{after:02x}" if after != before else "")]
+            if batch.new_pcp[row] >= 0:
+                marks.append(f"PCP {int(batch.new_pcp[row])}")
+            steps.append(", ".join(marks))
 
     def _checked(
         self, aid: int, rows: NDArray[np.int64], nxt: NDArray[np.int32]

@@ -63,6 +63,21 @@ class RecordTable:
         return np.asarray(values, dtype=np.int64)
 
 
+TABLE_COLUMNS: tuple[str, ...] = (
+    "saddr",
+    "daddr",
+    "sport",
+    "dport",
+    "protocol",
+    "npackets",
+    "nbytes",
+    "action",
+    "dsfield",
+    "first_ns",
+    "last_ns",
+)
+
+
 class _RowChecker:
     """Validates one record (a mapping of field to raw value) and appends it to a table."""
 
@@ -219,23 +234,28 @@ def _read_csv(path: str, table: RecordTable) -> None:
                 raise InputDataError(where, str(exc)) from None
 
 
+def _arrow_problem(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
 def _read_parquet(path: str, table: RecordTable) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    columns: dict[str, list[Any]] = {}
     try:
         data = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise InputDataError(path, f"not a valid Parquet file ({exc})") from None
-    table.group = _group_of(data.column_names, path)
-    columns: dict[str, list[Any]] = {}
-    for name in data.column_names:
-        col = data.column(name)
-        if pa.types.is_timestamp(col.type):
-            col = col.cast(pa.int64())
-        columns[name] = col.to_pylist()
+        table.group = _group_of(data.column_names, path)
+        for name in data.column_names:
+            col = data.column(name)
+            if pa.types.is_timestamp(col.type):
+                col = col.cast(pa.int64())
+            columns[name] = col.to_pylist()
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputDataError(path, f"not a valid Parquet file ({_arrow_problem(exc)})") from None
     checker = _RowChecker(table, text_values=False)
     names = list(columns)
     for i, values in enumerate(zip(*(columns[n] for n in names), strict=True)):
@@ -263,3 +283,20 @@ def read_records(path: str) -> RecordTable:
     except OSError as exc:
         raise HostSystemError(f"cannot read {path}: {exc.strerror or exc}") from None
     return table
+
+
+def merge_tables(tables: list[RecordTable]) -> RecordTable:
+    """Several files' records as one table (all basic or all extended)."""
+    if len(tables) == 1:
+        return tables[0]
+    groups = {t.group for t in tables}
+    if len(groups) > 1:
+        basic = next(t.path for t in tables if t.group == GROUP_BASIC)
+        extended = next(t.path for t in tables if t.group == GROUP_EXTENDED)
+        raise UsageError(f"cannot sum basic records ({basic}) with extended records ({extended})")
+    merged = RecordTable(path=", ".join(t.path for t in tables), group=tables[0].group)
+    for name in TABLE_COLUMNS:
+        column: list[Any] = getattr(merged, name)
+        for t in tables:
+            column.extend(getattr(t, name))
+    return merged

@@ -13,7 +13,7 @@ from typing import Any, Final
 import numpy as np
 
 from diffserv.errors import UsageError
-from diffserv.flows.reader import RecordTable
+from diffserv.flows.reader import TABLE_COLUMNS, RecordTable
 from diffserv.flows.records import GROUP_EXTENDED, iso_times
 
 PROTOCOL_NAMES: Final = {
@@ -34,19 +34,6 @@ PROTOCOL_NAMES: Final = {
 }
 PORT_PROTOCOLS: Final = frozenset({6, 17, 132})
 ECN_LABELS: Final = ("Not-ECT", "ECT(1)", "ECT(0)", "CE")  # RFC 3168 codepoints 0..3
-RECORD_TABLE_COLUMNS: Final = (
-    "saddr",
-    "daddr",
-    "sport",
-    "dport",
-    "protocol",
-    "npackets",
-    "nbytes",
-    "action",
-    "dsfield",
-    "first_ns",
-    "last_ns",
-)
 
 
 def protocol_name(number: int) -> str:
@@ -69,6 +56,23 @@ def service_port(protocol: int, sport: int, dport: int) -> int | None:
         return None
     ports = [p for p in (sport, dport) if p]
     return min(ports) if ports else 0
+
+
+def _bps(nbytes: int, span_ns: int) -> int | None:
+    """Average bit/s over the records' time span (None when the span is empty)."""
+    return (nbytes * 8 * 1_000_000_000) // span_ns if span_ns > 0 else None
+
+
+def human_rate(bps: int | None) -> str:
+    """bit/s with a decimal unit: 1.5 Mbit/s, 640 bit/s; "-" when unknown."""
+    if bps is None:
+        return "-"
+    value = float(bps)
+    for unit in ("bit/s", "kbit/s", "Mbit/s", "Gbit/s"):
+        if value < 1000 or unit == "Gbit/s":
+            return f"{bps} bit/s" if unit == "bit/s" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{bps} bit/s"
 
 
 def _share(part: int, total: int) -> float:
@@ -101,7 +105,7 @@ def select_actions(table: RecordTable, names: Sequence[str]) -> RecordTable:
     wanted = set(names)
     keep = [i for i, name in enumerate(table.action) if name in wanted]
     out = RecordTable(path=table.path, group=table.group)
-    for attr in RECORD_TABLE_COLUMNS:
+    for attr in TABLE_COLUMNS:
         values = getattr(table, attr)
         if values:
             setattr(out, attr, [values[i] for i in keep])
@@ -162,8 +166,11 @@ def summarize(table: RecordTable, top: int = 10, sort: str = "bytes") -> dict[st
         first = int(min(table.first_ns))
         last = int(max(table.last_ns))
         start, end = iso_times(np.array([first, last], dtype=np.int64))
-        totals.update(first_seen=start, last_seen=end, duration_s=(last - first) / 1e9)
+        duration_ns = last - first
+        totals.update(first_seen=start, last_seen=end, duration_s=duration_ns / 1e9)
+        totals["avg_bps"] = _bps(total_bytes, duration_ns)
 
+    span_ns = int(max(table.last_ns) - min(table.first_ns)) if extended and table.n else 0
     by_dscp: list[dict[str, Any]] | None = None
     by_ecn: list[dict[str, Any]] | None = None
     if extended:
@@ -181,6 +188,7 @@ def summarize(table: RecordTable, top: int = 10, sort: str = "bytes") -> dict[st
                 "bytes": v[1],
                 "packet_share": _share(v[0], total_packets),
                 "byte_share": share,
+                "avg_bps": _bps(v[1], span_ns),
             }
             for value, v, share in _ranked(groups, total_bytes, None, by_packets)
         ]
@@ -288,7 +296,10 @@ def render_text(summary: dict[str, Any]) -> str:
         f"group {t['group']}"
     ]
     if "first_seen" in t:
-        out.append(f"time: {t['first_seen']} .. {t['last_seen']} ({t['duration_s']:.3f} s)")
+        out.append(
+            f"time: {t['first_seen']} .. {t['last_seen']} ({t['duration_s']:.3f} s, "
+            f"average {human_rate(t['avg_bps'])})"
+        )
     if len(t["actions"]) > 1:
         out.append("")
         out.append("By action")
@@ -306,7 +317,7 @@ def render_text(summary: dict[str, Any]) -> str:
         out.append("  (basic records carry no dsfield; record with --acct extended)")
     else:
         out += _table(
-            ["dscp", "name", "packets", "pkt%", "bytes", "byte%"],
+            ["dscp", "name", "packets", "pkt%", "bytes", "byte%", "avg rate"],
             [
                 [
                     str(r["dscp"]),
@@ -315,10 +326,11 @@ def render_text(summary: dict[str, Any]) -> str:
                     f"{r['packet_share']:.2f}",
                     str(r["bytes"]),
                     f"{r['byte_share']:.2f}",
+                    human_rate(r["avg_bps"]),
                 ]
                 for r in summary["by_dscp"]
             ],
-            {0, 2, 3, 4, 5},
+            {0, 2, 3, 4, 5, 6},
         )
     if summary.get("by_ecn"):
         out.append("")

@@ -80,7 +80,10 @@ class RecordWriter:
             raise ValueError(f"{self.path}: record writer is closed")
         if records.n == 0:
             return
-        self._write(records)
+        try:
+            self._write(records)
+        except OSError as exc:
+            raise HostSystemError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         self.records_written += records.n
 
     def close(self) -> None:
@@ -88,7 +91,10 @@ class RecordWriter:
         if self.closed:
             return
         self.closed = True
-        self._close()
+        try:
+            self._close()
+        except OSError as exc:
+            raise HostSystemError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def __enter__(self) -> RecordWriter:
         return self

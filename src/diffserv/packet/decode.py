@@ -54,6 +54,11 @@ SUPPORTED_LINKTYPES: dict[int, str] = {
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_PPPOE_SESSION = 0x8864
+ETHERTYPE_MPLS = 0x8847
+ETHERTYPE_MPLS_MULTICAST = 0x8848
+PPP_IPV4 = 0x0021
+PPP_IPV6 = 0x0057
 
 _DIR_IN = 1  # LOCAL_IN
 _DIR_OUT = 2  # LOCAL_OUT
@@ -105,6 +110,29 @@ def _walk_ethertype(
             vlan = start + pos
         ethertype = _be16(buf, start + pos + 2)
         pos += 4
+    if ethertype == ETHERTYPE_PPPOE_SESSION:
+        if pos + 8 > caplen:
+            return _BAD, 0, vlan
+        ppp = _be16(buf, start + pos + 6)
+        if ppp == PPP_IPV4:
+            return pos + 8, 4, vlan
+        if ppp == PPP_IPV6:
+            return pos + 8, 6, vlan
+        return _NOT_IP, 0, vlan
+    if ethertype == ETHERTYPE_MPLS or ethertype == ETHERTYPE_MPLS_MULTICAST:
+        while True:
+            if pos + 4 > caplen:
+                return _BAD, 0, vlan
+            bottom = buf[start + pos + 2] & 0x01
+            pos += 4
+            if bottom:
+                break
+        if pos + 1 > caplen:
+            return _BAD, 0, vlan
+        version = int(buf[start + pos]) >> 4
+        if version == 4 or version == 6:
+            return pos, version, vlan
+        return _NOT_IP, 0, vlan  # a pseudowire or something else under the labels
     if ethertype < 0x0600:
         # 802.3 length field: IP only behind LLC/SNAP with a zero OUI
         if (
@@ -205,6 +233,152 @@ def _has_ports(protocol: int) -> bool:
 
 
 @njit(cache=True, nogil=True)
+def decode_one(
+    buf: NDArray[np.uint8],
+    i: int,
+    start: int,
+    caplen: int,
+    wirelen: int,
+    linktype: int,
+    l3_off: NDArray[np.int64],
+    vlan_off: NDArray[np.int64],
+    ip_version: NDArray[np.uint8],
+    ds_byte: NDArray[np.uint8],
+    protocol: NDArray[np.uint8],
+    saddr_hi: NDArray[np.uint64],
+    saddr_lo: NDArray[np.uint64],
+    daddr_hi: NDArray[np.uint64],
+    daddr_lo: NDArray[np.uint64],
+    sport: NDArray[np.uint16],
+    dport: NDArray[np.uint16],
+    ip_len: NDArray[np.uint32],
+    direction: NDArray[np.uint8],
+    flags: NDArray[np.uint8],
+) -> None:
+    """Fill every decoded column of row ``i`` from the frame at ``buf[start:start+caplen]``.
+
+    ``direction[i]`` is input too: when it is 0, a Linux cooked header may set it.
+    """
+    flag = 0
+    if caplen < wirelen:
+        flag |= FLAG_TRUNCATED
+    wirelen = max(wirelen, caplen)
+    l3_off[i] = -1
+    ip_version[i] = 0
+    ds_byte[i] = 0
+    protocol[i] = 0
+    saddr_hi[i] = 0
+    saddr_lo[i] = 0
+    daddr_hi[i] = 0
+    daddr_lo[i] = 0
+    sport[i] = 0
+    dport[i] = 0
+    ip_len[i] = 0
+    rel, version, vlan, link_dir = _link(buf, start, caplen, linktype)
+    vlan_off[i] = vlan
+    if link_dir != 0 and direction[i] == 0:
+        direction[i] = link_dir
+    if rel == _NOT_IP:
+        flags[i] = flag
+        return
+    if rel == _BAD:
+        flags[i] = flag | FLAG_MALFORMED
+        return
+    l3 = start + rel
+    avail = caplen - rel
+    wire_avail = wirelen - rel
+    if version == 4:
+        if avail < 20:
+            flags[i] = flag | FLAG_MALFORMED
+            return
+        b0 = int(buf[l3])
+        ihl = (b0 & 0x0F) * 4
+        total = _be16(buf, l3 + 2)
+        if (b0 >> 4) != 4 or ihl < 20 or total < ihl or total > wire_avail:
+            flags[i] = flag | FLAG_MALFORMED
+            return
+        proto = int(buf[l3 + 9])
+        frag = _be16(buf, l3 + 6)
+        l3_off[i] = l3
+        ip_version[i] = IPV4
+        ds_byte[i] = buf[l3 + 1]
+        protocol[i] = proto
+        saddr_hi[i] = 0
+        saddr_lo[i] = np.uint64(_V4_MAPPED | _be32(buf, l3 + 12))
+        daddr_hi[i] = 0
+        daddr_lo[i] = np.uint64(_V4_MAPPED | _be32(buf, l3 + 16))
+        ip_len[i] = total
+        if (frag & 0x3FFF) != 0:
+            flag |= FLAG_FRAGMENT | FLAG_NO_PORTS
+        elif _has_ports(proto) and ihl + 4 <= avail and ihl + 4 <= total:
+            sport[i] = _be16(buf, l3 + ihl)
+            dport[i] = _be16(buf, l3 + ihl + 2)
+        else:
+            flag |= FLAG_NO_PORTS
+        flags[i] = flag
+        return
+    # IPv6
+    if avail < 40 or (int(buf[l3]) >> 4) != 6:
+        flags[i] = flag | FLAG_MALFORMED
+        return
+    length = 40 + _be16(buf, l3 + 4)
+    if length > wire_avail:
+        flags[i] = flag | FLAG_MALFORMED
+        return
+    first = int(buf[l3 + 6])
+    nh = first
+    proto = first
+    off = 40
+    bad = False
+    while True:
+        if _has_ports(nh):
+            proto = nh
+            if off + 4 <= avail and off + 4 <= length:
+                sport[i] = _be16(buf, l3 + off)
+                dport[i] = _be16(buf, l3 + off + 2)
+            else:
+                flag |= FLAG_NO_PORTS
+            break
+        if nh == 58 or nh == 98 or nh == 41 or nh == 50 or nh == 51:
+            proto = nh
+            flag |= FLAG_NO_PORTS
+            break
+        if nh == 0 or nh == 60 or nh == 43:
+            if off + 2 > length:
+                bad = True
+                break
+            if off + 2 > avail:
+                flag |= FLAG_NO_PORTS
+                break
+            nxt = int(buf[l3 + off])
+            off += (int(buf[l3 + off + 1]) + 1) * 8
+            if off > length:
+                bad = True
+                break
+            nh = nxt
+            continue
+        if nh == 44:
+            flag |= FLAG_FRAGMENT
+        flag |= FLAG_NO_PORTS
+        break
+    if bad:
+        sport[i] = 0
+        dport[i] = 0
+        flags[i] = flag | FLAG_MALFORMED
+        return
+    l3_off[i] = l3
+    ip_version[i] = IPV6
+    ds_byte[i] = ((int(buf[l3]) & 0x0F) << 4) | (int(buf[l3 + 1]) >> 4)
+    protocol[i] = proto
+    saddr_hi[i] = _be64(buf, l3 + 8)
+    saddr_lo[i] = _be64(buf, l3 + 16)
+    daddr_hi[i] = _be64(buf, l3 + 24)
+    daddr_lo[i] = _be64(buf, l3 + 32)
+    ip_len[i] = length
+    flags[i] = flag
+
+
+@njit(cache=True, nogil=True)
 def decode_rows(
     buf: NDArray[np.uint8],
     pkt_off: NDArray[np.int64],
@@ -228,114 +402,28 @@ def decode_rows(
 ) -> None:
     """Fill the decoded columns of every row from the frame bytes in ``buf``."""
     for i in range(pkt_off.shape[0]):
-        start = int(pkt_off[i])
-        caplen = int(cap_len[i])
-        wirelen = max(int(wire_len[i]), caplen)
-        flag = 0
-        if caplen < int(wire_len[i]):
-            flag |= FLAG_TRUNCATED
-        rel, version, vlan, link_dir = _link(buf, start, caplen, int(linktype[i]))
-        vlan_off[i] = vlan
-        if link_dir != 0 and direction[i] == 0:
-            direction[i] = link_dir
-        if rel == _NOT_IP:
-            flags[i] = flag
-            continue
-        if rel == _BAD:
-            flags[i] = flag | FLAG_MALFORMED
-            continue
-        l3 = start + rel
-        avail = caplen - rel
-        wire_avail = wirelen - rel
-        if version == 4:
-            if avail < 20:
-                flags[i] = flag | FLAG_MALFORMED
-                continue
-            b0 = int(buf[l3])
-            ihl = (b0 & 0x0F) * 4
-            total = _be16(buf, l3 + 2)
-            if (b0 >> 4) != 4 or ihl < 20 or total < ihl or total > wire_avail:
-                flags[i] = flag | FLAG_MALFORMED
-                continue
-            proto = int(buf[l3 + 9])
-            frag = _be16(buf, l3 + 6)
-            l3_off[i] = l3
-            ip_version[i] = IPV4
-            ds_byte[i] = buf[l3 + 1]
-            protocol[i] = proto
-            saddr_hi[i] = 0
-            saddr_lo[i] = np.uint64(_V4_MAPPED | _be32(buf, l3 + 12))
-            daddr_hi[i] = 0
-            daddr_lo[i] = np.uint64(_V4_MAPPED | _be32(buf, l3 + 16))
-            ip_len[i] = total
-            if (frag & 0x3FFF) != 0:
-                flag |= FLAG_FRAGMENT | FLAG_NO_PORTS
-            elif _has_ports(proto) and ihl + 4 <= avail and ihl + 4 <= total:
-                sport[i] = _be16(buf, l3 + ihl)
-                dport[i] = _be16(buf, l3 + ihl + 2)
-            else:
-                flag |= FLAG_NO_PORTS
-            flags[i] = flag
-            continue
-        # IPv6
-        if avail < 40 or (int(buf[l3]) >> 4) != 6:
-            flags[i] = flag | FLAG_MALFORMED
-            continue
-        length = 40 + _be16(buf, l3 + 4)
-        if length > wire_avail:
-            flags[i] = flag | FLAG_MALFORMED
-            continue
-        first = int(buf[l3 + 6])
-        nh = first
-        proto = first
-        off = 40
-        bad = False
-        while True:
-            if _has_ports(nh):
-                proto = nh
-                if off + 4 <= avail and off + 4 <= length:
-                    sport[i] = _be16(buf, l3 + off)
-                    dport[i] = _be16(buf, l3 + off + 2)
-                else:
-                    flag |= FLAG_NO_PORTS
-                break
-            if nh == 58 or nh == 98 or nh == 41 or nh == 50 or nh == 51:
-                proto = nh
-                flag |= FLAG_NO_PORTS
-                break
-            if nh == 0 or nh == 60 or nh == 43:
-                if off + 2 > length:
-                    bad = True
-                    break
-                if off + 2 > avail:
-                    flag |= FLAG_NO_PORTS
-                    break
-                nxt = int(buf[l3 + off])
-                off += (int(buf[l3 + off + 1]) + 1) * 8
-                if off > length:
-                    bad = True
-                    break
-                nh = nxt
-                continue
-            if nh == 44:
-                flag |= FLAG_FRAGMENT
-            flag |= FLAG_NO_PORTS
-            break
-        if bad:
-            sport[i] = 0
-            dport[i] = 0
-            flags[i] = flag | FLAG_MALFORMED
-            continue
-        l3_off[i] = l3
-        ip_version[i] = IPV6
-        ds_byte[i] = ((int(buf[l3]) & 0x0F) << 4) | (int(buf[l3 + 1]) >> 4)
-        protocol[i] = proto
-        saddr_hi[i] = _be64(buf, l3 + 8)
-        saddr_lo[i] = _be64(buf, l3 + 16)
-        daddr_hi[i] = _be64(buf, l3 + 24)
-        daddr_lo[i] = _be64(buf, l3 + 32)
-        ip_len[i] = length
-        flags[i] = flag
+        decode_one(
+            buf,
+            i,
+            int(pkt_off[i]),
+            int(cap_len[i]),
+            int(wire_len[i]),
+            int(linktype[i]),
+            l3_off,
+            vlan_off,
+            ip_version,
+            ds_byte,
+            protocol,
+            saddr_hi,
+            saddr_lo,
+            daddr_hi,
+            daddr_lo,
+            sport,
+            dport,
+            ip_len,
+            direction,
+            flags,
+        )
 
 
 def decode_batch(batch: PacketBatch, linktype: NDArray[np.int32]) -> None:

@@ -15,7 +15,9 @@ from numba import njit
 from numpy.typing import NDArray
 
 from diffserv.engine.batch import FLAG_MALFORMED, IPV4, IPV6, PacketBatch
+from diffserv.packet import checksum
 from diffserv.packet.checksum import incremental_checksum
+from diffserv.packet.kernel_cache import invalidate_if_stale
 
 
 @njit(cache=True, nogil=True)
@@ -87,3 +89,6 @@ def apply_marks(batch: PacketBatch) -> int:
             batch.new_pcp,
         )
     )
+
+
+invalidate_if_stale(mark_rows, checksum)

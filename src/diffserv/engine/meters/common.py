@@ -52,6 +52,38 @@ def packet_bits(ip_len: np.uint32) -> np.int64:
     return np.int64(ip_len) * np.int64(8)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def record_outcome(  # noqa: PLR0917 (numba helpers take arrays positionally)
+    outcome: int,
+    bits: np.int64,
+    row: np.int64,
+    position: int,
+    next_ids: NDArray[np.int32],
+    counters: NDArray[np.int64],
+    colour_out: NDArray[np.uint8],
+    next_out: NDArray[np.int32],
+) -> None:
+    """Count a metered packet, colour its row and route it to the outcome's action."""
+    counters[outcome] += 1
+    counters[3 + outcome] += bits
+    colour_out[row] = OUTCOME_COLOURS[outcome]
+    next_out[position] = next_ids[outcome]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def record_error(
+    row: np.int64,
+    position: int,
+    counters: NDArray[np.int64],
+    colour_out: NDArray[np.uint8],
+    next_out: NDArray[np.int32],
+) -> None:
+    """Count a packet that cannot be metered; it leaves uncoloured, to ``ipp.drop``."""
+    counters[EPACKETS_SLOT] += 1
+    colour_out[row] = 0
+    next_out[position] = ERROR_NEXT_ACTION
+
+
 class MeterBase:
     """Counters, routing and the Operator boilerplate common to both meters."""
 
@@ -59,7 +91,6 @@ class MeterBase:
 
     def __init__(self, action: Action, ctx: BuildContext) -> None:
         self.name = action.name
-        self.global_stats = action.global_stats
         red = _required_ref(action, "red_action_name")
         green = _required_ref(action, "green_action_name")
         yellow = action.ref_param("yellow_action_name")

@@ -27,14 +27,13 @@ from numba import njit
 from numpy.typing import NDArray
 
 from diffserv.engine.meters.common import (
-    EPACKETS_SLOT,
-    ERROR_NEXT_ACTION,
-    OUTCOME_COLOURS,
     OUTCOME_GREEN,
     OUTCOME_RED,
     OUTCOME_YELLOW,
     is_meterable,
     packet_bits,
+    record_error,
+    record_outcome,
 )
 from diffserv.policy.model import GREEN, RED, YELLOW
 
@@ -120,9 +119,7 @@ def token_meter_kernel(  # noqa: PLR0917 (numba kernels take columns positionall
     for i in range(rows.shape[0]):
         row = rows[i]
         if not is_meterable(ip_version[row], flags[row]):
-            counters[EPACKETS_SLOT] += 1
-            colour_out[row] = 0
-            next_out[i] = ERROR_NEXT_ACTION
+            record_error(row, i, counters, colour_out, next_out)
             continue
         now = ts_ns[row]
         bits = packet_bits(ip_len[row])
@@ -169,10 +166,7 @@ def token_meter_kernel(  # noqa: PLR0917 (numba kernels take columns positionall
         else:
             outcome = OUTCOME_RED
 
-        counters[outcome] += 1
-        counters[3 + outcome] += bits
-        colour_out[row] = OUTCOME_COLOURS[outcome]
-        next_out[i] = next_ids[outcome]
+        record_outcome(outcome, bits, row, i, next_ids, counters, colour_out, next_out)
 
     state[ST_STARTED] = 1 if started else 0
     state[ST_LAST_NS] = last

@@ -224,7 +224,11 @@ def _expire_flow(  # noqa: PLR0917 (numba kernels take positional arrays)
 
 @njit(cache=True, nogil=True)
 def _room_for(
-    flows: NDArray[np.int64], items: NDArray[np.int64], scalars: NDArray[np.int64], out_cap: int, f: int
+    flows: NDArray[np.int64],
+    items: NDArray[np.int64],
+    scalars: NDArray[np.int64],
+    out_cap: int,
+    f: int,
 ) -> bool:
     """Whether the record buffer can take every item of flow ``f``."""
     free = out_cap - scalars[S_NOUT]
@@ -340,17 +344,22 @@ def account(  # noqa: PLR0917
             scalars[S_CLOCK] = now
         # timer: one sweep at the latest deadline <= now (missed deadlines would
         # find nothing more, since no packet arrived between them)
-        when = -1
+        due = False
+        when = now
         if timer_ns == 0:
-            when = now
+            due = True
         elif now >= scalars[S_DEADLINE]:
+            due = True
             when = scalars[S_DEADLINE] + ((now - scalars[S_DEADLINE]) // timer_ns) * timer_ns
             scalars[S_DEADLINE] = when + timer_ns
-        if when >= 0 and scalars[S_HEAD] != EMPTY:
-            if not sweep(flows, items, index, scalars, out, when, timeout_ns):
-                scalars[S_PENDING] = 1
-                scalars[S_SWEEP_AT] = when
-                return NEED_DRAIN, k
+        if (
+            due
+            and scalars[S_HEAD] != EMPTY
+            and not sweep(flows, items, index, scalars, out, when, timeout_ns)
+        ):
+            scalars[S_PENDING] = 1
+            scalars[S_SWEEP_AT] = when
+            return NEED_DRAIN, k
 
         shi = np.int64(saddr_hi[r])
         slo = np.int64(saddr_lo[r])

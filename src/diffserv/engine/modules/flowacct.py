@@ -35,7 +35,7 @@ DEFAULT_TIMER_MS = 15000
 DEFAULT_TIMEOUT_MS = 60000
 NS_PER_MS = 1_000_000
 INITIAL_CAPACITY = 1024
-MIN_RECORD_BUFFER = 4096
+RECORD_BUFFER = 8192  # expired items collected before they go to the sink
 
 
 def _pow2_at_least(n: int) -> int:
@@ -48,8 +48,14 @@ def _pow2_at_least(n: int) -> int:
 class FlowTable:
     """The flow table of one flowacct action, usable without a policy (tests, benchmarks)."""
 
-    def __init__(
-        self, name: str, timer_ms: int, timeout_ms: int, max_limit: int, sink: Any
+    def __init__(  # noqa: PLR0917
+        self,
+        name: str,
+        timer_ms: int,
+        timeout_ms: int,
+        max_limit: int,
+        sink: Any,
+        record_buffer: int = RECORD_BUFFER,
     ) -> None:
         self.name = name
         self.timer_ns = timer_ms * NS_PER_MS
@@ -64,7 +70,7 @@ class FlowTable:
         self.scalars[ft.S_FFREE] = ft.link_free_rows(self.flows, 0, ft.F_NEXT)
         self.scalars[ft.S_IFREE] = ft.link_free_rows(self.items, 0, ft.I_NEXT)
         self.index = np.full(_pow2_at_least(2 * cap), ft.EMPTY, np.int64)
-        self.out = np.zeros((max(MIN_RECORD_BUFFER, cap + 1), ft.OUT_NCOLS), np.int64)
+        self.out = np.zeros((max(1, record_buffer), ft.OUT_NCOLS), np.int64)
 
     # -- capacity -------------------------------------------------------------
 
@@ -86,13 +92,12 @@ class FlowTable:
             pool[:old] = self.items
             self.scalars[ft.S_IFREE] = ft.link_free_rows(pool, old, ft.I_NEXT)
             self.items = pool
-            if self.out.shape[0] <= new:
-                self._drain()
-                self.out = np.zeros((new + 1, ft.OUT_NCOLS), np.int64)
 
     def _drain(self) -> None:
+        """Hand the buffered records to the sink; a buffer too small for one flow grows."""
         count = int(self.scalars[ft.S_NOUT])
         if count == 0:
+            self.out = np.zeros((2 * self.out.shape[0], ft.OUT_NCOLS), np.int64)
             return
         self.scalars[ft.S_NOUT] = 0
         self.records_written += count
@@ -142,17 +147,16 @@ class FlowTable:
                 self._drain()
             else:
                 break
-        self._drain()
+        if self.scalars[ft.S_NOUT]:
+            self._drain()
         return verdict
 
     def flush(self) -> None:
         """Write every flow still in the table (end of input)."""
-        self._drain()
-        need = int(self.scalars[ft.S_NITEMS])
-        if self.out.shape[0] < need:
-            self.out = np.zeros((need, ft.OUT_NCOLS), np.int64)
-        ft.flush_all(self.flows, self.items, self.index, self.scalars, self.out)
-        self._drain()
+        while not ft.flush_all(self.flows, self.items, self.index, self.scalars, self.out):
+            self._drain()
+        if self.scalars[ft.S_NOUT]:
+            self._drain()
 
     def counters(self) -> dict[str, int]:
         s = self.scalars

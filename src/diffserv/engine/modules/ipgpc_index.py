@@ -34,6 +34,10 @@ NKEY = 11
 
 U32_ALL = 0xFFFFFFFF
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_SEED = np.uint64(0x2545F4914F6CDD1D)
+# fields whose packet value can be "absent" (never matching a filter that uses the field)
+_PRESENCE_FIELDS = (F_PROTO, F_SPORT, F_DPORT, F_IFNAME, F_UID, F_PROJID)
+_ABSENT_VALUE = np.array([0, 0, 0, 0, 0, 0, 0, 0, U32_ALL, U32_ALL, U32_ALL], np.uint64)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -44,7 +48,7 @@ def _mix(h: np.uint64, v: np.uint64) -> np.uint64:
 
 @njit(cache=True, nogil=True)
 def _key_hash(key: NDArray[np.uint64], mask: NDArray[np.uint64]) -> np.uint64:
-    h = np.uint64(0x2545F4914F6CDD1D)
+    h = _SEED
     for k in range(NKEY):
         if mask[k] != 0:  # fields a shape does not use add nothing (same at build time)
             h = _mix(h, key[k] & mask[k])
@@ -80,6 +84,9 @@ def classify_rows(  # noqa: PLR0917 (a compiled kernel takes flat arrays)
     projid: NDArray[np.int32],
     g_family: NDArray[np.int64],
     g_mask: NDArray[np.uint64],
+    g_fields: NDArray[np.int64],
+    g_nfields: NDArray[np.int64],
+    g_required: NDArray[np.int64],
     g_min_rank: NDArray[np.int64],
     g_tab_off: NDArray[np.int64],
     g_tab_mask: NDArray[np.int64],
@@ -119,6 +126,11 @@ def classify_rows(  # noqa: PLR0917 (a compiled kernel takes flat arrays)
         key[F_UID] = np.uint64(np.int64(uid[r]) & U32_ALL)
         key[F_PROJID] = np.uint64(np.int64(projid[r]) & U32_ALL)
         pdir = np.int64(direction[r])
+        # selectors this packet can never satisfy: no protocol, no ports, unknown ids
+        absent = np.int64(0)
+        for k in _PRESENCE_FIELDS:
+            if key[k] == _ABSENT_VALUE[k]:
+                absent |= np.int64(1) << k
         best = no_rank
         best_c = -1
         for g in range(ngroups):
@@ -127,21 +139,15 @@ def classify_rows(  # noqa: PLR0917 (a compiled kernel takes flat arrays)
             fam = g_family[g]
             if fam not in (0, ver):
                 continue
+            if g_required[g] & absent:
+                continue
             m = g_mask[g]
-            # selectors a packet can never satisfy: no protocol, no ports, unknown ids
-            if m[F_PROTO] != 0 and key[F_PROTO] == 0:
-                continue
-            if m[F_SPORT] != 0 and key[F_SPORT] == 0:
-                continue
-            if m[F_DPORT] != 0 and key[F_DPORT] == 0:
-                continue
-            if m[F_IFNAME] != 0 and key[F_IFNAME] == U32_ALL:
-                continue
-            if m[F_UID] != 0 and key[F_UID] == U32_ALL:
-                continue
-            if m[F_PROJID] != 0 and key[F_PROJID] == U32_ALL:
-                continue
-            h = _key_hash(key, m)
+            fields = g_fields[g]
+            nf = g_nfields[g]
+            h = _SEED
+            for q in range(nf):
+                k = fields[q]
+                h = _mix(h, key[k] & m[k])
             off = g_tab_off[g]
             tmask = g_tab_mask[g]
             pos = np.int64(h & np.uint64(tmask))
@@ -154,7 +160,8 @@ def classify_rows(  # noqa: PLR0917 (a compiled kernel takes flat arrays)
                         if i_rank[c] >= best:
                             break
                         ok = True
-                        for k in range(NKEY):
+                        for q in range(nf):
+                            k = fields[q]
                             if (key[k] & m[k]) != i_value[c, k]:
                                 ok = False
                                 break
@@ -181,6 +188,9 @@ class FilterIndex:
 
     g_family: NDArray[np.int64]
     g_mask: NDArray[np.uint64]
+    g_fields: NDArray[np.int64]  # per group: the key fields it uses, ascending
+    g_nfields: NDArray[np.int64]
+    g_required: NDArray[np.int64]  # bit k: field k must be present in the packet
     g_min_rank: NDArray[np.int64]
     g_tab_off: NDArray[np.int64]
     g_tab_mask: NDArray[np.int64]
@@ -225,9 +235,16 @@ def build_index(instances: list[Instance]) -> FilterIndex:
     g_family = np.zeros(ngroups, np.int64)
     g_mask = np.zeros((ngroups, NKEY), np.uint64)
     g_min_rank = np.zeros(ngroups, np.int64)
+    g_fields = np.zeros((ngroups, NKEY), np.int64)
+    g_nfields = np.zeros(ngroups, np.int64)
+    g_required = np.zeros(ngroups, np.int64)
     for g, ((family, mask), members) in enumerate(groups):
         g_family[g] = family
         g_mask[g] = np.array(mask, np.uint64)
+        used = [k for k in range(NKEY) if mask[k]]
+        g_fields[g, : len(used)] = used
+        g_nfields[g] = len(used)
+        g_required[g] = sum(1 << k for k in used if k in _PRESENCE_FIELDS)
         g_min_rank[g] = members[0]
         for rank in members:
             inst = instances[rank]
@@ -270,6 +287,9 @@ def build_index(instances: list[Instance]) -> FilterIndex:
     return FilterIndex(
         g_family=g_family,
         g_mask=g_mask,
+        g_fields=g_fields,
+        g_nfields=g_nfields,
+        g_required=g_required,
         g_min_rank=g_min_rank,
         g_tab_off=g_tab_off,
         g_tab_mask=g_tab_mask,
