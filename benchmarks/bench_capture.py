@@ -4,7 +4,7 @@ Both tools process the same generated capture in the same run; we print each
 one's wall time and packet rate, the ratio, and our peak RSS (our pass runs in
 a child process, start-up included, so the numbers are what a user sees).
 
-    python benchmarks/bench_capture.py [--packets N] [--keep]
+    python benchmarks/bench_capture.py [--packets N] [--pcapng] [--keep]
 """
 
 from __future__ import annotations
@@ -56,14 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS)
     parser.add_argument("--keep", action="store_true", help="keep the output files")
+    parser.add_argument("--pcapng", action="store_true", help="use the pcapng capture")
     parser.add_argument("--ours", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ours:
         our_pass(*args.ours)
         return 0
     tcprewrite = shutil.which("tcprewrite")
-    src = ensure(args.packets)
-    ours_out = DATA_DIR / "bench_capture_ours.pcap"
+    src = ensure(args.packets, pcapng=args.pcapng)
+    ours_out = DATA_DIR / f"bench_capture_ours{src.suffix}"
     theirs_out = DATA_DIR / "bench_capture_tcprewrite.pcap"
     os.environ.setdefault("NUMBA_CACHE_DIR", str(HERE.parent / ".numba-cache"))
     ours_cmd = [sys.executable, __file__, "--ours", str(src), str(ours_out)]

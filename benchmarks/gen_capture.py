@@ -6,13 +6,14 @@ varied DSCP and ECN, an IMIX-like size mix and increasing µs timestamps. The
 file is written in chunks, so generating 5 M packets takes seconds and little
 memory. Output goes to benchmarks/data/ (git-ignored) unless told otherwise.
 
-    python benchmarks/gen_capture.py [--packets N] [--out PATH] [--seed S]
+    python benchmarks/gen_capture.py [--packets N] [--out PATH] [--seed S] [--pcapng]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import struct
 import sys
 import time
 from pathlib import Path
@@ -76,8 +77,10 @@ def _chunk(
     weights: NDArray[np.float64],
     count: int,
     t0_us: int,
+    *,
+    pcapng: bool = False,
 ) -> tuple[U8, int]:
-    """Build ``count`` pcap records; return the bytes and the last timestamp (µs)."""
+    """Build ``count`` pcap records (or pcapng EPBs); return the bytes and the last time (µs)."""
     f = rng.choice(weights.size, count, p=weights)
     v6 = flows["v6"][f]
     proto = flows["proto"][f]
@@ -93,7 +96,8 @@ def _chunk(
     ip_len = ip_hdr + l4_len + payload
     l2 = 14 + 4 * tags
     frame = l2 + ip_len
-    rec = 16 + frame
+    head = 28 if pcapng else 16
+    rec = 32 + ((frame + 3) & ~3) if pcapng else 16 + frame
     off = np.zeros(count, np.int64)
     np.cumsum(rec[:-1], out=off[1:])
     total = int(off[-1] + rec[-1])
@@ -101,12 +105,21 @@ def _chunk(
 
     gaps = rng.exponential(3.0, count).astype(np.int64) + 1
     ts = t0_us + np.cumsum(gaps)
-    _put(buf, off, ts // 1_000_000, 4, big=False)
-    _put(buf, off + 4, ts % 1_000_000, 4, big=False)
-    _put(buf, off + 8, frame, 4, big=False)
-    _put(buf, off + 12, frame, 4, big=False)
+    if pcapng:
+        _put(buf, off, np.full(count, 6, np.int64), 4, big=False)  # enhanced packet block
+        _put(buf, off + 4, rec, 4, big=False)
+        _put(buf, off + 12, ts >> 32, 4, big=False)
+        _put(buf, off + 16, ts & 0xFFFFFFFF, 4, big=False)
+        _put(buf, off + 20, frame, 4, big=False)
+        _put(buf, off + 24, frame, 4, big=False)
+        _put(buf, off + rec - 4, rec, 4, big=False)
+    else:
+        _put(buf, off, ts // 1_000_000, 4, big=False)
+        _put(buf, off + 4, ts % 1_000_000, 4, big=False)
+        _put(buf, off + 8, frame, 4, big=False)
+        _put(buf, off + 12, frame, 4, big=False)
 
-    eth = off + 16
+    eth = off + head
     buf[eth[:, None] + np.arange(12)] = np.array(
         [0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01], np.uint8
     )
@@ -182,14 +195,24 @@ def generate(
     *,
     n_flows: int = DEFAULT_FLOWS,
     seed: int = DEFAULT_SEED,
+    pcapng: bool = False,
 ) -> Path:
-    """Write the capture to ``path`` (classic pcap, µs, little-endian)."""
+    """Write the capture to ``path`` (little-endian, µs; classic pcap or pcapng EPBs)."""
     rng = np.random.default_rng(seed)
     flows = _flows(rng, n_flows)
     weights = _zipf_weights(n_flows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = np.array([0xA1B2C3D4], "<u4").tobytes()
-    header += np.array([2, 4], "<u2").tobytes() + np.array([0, 0, 65535, 1], "<u4").tobytes()
+    if pcapng:
+        name = b"bench0\x00\x00"
+        shb = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
+        idb_body = struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HH", 2, 6) + name
+        idb_body += struct.pack("<HH", 0, 0)
+        idb = struct.pack("<II", 1, 12 + len(idb_body)) + idb_body
+        header = shb + idb + struct.pack("<I", 12 + len(idb_body))
+    else:
+        header = np.array([0xA1B2C3D4], "<u4").tobytes()
+        header += np.array([2, 4], "<u2").tobytes()
+        header += np.array([0, 0, 65535, 1], "<u4").tobytes()
     t_us = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
     tmp = path.with_suffix(path.suffix + ".part")
     with open(tmp, "wb") as out:
@@ -197,7 +220,7 @@ def generate(
         done = 0
         while done < packets:
             count = min(CHUNK, packets - done)
-            chunk, t_us = _chunk(rng, flows, weights, count, t_us)
+            chunk, t_us = _chunk(rng, flows, weights, count, t_us, pcapng=pcapng)
             out.write(chunk.data)
             done += count
     tmp.replace(path)
@@ -205,19 +228,25 @@ def generate(
 
 
 def ensure(
-    packets: int = DEFAULT_PACKETS, *, seed: int = DEFAULT_SEED, path: Path | None = None
+    packets: int = DEFAULT_PACKETS,
+    *,
+    seed: int = DEFAULT_SEED,
+    path: Path | None = None,
+    pcapng: bool = False,
 ) -> Path:
     """The benchmark capture for ``packets``/``seed``, generated only if missing or stale."""
-    path = path or DATA_DIR / f"bench_{packets}.pcap"
-    meta = path.with_suffix(".json")
-    wanted = {"packets": packets, "seed": seed, "version": FORMAT_VERSION}
+    path = path or DATA_DIR / f"bench_{packets}.{'pcapng' if pcapng else 'pcap'}"
+    meta = path.with_name(path.name + ".json") if pcapng else path.with_suffix(".json")
+    wanted: dict[str, object] = {"packets": packets, "seed": seed, "version": FORMAT_VERSION}
+    if pcapng:
+        wanted["format"] = "pcapng"
     if path.exists() and meta.exists():
         try:
             if json.loads(meta.read_text()) == wanted:
                 return path
         except ValueError:
             pass
-    generate(path, packets, seed=seed)
+    generate(path, packets, seed=seed, pcapng=pcapng)
     meta.write_text(json.dumps(wanted))
     return path
 
@@ -227,9 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--pcapng", action="store_true", help="write pcapng (EPBs)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    path = ensure(args.packets, seed=args.seed, path=args.out)
+    path = ensure(args.packets, seed=args.seed, path=args.out, pcapng=args.pcapng)
     elapsed = time.perf_counter() - start
     size = path.stat().st_size
     print(f"{path}: {args.packets} packets, {size / 1e6:.1f} MB, {elapsed:.1f} s")

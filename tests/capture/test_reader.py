@@ -214,6 +214,16 @@ def test_corrupt_pcapng_block(tmp_path: Path) -> None:
     with open_capture(path) as reader, pytest.raises(InputDataError, match=f"byte offset {pos}"):
         for _ in reader:
             pass
+    # damage after the first packet: that packet is still delivered
+    data = bytearray(synth.simple_pcapng(frames(2)))
+    first = int.from_bytes(data[pos + 4 : pos + 8], "little")
+    data[pos + first + 4 : pos + first + 8] = (13).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    seen: list[int] = []
+    with open_capture(path) as reader, pytest.raises(InputDataError, match="corrupt pcapng"):
+        for batch in reader:
+            seen.extend(batch.number.tolist())
+    assert seen == [1]
 
 
 def test_pcapng_packet_for_unknown_interface(tmp_path: Path) -> None:

@@ -286,3 +286,37 @@ def test_pcapng_without_packets_round_trips(tmp_path: Path) -> None:
         assert [b.n for b in batches] == [0]
     data, writer = write_through(src)
     assert data == src.read_bytes() and writer.packets_written == 0
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("linktype", [0, 101, 108, 113, 228, 229, 276])
+def test_tshark_confirms_marks_on_other_link_types(tmp_path: Path, linktype: int) -> None:
+    tshark = _tshark_require()
+    versions = {228: [4], 229: [6]}.get(linktype, [4, 6])
+    frames = [
+        synth.link_frame(
+            synth.ipv4(payload=synth.udp(), ecn=i % 4, options=bytes(4 * (i % 3)))
+            if v == 4
+            else synth.ipv6(payload=synth.tcp(), ecn=i % 4, extensions=[synth.hop_by_hop()]),
+            linktype,
+        )
+        for i in range(6)
+        for v in versions
+    ]
+    src = Path(synth.write_pcap(tmp_path / "in.pcap", frames, linktype=linktype))
+    data, _ = write_through(src, mark=True)
+    out = tmp_path / "out.pcap"
+    out.write_bytes(data)
+    cmd = [tshark, "-r", str(out), "-o", "ip.check_checksum:TRUE", "-T", "fields"]
+    for field in ("ip.dsfield.dscp", "ip.dsfield.ecn", "ip.checksum.status", "ipv6.tclass"):
+        cmd += ["-e", field]
+    lines = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()
+    assert len(lines) == len(frames)
+    for n, line in enumerate(lines, 1):
+        dscp, ecn, status, tclass = line.split("\t")
+        want = (n * 5) % 64
+        if dscp:
+            assert (int(dscp), status) == (want, "1")
+            assert int(ecn) == (n - 1) // len(versions) % 4
+        else:
+            assert int(tclass, 16) >> 2 == want

@@ -91,6 +91,8 @@ class CaptureReader:
         try:
             if self._owns_file:
                 self._file = open(self.name, "rb")  # noqa: SIM115
+                with contextlib.suppress(AttributeError, OSError):
+                    os.posix_fadvise(self._file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             else:
                 self._file = sys.stdin.buffer
             self._file = _maybe_gunzip(self._file)
@@ -421,6 +423,12 @@ class CaptureReader:
                 cap.ifindex,
                 *self._decoded_args(cap),
             )
+            if status in (pcapng.SCAN_BAD, pcapng.SCAN_BAD_IFACE) and n:
+                # everything before the damage is still processed and written
+                yield self._make_batch(cap, n, span_start, pos)
+                cap = self._capacity_batch()
+                n = 0
+                span_start = pos
             if status == pcapng.SCAN_BAD:
                 raise InputDataError(
                     f"{self.name}: byte offset {self._base + pos}",
