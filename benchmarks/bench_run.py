@@ -33,8 +33,14 @@ def _diffserv() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "diffserv"]
 
 
-def _timed(cmd: list[str]) -> tuple[float, int, float]:
-    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system) of one child process."""
+def _timed(cmd: list[str], output: Path) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system) of one child process.
+
+    Both tools start from the same disk state: no old output file, and the dirty
+    pages of earlier runs written back (else one run pays for another's writeback).
+    """
+    output.unlink(missing_ok=True)
+    os.sync()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -62,13 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     # warm the numba cache once so no measured run pays for compilation
     subprocess.run([*run, str(small), "-o", str(ours_out), "-q"], check=True)
 
-    small_s, _, small_cpu = _timed([*run, str(small), "-o", str(ours_out), "-q"])
+    small_s, _, small_cpu = _timed([*run, str(small), "-o", str(ours_out), "-q"], ours_out)
     print(
         f"diffserv run, {args.small:,} packets : {small_s:6.2f} s wall, {small_cpu:5.2f} s CPU "
         "(target < 1 s)"
     )
 
-    ours_s, ours_rss, ours_cpu = _timed([*run, str(big), "-o", str(ours_out), "-q"])
+    ours_s, ours_rss, ours_cpu = _timed([*run, str(big), "-o", str(ours_out), "-q"], ours_out)
     print(
         f"diffserv run, {args.packets:,} packets: {ours_s:6.2f} s wall, {ours_cpu:6.2f} s CPU  "
         f"{args.packets / ours_s / 1e6:5.2f} Mpkt/s  peak RSS {ours_rss / 1024:.0f} MiB "
@@ -80,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print("tcprewrite not installed: no ratio")
     else:
         theirs_s, _, theirs_cpu = _timed(
-            [tcprewrite, f"--tos={TOS}", f"--tclass={TOS}", "-i", str(big), "-o", str(theirs_out)]
+            [tcprewrite, f"--tos={TOS}", f"--tclass={TOS}", "-i", str(big), "-o", str(theirs_out)],
+            theirs_out,
         )
         ratio = theirs_s / ours_s
         print(

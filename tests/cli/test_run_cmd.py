@@ -622,3 +622,22 @@ def test_trace_shows_each_packet_path(
     assert lines[5].endswith("class vlan → cos5 → continue; DS 0x00, PCP 5")
     assert len(lines) == 6
     assert json.loads(stats.read_text())["trace"]["5"] == ["not IP: passed unchanged"]
+
+
+def test_output_to_a_fifo_is_written_in_place_never_renamed_over(
+    files: dict[str, Path],
+) -> None:
+    """-o /dev/null or a FIFO must stay what it is: no temp file renamed onto it."""
+    import stat
+    import threading
+
+    fifo = files["dir"] / "out.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    assert _run(files["policy"], files["pcap"], "-o", fifo, "-q") == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert received and received[0][:4] == files["pcap"].read_bytes()[:4]
+    assert not [p for p in files["dir"].iterdir() if p.name.endswith(".part")]

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import sys
 import tempfile
 from typing import IO, Any, BinaryIO
@@ -106,6 +107,14 @@ class _AtomicOutput:
 
     def __init__(self, target: str) -> None:
         self.target = target
+        self.tmp = ""
+        if _is_special_file(target):
+            # /dev/null, a FIFO, a terminal: write straight to it, never rename over it
+            try:
+                self.file: BinaryIO = open(target, "wb", buffering=1 << 20)  # noqa: SIM115
+            except OSError as exc:
+                raise HostSystemError(f"cannot open {target}: {exc.strerror or exc}") from None
+            return
         directory = os.path.dirname(os.path.abspath(target))
         try:
             fd, self.tmp = tempfile.mkstemp(
@@ -113,10 +122,14 @@ class _AtomicOutput:
             )
         except OSError as exc:
             raise HostSystemError(f"cannot create {target}: {exc.strerror or exc}") from None
-        self.file: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
+        from diffserv.capture.direct_io import DirectWriter
+
+        self.file = DirectWriter(self.tmp, fd)  # type: ignore[assignment]
 
     def commit(self) -> None:
         self.file.close()
+        if not self.tmp:
+            return
         try:
             os.replace(self.tmp, self.target)
         except OSError as exc:
@@ -126,8 +139,18 @@ class _AtomicOutput:
     def abort(self) -> None:
         if not self.file.closed:
             self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.tmp)
+        if self.tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+
+
+def _is_special_file(path: str) -> bool:
+    """True for an existing target that is not a regular file (a device, FIFO or socket)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def run(args: argparse.Namespace) -> int:
