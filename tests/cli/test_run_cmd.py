@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from diffserv.capture import synth
+from diffserv.capture import open_capture, synth
 from diffserv.cli.main import main
 from diffserv.packet.checksum import internet_checksum
 
@@ -250,12 +250,27 @@ def test_unreadable_input_exit_2_no_half_file(
     garbage = files["dir"] / "garbage.pcap"
     garbage.write_bytes(b"not a capture at all")
     assert _run(files["policy"], garbage, "-o", out) == 2
-    # a capture cut in the middle of a record: error, and no output file left behind
-    cut = files["dir"] / "cut.pcap"
-    cut.write_bytes(files["pcap"].read_bytes()[:-7])
-    assert _run(files["policy"], cut, "-o", out) == 2
     assert not out.exists()
     assert not [p for p in files["dir"].iterdir() if p.name.startswith(".never")]
+
+
+def test_truncated_capture_keeps_everything_before_the_cut(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A capture cut inside its last record: exit 2 with one error line naming the
+    packet, and every packet before the cut processed and written (nothing lost)."""
+    cut = files["dir"] / "cut.pcap"
+    cut.write_bytes(files["pcap"].read_bytes()[:-7])
+    out = files["dir"] / "partial.pcap"
+    stats = files["dir"] / "s.json"
+    assert _run(files["policy"], cut, "-o", out, "-q", "--stats", stats) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "packet 40" in err
+    with open_capture(out) as reader:
+        numbers = [int(n) for batch in reader for n in batch.number]
+    kept = [i for i in range(39) if _expected(i) is not None]
+    assert len(numbers) == len(kept)
+    assert json.loads(stats.read_text())["packets"] == 39
 
 
 def test_usage_errors_exit_2(files: dict[str, Path]) -> None:
@@ -592,12 +607,7 @@ def test_output_must_not_overwrite_input(files: dict[str, Path]) -> None:
 
 
 def test_failed_run_leaves_no_flow_file(files: dict[str, Path]) -> None:
-    cut = files["dir"] / "cut.pcap"
-    cut.write_bytes(files["pcap"].read_bytes()[:-7])
     flows = files["dir"] / "flows.jsonl"
-    args = [files["policy"], cut, "-o", files["dir"] / "o.pcap", "-q", "--flows", flows]
-    assert _run(*args) == 2
-    assert not flows.exists()
     assert (
         _run(files["policy"], files["dir"] / "missing.pcap", "-o", "x.pcap", "--flows", flows) == 2
     )

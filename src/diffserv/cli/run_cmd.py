@@ -16,9 +16,13 @@ import signal
 import stat
 import sys
 import tempfile
-from typing import IO, Any, BinaryIO
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from diffserv.errors import HostSystemError, UsageError
+from diffserv.errors import HostSystemError, InputDataError, UsageError
+
+if TYPE_CHECKING:
+    from diffserv.engine.batch import PacketBatch
 
 DIRECTIONS = {"local-in": 0x01, "local-out": 0x02, "fwd-in": 0x04, "fwd-out": 0x08}
 PROGRESS_AFTER_S = 0.5  # the progress line appears only once a run has taken this long
@@ -178,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
         from diffserv.cli.report import format_summary
 
         print(format_summary(stats), file=sys.stderr)
+    if "input_error" in stats:
+        # everything before the damage was processed and written; still a failed run
+        print(f"error: {stats['input_error']}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -219,6 +227,7 @@ def _run_opened(
     policy: Any, reader: Any, flow_sink: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
     from diffserv.capture import CaptureWriter
+    from diffserv.capture.read_ahead import read_ahead
     from diffserv.engine.context import DEFAULT_SEED, EngineOptions
     from diffserv.engine.graph import compile_policy
     from diffserv.engine.pipeline import run_batches
@@ -239,11 +248,12 @@ def _run_opened(
         out = target.file
     progress = _progress_bar(args, reader.name)
     previous = _terminate_as_exit()
+    cut_short: list[InputDataError] = []
     try:
         writer = CaptureWriter(out, reader)
         result = run_batches(
             graph,
-            reader,
+            _until_input_error(read_ahead(reader), cut_short),
             writer,
             input_name=args.input,
             output_name=args.output,
@@ -261,6 +271,8 @@ def _run_opened(
         target.commit()
     stats = {"policy": args.policy, **result.stats}
     stats["truncated"] = reader.counters.truncated
+    if cut_short:
+        stats["input_error"] = str(cut_short[0])
     if args.trace:
         stats["trace"] = {str(number): steps for number, steps in sorted(graph.trace.items())}
         for number, steps in sorted(graph.trace.items()):
@@ -268,6 +280,16 @@ def _run_opened(
     for warning in reader.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return stats
+
+
+def _until_input_error(
+    batches: Iterator[PacketBatch], errors: list[InputDataError]
+) -> Iterator[PacketBatch]:
+    """Stop at broken input, keeping the error: what was read before it is still written."""
+    try:
+        yield from batches
+    except InputDataError as exc:
+        errors.append(exc)
 
 
 def _trace_line(steps: list[str]) -> str:

@@ -232,7 +232,7 @@ def _has_ports(protocol: int) -> bool:
     return protocol == 6 or protocol == 17 or protocol == 132
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def decode_one(
     buf: NDArray[np.uint8],
     i: int,

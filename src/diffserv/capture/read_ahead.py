@@ -1,0 +1,103 @@
+"""Decode the next batch on another core while the engine works on this one.
+
+Decoding and the engine's compiled kernels release the GIL, so on a machine
+with two cores they overlap. The reader reuses its buffers, so a buffer is
+handed back to it only when the consumer has finished every batch that points
+into it (the same hook the background writer uses).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+from numpy.typing import NDArray
+
+from diffserv.capture.reader import CaptureReader
+from diffserv.engine.batch import PacketBatch
+
+_DONE = object()
+
+
+class _Lease:
+    """Counts the batches of each buffer the consumer still holds."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, int] = {}
+        self._cond = threading.Condition()
+        self.closed = False
+
+    def take(self, buffer: NDArray[np.uint8]) -> None:
+        with self._cond:
+            self._held[id(buffer)] = self._held.get(id(buffer), 0) + 1
+
+    def give_back(self, buffer: NDArray[np.uint8]) -> None:
+        with self._cond:
+            self._held[id(buffer)] -= 1
+            self._cond.notify_all()
+
+    def wait_free(self, buffer: NDArray[np.uint8]) -> None:
+        with self._cond:
+            while self._held.get(id(buffer), 0) and not self.closed:
+                self._cond.wait()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
+    """Yield the reader's batches, decoding one batch ahead in a helper thread.
+
+    Errors of the reader (a truncated last record, say) are raised here after
+    every batch before them has been yielded, as the plain reader does.
+    """
+    lease = _Lease()
+    ready: queue.Queue[object] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        item: object = _DONE
+        try:
+            for batch in reader:
+                lease.take(batch.buf)
+                while not stop.is_set():
+                    try:
+                        ready.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:
+            item = exc
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    reader.reuse_hooks.append(lease.wait_free)
+    thread = threading.Thread(target=produce, name="diffserv-capture-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, PacketBatch)
+            try:
+                yield item
+            finally:
+                lease.give_back(item.buf)
+    finally:
+        stop.set()
+        lease.close()
+        thread.join()
+        reader.reuse_hooks.remove(lease.wait_free)
