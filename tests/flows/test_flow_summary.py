@@ -7,13 +7,13 @@ from hypothesis import strategies as st
 
 from diffserv.flows.reader import RecordTable
 from diffserv.flows.summary import (
-    human_bytes,
     human_rate,
     protocol_name,
     render_text,
     service_port,
     summarize,
 )
+from diffserv.textfmt import human_bytes
 
 
 def test_service_port_is_the_lower_nonzero_port() -> None:

@@ -8,8 +8,9 @@ packets the engine could not classify.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
+
+from diffserv.textfmt import human_bytes, text_table
 
 MAX_TRANSITIONS = 12
 
@@ -26,31 +27,6 @@ def _dscp(dscp: int) -> str:
 
 def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:5.1f}%" if whole else "    -"
-
-
-def _bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
-    widths = [len(h) for h in header]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-
-    def line(cells: Sequence[str]) -> str:
-        out = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(cells)
-        ]
-        return "  " + "  ".join(out).rstrip()
-
-    return [line(header), *(line(row) for row in rows)]
 
 
 def _meter_text(counters: dict[str, int]) -> str:
@@ -84,7 +60,7 @@ def _action_text(module: str, counters: dict[str, int]) -> str:
     if module == "flowacct":
         return (
             f"{counters.get('npackets', 0):,} packets / "
-            f"{_bytes(counters.get('nbytes', 0))} accounted in flows"
+            f"{human_bytes(counters.get('nbytes', 0))} accounted in flows"
         )
     if module == "ipgpc":
         return (
@@ -101,7 +77,8 @@ def format_summary(stats: dict[str, Any]) -> str:
     rate = f", {total / elapsed:,.0f} packets/s" if elapsed > 0 else ""
     source = "standard input" if stats["input"] == "-" else stats["input"]
     lines = [
-        f"{source}: {total:,} packets ({_bytes(int(stats['bytes']))}) in {elapsed:.2f} s{rate}",
+        f"{source}: {total:,} packets ({human_bytes(int(stats['bytes']))}) "
+        f"in {elapsed:.2f} s{rate}",
         f"  written {stats['written']:,}, dropped {stats['dropped']:,}"
         + (f", deferred {stats['deferred']:,}" if stats.get("deferred") else "")
         + f", not IP {stats['not_ip']['packets']:,} (passed unchanged)",
@@ -123,13 +100,17 @@ def format_summary(stats: dict[str, Any]) -> str:
                 name,
                 f"{c['packets']:,}",
                 _pct(int(c["packets"]), classified),
-                _bytes(int(c["bytes"])),
+                human_bytes(int(c["bytes"])),
                 c["next_action"],
             ]
             for name, c in sorted(classes.items(), key=lambda kv: -int(kv[1]["packets"]))
         ]
         lines.append("")
-        lines.extend(_table(["class", "packets", "share", "bytes", "next action"], rows, {1, 2, 3}))
+        lines.extend(
+            text_table(
+                ["class", "packets", "share", "bytes", "next action"], rows, {1, 2, 3}, indent="  "
+            )
+        )
     rows = [
         [name, entry["module"], _action_text(entry["module"], entry["counters"])]
         for name, entry in stats.get("actions", {}).items()
@@ -137,7 +118,7 @@ def format_summary(stats: dict[str, Any]) -> str:
     ]
     if rows:
         lines.append("")
-        lines.extend(_table(["action", "module", "outcome"], rows, set()))
+        lines.extend(text_table(["action", "module", "outcome"], rows, set(), indent="  "))
     transitions = stats.get("dscp_transitions", [])
     changed = [t for t in transitions if t["from"] != t["to"]]
     if changed:
@@ -146,7 +127,7 @@ def format_summary(stats: dict[str, Any]) -> str:
             for t in changed[:MAX_TRANSITIONS]
         ]
         lines.append("")
-        lines.extend(_table(["DSCP before", "", "after", "packets"], rows, {3}))
+        lines.extend(text_table(["DSCP before", "", "after", "packets"], rows, {3}, indent="  "))
         if len(changed) > MAX_TRANSITIONS:
             lines.append(f"  … and {len(changed) - MAX_TRANSITIONS} more (see --stats)")
     return "\n".join(lines)

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from diffserv.errors import UsageError
 from diffserv.flows.reader import TABLE_COLUMNS, RecordTable
 from diffserv.flows.records import GROUP_EXTENDED, iso_times
+from diffserv.textfmt import human_bytes, text_table
 
 PROTOCOL_NAMES: Final = {
     1: "icmp",
@@ -254,32 +255,6 @@ def summarize(table: RecordTable, top: int = 10, sort: str = "bytes") -> dict[st
     }
 
 
-def human_bytes(n: int) -> str:
-    """Bytes with a binary-free decimal unit (network convention): 1.5 MB, 320 B."""
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: set[int]) -> list[str]:
-    body = [list(r) for r in rows]
-    widths = [len(h) for h in headers]
-    for r in body:
-        for i, cell in enumerate(r):
-            widths[i] = max(widths[i], len(cell))
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)
-        ]
-        return "  ".join(parts).rstrip()
-
-    return [line(headers), *(line(r) for r in body)]
-
-
 def _endpoint(addr: str, port: int, protocol: int) -> str:
     if protocol not in PORT_PROTOCOLS:
         return addr
@@ -303,7 +278,7 @@ def render_text(summary: dict[str, Any]) -> str:
     if len(t["actions"]) > 1:
         out.append("")
         out.append("By action")
-        out += _table(
+        out += text_table(
             ["action", "records", "packets", "bytes"],
             [
                 [a["action"], str(a["records"]), str(a["packets"]), str(a["bytes"])]
@@ -316,7 +291,7 @@ def render_text(summary: dict[str, Any]) -> str:
     if summary["by_dscp"] is None:
         out.append("  (basic records carry no dsfield; record with --acct extended)")
     else:
-        out += _table(
+        out += text_table(
             ["dscp", "name", "packets", "pkt%", "bytes", "byte%", "avg rate"],
             [
                 [
@@ -335,7 +310,7 @@ def render_text(summary: dict[str, Any]) -> str:
     if summary.get("by_ecn"):
         out.append("")
         out.append("By ECN")
-        out += _table(
+        out += text_table(
             ["ecn", "name", "packets", "pkt%", "bytes", "byte%"],
             [
                 [
@@ -352,7 +327,7 @@ def render_text(summary: dict[str, Any]) -> str:
         )
     out.append("")
     out.append("By protocol/port")
-    out += _table(
+    out += text_table(
         ["protocol", "port", "packets", "bytes", "byte%"],
         [
             [
@@ -368,7 +343,7 @@ def render_text(summary: dict[str, Any]) -> str:
     )
     out.append("")
     out.append("By conversation")
-    out += _table(
+    out += text_table(
         ["host a", "host b", "packets", "bytes", "byte%"],
         [
             [r["a"], r["b"], str(r["packets"]), str(r["bytes"]), f"{r['byte_share']:.2f}"]
@@ -395,5 +370,5 @@ def render_text(summary: dict[str, Any]) -> str:
         row += [str(r["packets"]), str(r["bytes"]), f"{r['byte_share']:.2f}"]
         rows.append(row)
     n = len(headers)
-    out += _table(headers, rows, {n - 3, n - 2, n - 1})
+    out += text_table(headers, rows, {n - 3, n - 2, n - 1})
     return "\n".join(out) + "\n"
