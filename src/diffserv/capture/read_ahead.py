@@ -81,7 +81,9 @@ def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
             except queue.Full:
                 continue
 
-    reader.reuse_hooks.append(lease.wait_free)
+    # first: the consumer queues its writes before it gives a batch back, so a writer's
+    # hook (registered earlier) only knows about every write once the lease is free
+    reader.reuse_hooks.insert(0, lease.wait_free)
     thread = threading.Thread(target=produce, name="diffserv-capture-decode", daemon=True)
     thread.start()
     try:

@@ -4,15 +4,21 @@ The file is read in large chunks into one preallocated, aligned buffer; record
 headers are walked by compiled code and a record cut by the chunk boundary is
 carried into the next chunk, so memory stays flat whatever the file size. Each
 batch is a view of that buffer: it is valid until the next batch is requested,
-which is exactly when a pipeline has written it out.
+which is exactly when a pipeline has written it out. A regular, uncompressed file
+is instead mapped privately and walked in windows of the same size, which saves
+copying it; the pages behind are given back as the windows are finished with.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gzip
+import io
+import mmap
 import os
+import stat
 import sys
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +43,8 @@ from diffserv.packet.decode import SUPPORTED_LINKTYPES
 DEFAULT_BATCH_SIZE = 65536
 DEFAULT_CHUNK_SIZE = 8 << 20
 RESERVE = 1 << 20  # room in front of a read-ahead chunk for the record cut by the last one
+MMAP_ENV = "DIFFSERV_CAPTURE_MMAP"  # "0": always read() into buffers, never map the input
+_MADV_POPULATE_READ = 22  # Linux >= 5.14: map pages now (in the helper thread), not on first touch
 LOCAL_OUT = 2
 MAX_MALFORMED_NUMBERS = 1000
 _COLUMNS = tuple(
@@ -76,6 +84,7 @@ class CaptureReader:
         direction: int | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         prefetch: bool = True,
+        use_mmap: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -99,6 +108,17 @@ class CaptureReader:
         except OSError as exc:
             raise InputDataError(self.name, f"cannot open: {exc.strerror or exc}") from None
         self._chunk = max(chunk_size, 1 << 16)
+        self._map: mmap.mmap | None = None
+        self._populate = _MADV_POPULATE_READ
+        if use_mmap and self._owns_file and os.environ.get(MMAP_ENV, "1") != "0":
+            self._map = _map_file(self._file)
+        self._whole: NDArray[np.uint8] = np.empty(0, np.uint8)
+        if self._map is not None:
+            self._whole = np.frombuffer(self._map, np.uint8)
+        self._retired: NDArray[np.uint8] | None = None  # mapped window left at the last advance
+        self._released = 0  # mapped pages below this offset are given back
+        self._release: Future[None] | None = None
+        self._closing = False
         self._buf: NDArray[np.uint8] = np.empty(0, np.uint8)
         self._spare: NDArray[np.uint8] | None = None
         self._prefetch = prefetch
@@ -154,6 +174,8 @@ class CaptureReader:
         caller works on one buffer the next chunk is read into the other one behind
         a reserve, where the partial record is then copied in front of it.
         """
+        if self._map is not None:
+            return self._advance_window(keep_from)
         carry = self._filled - keep_from
         pending, self._pending = self._pending, None
         if pending is not None:
@@ -202,6 +224,72 @@ class CaptureReader:
             self._spare = np.empty(RESERVE + self._chunk, np.uint8)
         self._start_prefetch(self._spare)
         return keep_from
+
+    # ----------------------------------------------------------- mapped file
+    def _advance_window(self, keep_from: int) -> int:
+        """Mapped input: the next window starts at ``keep_from``; nothing is copied.
+
+        A window is a view of the private (copy-on-write) mapping, so marks written
+        into it never reach the file. Pages behind the window before last are given
+        back (``MADV_DONTNEED``) once every ``reuse_hooks`` callback has returned for
+        that window, which keeps the resident set at a few windows whatever the file
+        size; the pages of the window after this one are mapped in ahead meanwhile.
+        """
+        pending, self._release = self._release, None
+        if pending is not None:
+            pending.result()  # bounded memory: the window before last is gone first
+        old_base = self._base
+        old_end = old_base + self._filled
+        size = self._whole.shape[0]
+        base = old_base + keep_from
+        end = min(size, old_end + self._chunk)
+        done, self._retired = self._retired, (self._buf if self._buf.shape[0] else None)
+        self._buf = self._whole[base:end]
+        self._base = base
+        self._filled = end - base
+        self._eof = end >= size
+        release_to = old_base - old_base % mmap.PAGESIZE
+        ahead = (end - end % mmap.PAGESIZE, min(size, end + self._chunk))
+        if not self._prefetch:
+            self._release_window(done, release_to, ahead)
+            return keep_from
+        release: Future[None] = Future()
+        self._release = release
+
+        def run() -> None:
+            try:
+                self._release_window(done, release_to, ahead)
+            except BaseException as exc:
+                release.set_exception(exc)
+            else:
+                release.set_result(None)
+
+        # a daemon thread, not a pool: if the consumer stops with a batch still held,
+        # close() must not wait for (and exit must not join) a hook that never returns
+        threading.Thread(target=run, name="diffserv-capture-release", daemon=True).start()
+        return keep_from
+
+    def _release_window(
+        self, done: NDArray[np.uint8] | None, release_to: int, ahead: tuple[int, int]
+    ) -> None:
+        mapping = self._map
+        assert mapping is not None
+        start, stop = ahead
+        if stop > start and self._populate and not self._closing:
+            try:
+                mapping.madvise(self._populate, start, stop - start)
+            except ValueError:  # closed meanwhile
+                pass
+            except OSError:  # a kernel before 5.14: read ahead without mapping
+                self._populate = mmap.MADV_WILLNEED if self._populate != mmap.MADV_WILLNEED else 0
+        if done is None:
+            return
+        for hook in self.reuse_hooks:
+            hook(done)  # the consumer and the writer have finished with the window
+        if release_to > self._released and not self._closing:
+            with contextlib.suppress(ValueError):  # closed meanwhile
+                mapping.madvise(mmap.MADV_DONTNEED, self._released, release_to - self._released)
+            self._released = release_to
 
     def _detect(self) -> None:
         self._fill(0)
@@ -541,6 +629,11 @@ class CaptureReader:
     # --------------------------------------------------------------- closing
     def close(self) -> None:
         """Stop reading ahead and close the file (standard input is left open)."""
+        self._closing = True
+        release, self._release = self._release, None
+        if release is not None and release.done():
+            with contextlib.suppress(Exception):
+                release.result()
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.cancel()
@@ -549,6 +642,11 @@ class CaptureReader:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._map is not None:
+            self._buf = self._whole = np.empty(0, np.uint8)
+            self._retired = None
+            with contextlib.suppress(BufferError):  # batches still held keep the mapping
+                self._map.close()
         if self._owns_file and not self._file.closed:
             inner = getattr(self._file, "fileobj", None)
             self._file.close()
@@ -573,6 +671,23 @@ def _maybe_gunzip(raw: BinaryIO) -> BinaryIO:
     if peek is None or peek(2)[:2] != b"\x1f\x8b":
         return raw
     return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+def _map_file(file: BinaryIO) -> mmap.mmap | None:
+    """A private, writable mapping of a regular, non-empty, uncompressed input file, else None."""
+    if not isinstance(file, io.BufferedReader):
+        return None  # standard input wrapper, gzip
+    try:
+        fd = file.fileno()
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            return None
+        mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
+    except (OSError, ValueError, OverflowError):
+        return None
+    with contextlib.suppress(OSError):
+        mapping.madvise(mmap.MADV_SEQUENTIAL)
+    return mapping
 
 
 def _u32_at(buf: NDArray[np.uint8], pos: int, big: bool) -> int:
@@ -602,11 +717,20 @@ def open_capture(
     batch_size: int = DEFAULT_BATCH_SIZE,
     interface: str | None = None,
     direction: int | None = None,
+    use_mmap: bool = True,
 ) -> CaptureReader:
     """Open a pcap or pcapng file (``"-"`` = standard input) for batch iteration.
 
     ``interface`` names the interface of a classic pcap file (and of pcapng
     interfaces without ``if_name``). ``direction`` forces every packet's direction;
     otherwise pcapng ``epb_flags`` and Linux cooked headers decide, else LOCAL_OUT.
+    ``use_mmap=False`` reads a regular file into buffers instead of mapping it: better
+    when most packets will be rewritten (a mapped page is copied on its first write).
     """
-    return CaptureReader(path, batch_size=batch_size, interface=interface, direction=direction)
+    return CaptureReader(
+        path,
+        batch_size=batch_size,
+        interface=interface,
+        direction=direction,
+        use_mmap=use_mmap,
+    )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from diffserv.engine.batch import PacketBatch
 
 DIRECTIONS = {"local-in": 0x01, "local-out": 0x02, "fwd-in": 0x04, "fwd-out": 0x08}
+REWRITING_MODULES = frozenset({"dscpmk", "dlcosmk"})  # the actions that write packet bytes
 PROGRESS_AFTER_S = 0.5  # the progress line appears only once a run has taken this long
 
 
@@ -201,8 +202,15 @@ def _run_capture(policy: Any, args: argparse.Namespace) -> dict[str, Any]:
     from diffserv.capture import open_capture
 
     direction = DIRECTIONS[args.direction] if args.direction else None
+    # a mapped input saves copying it, but every page a marker writes is copied on the
+    # fault instead, which costs more: map only when no action rewrites packets
+    rewrites = any(action.module in REWRITING_MODULES for action in policy.actions)
     with open_capture(
-        args.input, batch_size=args.batch_size, interface=args.interface, direction=direction
+        args.input,
+        batch_size=args.batch_size,
+        interface=args.interface,
+        direction=direction,
+        use_mmap=not rewrites,
     ) as reader:
         if not args.flows:
             return _run_opened(policy, reader, None, args)
