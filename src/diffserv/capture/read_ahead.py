@@ -12,41 +12,11 @@ import queue
 import threading
 from collections.abc import Iterator
 
-import numpy as np
-from numpy.typing import NDArray
-
+from diffserv.capture.lease import BufferLease
 from diffserv.capture.reader import CaptureReader
 from diffserv.engine.batch import PacketBatch
 
 _DONE = object()
-
-
-class _Lease:
-    """Counts the batches of each buffer the consumer still holds."""
-
-    def __init__(self) -> None:
-        self._held: dict[int, int] = {}
-        self._cond = threading.Condition()
-        self.closed = False
-
-    def take(self, buffer: NDArray[np.uint8]) -> None:
-        with self._cond:
-            self._held[id(buffer)] = self._held.get(id(buffer), 0) + 1
-
-    def give_back(self, buffer: NDArray[np.uint8]) -> None:
-        with self._cond:
-            self._held[id(buffer)] -= 1
-            self._cond.notify_all()
-
-    def wait_free(self, buffer: NDArray[np.uint8]) -> None:
-        with self._cond:
-            while self._held.get(id(buffer), 0) and not self.closed:
-                self._cond.wait()
-
-    def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
 
 
 def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
@@ -55,7 +25,7 @@ def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
     Errors of the reader (a truncated last record, say) are raised here after
     every batch before them has been yielded, as the plain reader does.
     """
-    lease = _Lease()
+    lease = BufferLease()
     ready: queue.Queue[object] = queue.Queue(maxsize=1)
     stop = threading.Event()
 

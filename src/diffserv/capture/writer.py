@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from diffserv.capture.lease import BufferLease
 from diffserv.capture.reader import CaptureReader
 from diffserv.engine.batch import ACTION_DROP, PacketBatch
 
@@ -71,9 +72,8 @@ class CaptureWriter:
         self.bytes_written = 0
         self._closed = False
         self._error: BaseException | None = None
-        self._pending: dict[int, int] = {}  # id(buffer) -> writes queued from it
-        self._cond = threading.Condition()
-        self._queue: queue.SimpleQueue[tuple[int, NDArray[np.uint8] | memoryview] | None]
+        self._lease = BufferLease()  # buffers that queued writes still read from
+        self._queue: queue.SimpleQueue[tuple[object, NDArray[np.uint8] | memoryview] | None]
         self._thread: threading.Thread | None = None
         if background:
             self._queue = queue.SimpleQueue()
@@ -81,7 +81,7 @@ class CaptureWriter:
                 target=self._run, name="diffserv-capture-writer", daemon=True
             )
             self._thread.start()
-            reader.reuse_hooks.append(self._wait_buffer)
+            reader.reuse_hooks.append(self._lease.wait_free)
 
     # ------------------------------------------------------------ background
     def _run(self) -> None:
@@ -89,22 +89,13 @@ class CaptureWriter:
             item = self._queue.get()
             if item is None:
                 return
-            key, data = item
+            owner, data = item
             try:
                 if self._error is None:
                     self._out.write(data)  # type: ignore[arg-type]
             except BaseException as exc:
                 self._error = exc
-            with self._cond:
-                self._pending[key] -= 1
-                self._cond.notify_all()
-
-    def _wait_buffer(self, buffer: NDArray[np.uint8]) -> None:
-        """Block until no queued write refers to ``buffer``."""
-        key = id(buffer)
-        with self._cond:
-            while self._pending.get(key, 0):
-                self._cond.wait()
+            self._lease.give_back(owner)
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -118,10 +109,8 @@ class CaptureWriter:
             self._out.write(data)  # type: ignore[arg-type]
             return
         self._raise_error()
-        key = id(owner)
-        with self._cond:
-            self._pending[key] = self._pending.get(key, 0) + 1
-        self._queue.put((key, data))
+        self._lease.take(owner)
+        self._queue.put((owner, data))
 
     def _header(self) -> None:
         if not self._header_done:
@@ -166,7 +155,7 @@ class CaptureWriter:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
-            self._reader.reuse_hooks.remove(self._wait_buffer)
+            self._reader.reuse_hooks.remove(self._lease.wait_free)
             self._raise_error()
         self._out.flush()
 
