@@ -14,13 +14,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from gen_capture import DATA_DIR, DEFAULT_PACKETS, ensure  # noqa: E402
+from measure import fresh_disk, timed  # noqa: E402
 
 TOS = 184
 
@@ -38,18 +38,6 @@ def our_pass(src: str, dst: str) -> None:
             writer.write(batch)
         writer.close()
         print(f"packets={reader.counters.packets} malformed={reader.counters.malformed}")
-
-
-def _timed(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one child process, after flushing dirty pages."""
-    os.sync()  # the previous run's output must not be written back during this one
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd[0]} failed with status {os.waitstatus_to_exitcode(status)}")
-    return elapsed, int(usage.ru_maxrss)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     ours_cmd = [sys.executable, __file__, "--ours", str(src), str(ours_out)]
     # warm the numba cache so the measured run is what every later run costs
     subprocess.run(ours_cmd, check=True, stdout=subprocess.DEVNULL)
-    ours_out.unlink(missing_ok=True)
-    ours_s, ours_rss = _timed(ours_cmd)
+    fresh_disk(ours_out)
+    ours = timed(ours_cmd)
+    ours_s, ours_rss = ours.wall_s, ours.peak_rss_kib
     print(f"diffserv    : {ours_s:7.2f} s  {args.packets / ours_s / 1e6:6.2f} Mpkt/s")
     print(f"peak RSS    : {ours_rss / 1024:7.1f} MiB (start-up included)")
     status = 0
@@ -79,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         print("tcprewrite not installed: no ratio")
         status = 1
     else:
-        theirs_s, _ = _timed(
+        fresh_disk(theirs_out)
+        theirs_s = timed(
             [tcprewrite, f"--tos={TOS}", f"--tclass={TOS}", "-i", str(src), "-o", str(theirs_out)]
-        )
+        ).wall_s
         print(f"tcprewrite  : {theirs_s:7.2f} s  {args.packets / theirs_s / 1e6:6.2f} Mpkt/s")
         print(f"ratio       : {theirs_s / ours_s:7.2f}x (tcprewrite time / diffserv time)")
     if not args.keep:

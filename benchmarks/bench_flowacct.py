@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from gen_capture import DATA_DIR, DEFAULT_PACKETS, ensure  # noqa: E402
+from measure import diffserv_command, timed  # noqa: E402
 
 POLICY = """fmt_version 1.0
 
@@ -89,18 +90,6 @@ def policy_text() -> str:
     return POLICY + "".join(ACCT % name for name in names)
 
 
-def _measure(cmd: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, CPU seconds (user + system) and peak RSS (KiB) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)}: failed with status {proc.returncode}")
-    return elapsed, usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss)
-
-
 def operator_only(src: Path) -> tuple[float, int]:
     """CPU seconds spent in flowacct alone over decoded batches (decode time excluded)."""
     import numpy as np
@@ -143,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     policy = DATA_DIR / "bench_flowacct.conf"
     policy.write_text(policy_text())
     records = DATA_DIR / "bench_flowacct.parquet"
-    diffserv = shutil.which("diffserv", path=str(Path(sys.executable).parent)) or "diffserv"
+    diffserv = diffserv_command()
 
     def ours(capture: Path) -> list[str]:
-        run = [diffserv, "run", str(policy), str(capture), "-o", "-", "-q"]
+        run = [*diffserv, "run", str(policy), str(capture), "-o", "-", "-q"]
         return [*run, "--flows", str(records)]
 
     softflowd = shutil.which("softflowd")
@@ -159,15 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         theirs_cmd += ["-v", "10", "-6", "-A", "milli"]
         ours_runs, theirs_runs = [], []
         for _ in range(args.runs):  # interleaved, so both see the same machine load
-            ours_runs.append(_measure(ours(src)))
+            ours_runs.append(timed(ours(src), quiet_stderr=True))
             if softflowd is not None:
-                theirs_runs.append(_measure(theirs_cmd))
+                theirs_runs.append(timed(theirs_cmd, quiet_stderr=True))
     import pyarrow.parquet as pq
 
     n_records = pq.ParquetFile(records).metadata.num_rows
-    _, _, small_rss = _measure(ours(small))
-    ours_s, ours_cpu = min(r[0] for r in ours_runs), min(r[1] for r in ours_runs)
-    ours_rss = max(r[2] for r in ours_runs)
+    small_rss = timed(ours(small), quiet_stderr=True).peak_rss_kib
+    ours_s, ours_cpu = min(r.wall_s for r in ours_runs), min(r.cpu_s for r in ours_runs)
+    ours_rss = max(r.peak_rss_kib for r in ours_runs)
     print(f"diffserv run : {ours_s:7.2f} s  {args.packets / ours_s / 1e6:6.2f} Mpkt/s", end="")
     print(f"  (CPU {ours_cpu:.2f} s; best of {args.runs})")
     print(f"  records    : {n_records} written to {records.name}")
@@ -181,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         print("softflowd not installed: no ratio")
         status = 1
     else:
-        theirs_s, theirs_cpu = min(r[0] for r in theirs_runs), min(r[1] for r in theirs_runs)
+        theirs_s = min(r.wall_s for r in theirs_runs)
+        theirs_cpu = min(r.cpu_s for r in theirs_runs)
         rate = args.packets / theirs_s / 1e6
         print(f"softflowd -r : {theirs_s:7.2f} s  {rate:6.2f} Mpkt/s  (CPU {theirs_cpu:.2f} s)")
         print(f"ratio        : {theirs_s / ours_s:7.2f}x wall (softflowd time / diffserv time)")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from gen_capture import DATA_DIR, DEFAULT_PACKETS, ensure  # noqa: E402
+from measure import diffserv_command, timed  # noqa: E402
 
 BASE_POLICY = HERE / "bench_run.conf"
 TARGET_SHARE = 0.15
@@ -87,11 +87,6 @@ action {
 }
 
 
-def _diffserv() -> list[str]:
-    exe = Path(sys.executable).with_name("diffserv")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "diffserv"]
-
-
 def write_policies() -> dict[str, Path]:
     """The base policy and one variant per meter, under benchmarks/data/."""
     base = BASE_POLICY.read_text()
@@ -114,14 +109,9 @@ def timed_run(policy: Path, capture: Path, stats: Path) -> tuple[float, float]:
     difference we measure; CPU time (user + sys, from wait4) is what the meter adds and
     is much less disturbed by other jobs on a shared machine than wall time.
     """
-    cmd = [*_diffserv(), "run", str(policy), str(capture), "-o", os.devnull, "-q"]
-    start = time.perf_counter()
-    proc = subprocess.Popen([*cmd, "--stats", str(stats)])
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"diffserv run {policy.name} failed")
-    return wall, usage.ru_utime + usage.ru_stime
+    cmd = [*diffserv_command(), "run", str(policy), str(capture), "-o", os.devnull, "-q"]
+    run = timed([*cmd, "--stats", str(stats)])
+    return run.wall_s, run.cpu_s
 
 
 def meter_counters(stats: Path) -> dict[str, int]:

@@ -16,39 +16,16 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from gen_capture import DATA_DIR, DEFAULT_PACKETS, ensure  # noqa: E402
+from measure import diffserv_command, fresh_disk, timed  # noqa: E402
 
 POLICY = HERE / "bench_run.conf"
 TOS = 184
-
-
-def _diffserv() -> list[str]:
-    exe = Path(sys.executable).with_name("diffserv")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "diffserv"]
-
-
-def _timed(cmd: list[str], output: Path) -> tuple[float, int, float]:
-    """Wall seconds, peak RSS (KiB) and CPU seconds (user + system) of one child process.
-
-    Both tools start from the same disk state: no old output file, and the dirty
-    pages of earlier runs written back (else one run pays for another's writeback).
-    """
-    output.unlink(missing_ok=True)
-    os.sync()
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed with status {proc.returncode}")
-    return elapsed, int(usage.ru_maxrss), usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,18 +40,22 @@ def main(argv: list[str] | None = None) -> int:
     small = ensure(args.small)
     ours_out = DATA_DIR / "bench_run_ours.pcap"
     theirs_out = DATA_DIR / "bench_run_tcprewrite.pcap"
-    run = [*_diffserv(), "run", str(POLICY)]
+    run = [*diffserv_command(), "run", str(POLICY)]
 
     # warm the numba cache once so no measured run pays for compilation
     subprocess.run([*run, str(small), "-o", str(ours_out), "-q"], check=True)
 
-    small_s, _, small_cpu = _timed([*run, str(small), "-o", str(ours_out), "-q"], ours_out)
+    fresh_disk(ours_out)
+    small_run = timed([*run, str(small), "-o", str(ours_out), "-q"])
+    small_s, small_cpu = small_run.wall_s, small_run.cpu_s
     print(
         f"diffserv run, {args.small:,} packets : {small_s:6.2f} s wall, {small_cpu:5.2f} s CPU "
         "(target < 1 s)"
     )
 
-    ours_s, ours_rss, ours_cpu = _timed([*run, str(big), "-o", str(ours_out), "-q"], ours_out)
+    fresh_disk(ours_out)
+    big_run = timed([*run, str(big), "-o", str(ours_out), "-q"])
+    ours_s, ours_rss, ours_cpu = big_run.wall_s, big_run.peak_rss_kib, big_run.cpu_s
     print(
         f"diffserv run, {args.packets:,} packets: {ours_s:6.2f} s wall, {ours_cpu:6.2f} s CPU  "
         f"{args.packets / ours_s / 1e6:5.2f} Mpkt/s  peak RSS {ours_rss / 1024:.0f} MiB "
@@ -85,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if tcprewrite is None:
         print("tcprewrite not installed: no ratio")
     else:
-        theirs_s, _, theirs_cpu = _timed(
-            [tcprewrite, f"--tos={TOS}", f"--tclass={TOS}", "-i", str(big), "-o", str(theirs_out)],
-            theirs_out,
+        fresh_disk(theirs_out)
+        theirs_run = timed(
+            [tcprewrite, f"--tos={TOS}", f"--tclass={TOS}", "-i", str(big), "-o", str(theirs_out)]
         )
+        theirs_s, theirs_cpu = theirs_run.wall_s, theirs_run.cpu_s
         ratio = theirs_s / ours_s
         print(
             f"tcprewrite --tos={TOS} --tclass={TOS}      : {theirs_s:6.2f} s wall, "
