@@ -242,3 +242,72 @@ def test_several_files_are_summed(workdir: Path, capsys: pytest.CaptureFixture[s
     assert (totals["records"], totals["flows"], totals["packets"]) == (10, 3, 48)
     assert main(["flows", str(jsonl), str(basic)]) == 2
     assert "cannot sum basic records" in capsys.readouterr().err
+
+
+EXTENDED_RECORD = (
+    '{"saddr":"10.0.0.1","daddr":"10.0.0.2","sport":1,"dport":80,"protocol":6,'
+    '"npackets":NPACKETS,"nbytes":NBYTES,"action":"a","dsfield":0,"dscp":0,"ecn":0,'
+    '"first_seen":"2026-01-01T00:00:00Z","last_seen":"LAST","projid":null,"uid":null}\n'
+)
+
+
+def record_line(npackets: str = "1", nbytes: str = "40", last: str = "2026-01-01T00:00:01Z") -> str:
+    return (
+        EXTENDED_RECORD.replace("NPACKETS", npackets)
+        .replace("NBYTES", nbytes)
+        .replace("LAST", last)
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (record_line(nbytes="9" * 5000), "field nbytes is out of range (0..9223372036854775807)"),
+        (record_line(last="9999-01-01T00:00:00Z"), "field last_seen is out of range"),
+        ("[" * 100_000 + "\n", "not a flow record (JSON nested too deeply)"),
+    ],
+    ids=["huge-number", "year-9999", "deep-nesting"],
+)
+def test_unreadable_numbers_and_nesting_are_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    path = tmp_path / "flows.jsonl"
+    path.write_text(record_line() * 16 + line)
+    assert main(["flows", str(path), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"error: {path}: line 17: {message}")
+    assert captured.err.count("\n") == 1
+
+
+def test_parquet_times_beyond_int64_name_the_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "flows.parquet"
+    rows = [json.loads(record_line()) for _ in range(3)]
+    table = pa.Table.from_pylist(rows).drop_columns(["first_seen", "last_seen"])
+    table = table.append_column("first_seen", pa.array([0, 1, 2**63], pa.uint64()))
+    table = table.append_column("last_seen", pa.array([5, 5, 2**64 - 1], pa.uint64()))
+    pq.write_table(table, path)
+    assert main(["flows", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: row 3: field first_seen is out of range")
+    assert err.count("\n") == 1
+
+
+def test_json_totals_are_exact_beyond_int64(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "big.jsonl"
+    big = str(2**63 - 1)
+    path.write_text(record_line(big, big) * 3)
+    assert main(["flows", str(path), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["totals"]["bytes"] == summary["totals"]["packets"] == 3 * (2**63 - 1)
+    assert summary["totals"]["actions"][0]["bytes"] == 3 * (2**63 - 1)
+    assert summary["by_dscp"][0]["bytes"] == 3 * (2**63 - 1)
+    assert summary["by_dscp"][0]["byte_share"] == 100.0
+    assert summary["totals"]["avg_bps"] == 3 * (2**63 - 1) * 8

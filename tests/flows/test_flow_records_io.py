@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import io
 import json
 from pathlib import Path
 
@@ -230,15 +228,18 @@ def test_write_errors_are_host_system_errors(tmp_path: Path) -> None:
         open_record_writer(str(tmp_path / "no" / "f.parquet"), "basic")
     with pytest.raises(HostSystemError, match="cannot create"):
         open_record_writer(str(tmp_path / "no" / "f.csv"), "basic")
-    w = open_record_writer(str(tmp_path / "f.jsonl"), "basic")
-
-    class Full(io.StringIO):
-        def write(self, text: str) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    w._file = Full()  # type: ignore[attr-defined]
-    with pytest.raises(HostSystemError, match=r"cannot write .*f\.jsonl: No space left on device"):
+    # /dev/full takes the open and fails every write with ENOSPC
+    full = tmp_path / "full.jsonl"
+    full.symlink_to("/dev/full")
+    w = open_record_writer(str(full), "basic")
+    with pytest.raises(
+        HostSystemError, match=r"cannot write .*full\.jsonl: No space left on device; kept the 0 "
+    ):
         w.write(records())
+    with pytest.raises(HostSystemError, match="No space left"):  # and stays failed
+        w.write(records())
+    w.close()
+    assert Path("/dev/full").exists()  # a device is never removed
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Final
 
 import numpy as np
@@ -161,23 +162,70 @@ def format_addresses(hi: NDArray[np.uint64], lo: NDArray[np.uint64]) -> list[str
     return out
 
 
+# Record times are int64 ns since the epoch: exactly what that type holds, no more.
+TIME_MIN_NS: Final = -(2**63)
+TIME_MAX_NS: Final = 2**63 - 1
+_NS_PER_DAY: Final = 86_400 * 1_000_000_000
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+
+
+def iso_time(ns: int) -> str:
+    """ISO-8601 UTC text of one time with nanosecond precision, computed on exact ints.
+
+    Works for any year 1..9999, so it also prints the int64 extremes numpy calls NaT.
+    """
+    days, ns_of_day = divmod(ns, _NS_PER_DAY)
+    day = date.fromordinal(_EPOCH_ORDINAL + days)
+    seconds, fraction = divmod(ns_of_day, 1_000_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{day.isoformat()}T{hours:02d}:{minutes:02d}:{secs:02d}.{fraction:09d}Z"
+
+
 def iso_times(ns: NDArray[np.int64]) -> list[str]:
     """ISO-8601 UTC text with nanosecond precision, e.g. ``2026-01-01T00:00:00.000000001Z``."""
-    text = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="ns")
-    return [f"{t}Z" for t in text.tolist()]
+    text = [f"{t}Z" for t in np.datetime_as_string(ns.astype("datetime64[ns]"), unit="ns")]
+    # int64 min is numpy's NaT; it is still a time a record can hold
+    for i in np.flatnonzero(ns == TIME_MIN_NS).tolist():
+        text[i] = iso_time(TIME_MIN_NS)
+    return text
 
 
-_ISO_UTC: Final = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z")
+_ISO_UTC: Final = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z"
+)
+
+
+_day_numbers: dict[str, int] = {}  # "2026-01-01" -> days since the epoch; records share days
+
+
+def _day_number(text: str) -> int:
+    days = _day_numbers.get(text)
+    if days is None:
+        try:
+            days = date(int(text[:4]), int(text[5:7]), int(text[8:10])).toordinal()
+        except ValueError:
+            raise ValueError(f"bad time {text!r} (no such date)") from None
+        days -= _EPOCH_ORDINAL
+        if len(_day_numbers) >= 4096:
+            _day_numbers.clear()
+        _day_numbers[text] = days
+    return days
 
 
 def parse_iso_time(text: str) -> int:
-    """Inverse of :func:`iso_times` for one value; accepts fewer fraction digits."""
-    if not _ISO_UTC.fullmatch(text):
+    """Inverse of :func:`iso_time`: exact ns since the epoch (any year 0001..9999).
+
+    Accepts fewer fraction digits; raises ValueError on bad text. The caller decides
+    whether the value fits (see ``TIME_MIN_NS``/``TIME_MAX_NS``).
+    """
+    match = _ISO_UTC.fullmatch(text)
+    if match is None:
         raise ValueError(f"bad time {text!r} (want ISO-8601 UTC like 2026-01-01T00:00:00.5Z)")
-    try:
-        value = np.datetime64(text[:-1], "ns")
-    except ValueError as exc:
-        raise ValueError(f"bad time {text!r}") from exc
-    if np.isnat(value):
-        raise ValueError(f"bad time {text!r}")
-    return int(value.astype(np.int64))
+    hours, minutes, seconds, fraction = match.group(4, 5, 6, 7)
+    day_seconds = int(hours) * 3600 + int(minutes) * 60 + int(seconds)
+    if int(hours) > 23 or int(minutes) > 59 or int(seconds) > 59:
+        raise ValueError(f"bad time {text!r} (no such time of day)")
+    days = _day_number(text[:10])
+    ns = int(fraction.ljust(9, "0")) if fraction else 0
+    return (days * 86_400 + day_seconds) * 1_000_000_000 + ns

@@ -10,11 +10,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Final
 
-import numpy as np
-
 from diffserv.errors import UsageError
 from diffserv.flows.reader import TABLE_COLUMNS, RecordTable
-from diffserv.flows.records import GROUP_EXTENDED, iso_times
+from diffserv.flows.records import GROUP_EXTENDED, iso_time
 from diffserv.textfmt import human_bytes, text_table
 
 PROTOCOL_NAMES: Final = {
@@ -77,7 +75,7 @@ def human_rate(bps: int | None) -> str:
 
 
 def _share(part: int, total: int) -> float:
-    return round(100.0 * part / total, 2) if total else 0.0
+    return round(100 * part / total, 2) if total else 0.0  # int / int: correctly rounded
 
 
 def _ranked(
@@ -116,13 +114,10 @@ def select_actions(table: RecordTable, names: Sequence[str]) -> RecordTable:
 def summarize(table: RecordTable, top: int = 10, sort: str = "bytes") -> dict[str, Any]:
     """Totals, DSCP and ECN mix, services, conversations and top flows of ``table``.
 
-    Top-N tables are ordered by ``sort`` ("bytes" or "packets") descending.
+    Top-N tables are ordered by ``sort`` ("bytes" or "packets") descending. Every
+    count, sum, rate and duration is an exact Python int (shares are percentages).
     """
     by_packets = sort == "packets"
-    packets = table.column("npackets")
-    nbytes = table.column("nbytes")
-    total_packets = int(packets.sum())
-    total_bytes = int(nbytes.sum())
     extended = table.group == GROUP_EXTENDED
 
     flows: dict[tuple[str, str, int, int, int], list[int]] = defaultdict(lambda: [0, 0])
@@ -130,16 +125,30 @@ def summarize(table: RecordTable, top: int = 10, sort: str = "bytes") -> dict[st
     services: dict[tuple[int, int | None], list[int]] = defaultdict(lambda: [0, 0])
     talks: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     actions: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    dscps: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    ecns: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    total_packets = 0
+    total_bytes = 0
     for i in range(table.n):
         s, d = table.saddr[i], table.daddr[i]
         sp, dp, pr = table.sport[i], table.dport[i], table.protocol[i]
         pk, by = table.npackets[i], table.nbytes[i]
+        total_packets += pk
+        total_bytes += by
         key5 = (s, d, sp, dp, pr)
         acc = flows[key5]
         acc[0] += pk
         acc[1] += by
         if extended:
-            flow_ds[key5].add(table.dsfield[i] >> 2)
+            ds = table.dsfield[i]
+            flow_ds[key5].add(ds >> 2)
+            dscp_acc = dscps[ds >> 2]
+            dscp_acc[0] += pk
+            dscp_acc[1] += by
+            dscp_acc[2] += 1
+            ecn_acc = ecns[ds & 3]
+            ecn_acc[0] += pk
+            ecn_acc[1] += by
         svc = services[(pr, service_port(pr, sp, dp))]
         svc[0] += pk
         svc[1] += by
@@ -163,23 +172,22 @@ def summarize(table: RecordTable, top: int = 10, sort: str = "bytes") -> dict[st
             for name, v in sorted(actions.items())
         ],
     }
+    span_ns = 0
     if extended and table.n:
-        first = int(min(table.first_ns))
-        last = int(max(table.last_ns))
-        start, end = iso_times(np.array([first, last], dtype=np.int64))
-        duration_ns = last - first
-        totals.update(first_seen=start, last_seen=end, duration_s=duration_ns / 1e9)
-        totals["avg_bps"] = _bps(total_bytes, duration_ns)
+        first = min(table.first_ns)
+        last = max(table.last_ns)
+        span_ns = last - first
+        totals.update(
+            first_seen=iso_time(first),
+            last_seen=iso_time(last),
+            duration_s=span_ns / 1e9,
+            duration_ns=span_ns,
+        )
+        totals["avg_bps"] = _bps(total_bytes, span_ns)
 
-    span_ns = int(max(table.last_ns) - min(table.first_ns)) if extended and table.n else 0
     by_dscp: list[dict[str, Any]] | None = None
     by_ecn: list[dict[str, Any]] | None = None
     if extended:
-        dscp = table.column("dsfield") >> 2
-        groups: dict[Any, list[int]] = {}
-        for value in sorted(set(dscp.tolist())):
-            sel = dscp == value
-            groups[value] = [int(packets[sel].sum()), int(nbytes[sel].sum()), int(sel.sum())]
         by_dscp = [
             {
                 "dscp": value,
@@ -191,24 +199,20 @@ def summarize(table: RecordTable, top: int = 10, sort: str = "bytes") -> dict[st
                 "byte_share": share,
                 "avg_bps": _bps(v[1], span_ns),
             }
-            for value, v, share in _ranked(groups, total_bytes, None, by_packets)
+            for value, v, share in _ranked(dict(dscps), total_bytes, None, by_packets)
         ]
-        ecn = table.column("dsfield") & 3
-        by_ecn = []
-        for value in range(4):
-            sel = ecn == value
-            if sel.any():
-                pk, by = int(packets[sel].sum()), int(nbytes[sel].sum())
-                by_ecn.append(
-                    {
-                        "ecn": value,
-                        "name": ECN_LABELS[value],
-                        "packets": pk,
-                        "bytes": by,
-                        "packet_share": _share(pk, total_packets),
-                        "byte_share": _share(by, total_bytes),
-                    }
-                )
+        by_ecn = [
+            {
+                "ecn": value,
+                "name": ECN_LABELS[value],
+                "packets": ecns[value][0],
+                "bytes": ecns[value][1],
+                "packet_share": _share(ecns[value][0], total_packets),
+                "byte_share": _share(ecns[value][1], total_bytes),
+            }
+            for value in range(4)
+            if value in ecns
+        ]
 
     by_service = [
         {
@@ -261,10 +265,20 @@ def _endpoint(addr: str, port: int, protocol: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters and undecodable bytes escaped."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for ch in text
+    )
+
+
 def render_text(summary: dict[str, Any]) -> str:
     """The summary as aligned text tables."""
     t = summary["totals"]
-    name = "standard input" if summary["file"] == "-" else summary["file"]
+    name = "standard input" if summary["file"] == "-" else printable(summary["file"])
     out = [
         f"{name}: {t['records']} records, {t['flows']} flows, "
         f"{t['packets']} packets, {t['bytes']} bytes ({human_bytes(t['bytes'])}), "
@@ -281,7 +295,7 @@ def render_text(summary: dict[str, Any]) -> str:
         out += text_table(
             ["action", "records", "packets", "bytes"],
             [
-                [a["action"], str(a["records"]), str(a["packets"]), str(a["bytes"])]
+                [printable(a["action"]), str(a["records"]), str(a["packets"]), str(a["bytes"])]
                 for a in t["actions"]
             ],
             {1, 2, 3},

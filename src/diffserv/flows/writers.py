@@ -1,21 +1,27 @@
 """Streaming flow-record files: JSON Lines, CSV or Parquet, chosen by the file extension.
 
 flowacct hands over expired items as they expire; each writer puts them on disk at
-once (text files are flushed per batch, Parquet gets small row groups), so a run
-stopped by Ctrl-C or an error still leaves a complete, valid file once ``close()``
-runs — the engine closes the writer in a ``finally``.
-"""
+once (text records in one unbuffered write per batch, Parquet in small row groups),
+so a run stopped by Ctrl-C leaves a complete, valid file once ``close()`` runs — the
+engine closes the writer in a ``finally``. A write error keeps what can be kept (whole
+text records; nothing of a Parquet file) and says so in its HostSystemError."""
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import csv
+import errno
 import io
+import itertools
 import json
 import os
+import stat
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol, TextIO
+from typing import Any, Final, NoReturn, Protocol
 
 import numpy as np
 
@@ -64,8 +70,28 @@ def record_columns(records: FlowRecords, group: str) -> dict[str, list[Any]]:
     return cols
 
 
+def _reason(exc: OSError) -> str:
+    """The operating system's words for ``exc`` ("No space left on device")."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    text = (exc.strerror or str(exc) or type(exc).__name__).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _is_regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 class RecordWriter:
-    """Base of the three writers: group, counting, context manager, idempotent close."""
+    """Base of the three writers: group, counting, context manager, idempotent close.
+
+    A write error (disk full, I/O error) raises HostSystemError naming the file and
+    what was kept of it, and sets ``failed``; the writer then refuses further
+    records and its ``close()`` does nothing more.
+    """
 
     def __init__(self, path: str, group: str) -> None:
         self.path = path
@@ -73,28 +99,34 @@ class RecordWriter:
         self.fields = fields_of(group)
         self.records_written = 0
         self.closed = False
+        self.failed = False
+        self._failure = ""
 
     def write(self, records: FlowRecords) -> None:
         """Append ``records`` to the file (a no-op for an empty batch)."""
         if self.closed:
             raise ValueError(f"{self.path}: record writer is closed")
+        if self.failed:
+            raise HostSystemError(self._failure)
         if records.n == 0:
             return
         try:
             self._write(records)
         except OSError as exc:
-            raise HostSystemError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-        self.records_written += records.n
+            self._fail(exc)
 
     def close(self) -> None:
         """Finish the file (Parquet footer); safe to call more than once."""
         if self.closed:
             return
         self.closed = True
+        if self.failed:
+            self._abandon()
+            return
         try:
             self._close()
         except OSError as exc:
-            raise HostSystemError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            self._fail(exc)
 
     def __enter__(self) -> RecordWriter:
         return self
@@ -107,67 +139,144 @@ class RecordWriter:
     ) -> None:
         self.close()
 
+    def _fail(self, exc: OSError) -> NoReturn:
+        """Leave the file valid (or remove it), remember and raise the failure."""
+        self.failed = True
+        kept = self._abandon()
+        name = "standard output" if self.path == "-" else self.path
+        self._failure = f"cannot write {name}: {_reason(exc)}; {kept}"
+        raise HostSystemError(self._failure) from None
+
     def _write(self, records: FlowRecords) -> None:
         raise NotImplementedError
 
     def _close(self) -> None:
         raise NotImplementedError
 
-
-def _open_text(path: str) -> TextIO:
-    try:
-        return open(path, "w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise HostSystemError(f"cannot create {path}: {exc.strerror}") from exc
+    def _abandon(self) -> str:
+        """Release the file after a failure; says what it keeps."""
+        raise NotImplementedError
 
 
-class JsonLinesWriter(RecordWriter):
-    """One JSON object per record and line; times as ISO-8601 UTC text with ns.
+class _TextWriter(RecordWriter):
+    """A text record file written whole records at a time, unbuffered.
 
-    The path ``-`` writes to standard output (left open at close).
+    A write that stops part-way (disk full, Ctrl-C) is cut back to the end of the
+    last complete record, so the file always holds whole lines only.
     """
 
     def __init__(self, path: str, group: str) -> None:
         super().__init__(path, group)
         self._stdout = path == "-"
-        self._file = sys.stdout if self._stdout else _open_text(path)
+        self._fd = -1
+        self._regular = False
+        self._size = 0  # bytes of complete records (and header) in the file
+        if not self._stdout:
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+                self._fd = os.open(path, flags, 0o666)
+            except OSError as exc:
+                raise HostSystemError(f"cannot create {path}: {_reason(exc)}") from None
+            self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+
+    def _emit(self, lines: list[bytes], counts_as_records: bool = True) -> None:
+        """Write ``lines`` (each one whole record); on any failure keep the complete ones."""
+        if self._stdout:
+            sys.stdout.write(b"".join(lines).decode("utf-8"))
+            sys.stdout.flush()
+            if counts_as_records:
+                self.records_written += len(lines)
+            return
+        chunk = b"".join(lines)
+        view = memoryview(chunk)
+        done = 0
+        try:
+            while done < len(chunk):
+                written = os.write(self._fd, view[done:])
+                if written <= 0:  # never for a file; do not spin on a strange device
+                    raise OSError(errno.EIO, os.strerror(errno.EIO))
+                done += written
+        except BaseException:
+            ends = list(itertools.accumulate(len(line) for line in lines))
+            whole = bisect.bisect_right(ends, done)
+            keep = ends[whole - 1] if whole else 0
+            if keep < done and self._regular:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size + keep)
+                    os.lseek(self._fd, self._size + keep, os.SEEK_SET)
+            self._size += keep
+            if counts_as_records:
+                self.records_written += whole
+            raise
+        self._size += len(chunk)
+        if counts_as_records:
+            self.records_written += len(lines)
+
+    def _close(self) -> None:
+        if self._stdout:
+            sys.stdout.flush()
+        else:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def _abandon(self) -> str:
+        if not self._stdout and self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        return f"kept the {self.records_written} complete records written before"
+
+
+class JsonLinesWriter(_TextWriter):
+    """One JSON object per record and line; times as ISO-8601 UTC text with ns.
+
+    The path ``-`` writes to standard output (left open at close).
+    """
 
     def _write(self, records: FlowRecords) -> None:
         cols = record_columns(records, self.group)
         _times_to_text(cols)
-        out = io.StringIO()
         names = self.fields
-        for row in zip(*(cols[name] for name in names), strict=True):
-            out.write(json.dumps(dict(zip(names, row, strict=True)), separators=(",", ":")))
-            out.write("\n")
-        self._file.write(out.getvalue())
-        self._file.flush()
-
-    def _close(self) -> None:
-        if self._stdout:
-            self._file.flush()
-        else:
-            self._file.close()
+        self._emit(
+            [
+                json.dumps(dict(zip(names, row, strict=True)), separators=(",", ":")).encode()
+                + b"\n"
+                for row in zip(*(cols[name] for name in names), strict=True)
+            ]
+        )
 
 
-class CsvWriter(RecordWriter):
+class CsvWriter(_TextWriter):
     """RFC 4180 CSV with a header row; unknown projid/uid are empty cells."""
 
     def __init__(self, path: str, group: str) -> None:
         super().__init__(path, group)
-        self._file = _open_text(path)
-        self._csv = csv.writer(self._file, lineterminator="\n")
-        self._csv.writerow(self.fields)
-        self._file.flush()
+        self._buffer = io.StringIO()
+        self._csv = csv.writer(self._buffer, lineterminator="\n")
+        try:
+            self._emit([self._line(self.fields)], counts_as_records=False)
+        except OSError as exc:
+            self.closed = self.failed = True
+            self._abandon()
+            if self._size == 0 and not self._stdout and _is_regular(path):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise HostSystemError(
+                f"cannot write {path}: {_reason(exc)}; removed it, no records were kept"
+            ) from None
+
+    def _line(self, row: Iterable[Any]) -> bytes:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._csv.writerow(row)
+        return self._buffer.getvalue().encode("utf-8")
 
     def _write(self, records: FlowRecords) -> None:
         cols = record_columns(records, self.group)
         _times_to_text(cols)
-        self._csv.writerows(zip(*(cols[name] for name in self.fields), strict=True))
-        self._file.flush()
-
-    def _close(self) -> None:
-        self._file.close()
+        self._emit(
+            [self._line(row) for row in zip(*(cols[name] for name in self.fields), strict=True)]
+        )
 
 
 def parquet_schema(group: str) -> Any:
@@ -195,23 +304,33 @@ def parquet_schema(group: str) -> Any:
 
 
 class ParquetWriter(RecordWriter):
-    """Parquet with small row groups; the footer is written by ``close()``."""
+    """Parquet with small row groups; the footer is written by ``close()``.
+
+    Without its footer a Parquet file is unreadable, so a write error removes the
+    file: a disk-full run keeps no Parquet records (JSON Lines and CSV keep theirs).
+    """
 
     def __init__(self, path: str, group: str) -> None:
         super().__init__(path, group)
         import pyarrow.parquet as pq
 
         self._schema = parquet_schema(group)
+        existed = os.path.lexists(path)
         try:
-            self._writer = pq.ParquetWriter(path, self._schema, compression="zstd")
+            self._writer: Any = pq.ParquetWriter(path, self._schema, compression="zstd")
         except OSError as exc:
-            raise HostSystemError(f"cannot create {path}: {exc}") from exc
+            self.closed = self.failed = True
+            if not existed and _is_regular(path):  # created, then the magic did not fit
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise HostSystemError(f"cannot create {path}: {_reason(exc)}") from None
         self._pending: list[dict[str, list[Any]]] = []
         self._pending_rows = 0
 
     def _write(self, records: FlowRecords) -> None:
         self._pending.append(record_columns(records, self.group))
         self._pending_rows += records.n
+        self.records_written += records.n
         if self._pending_rows >= PARQUET_ROW_GROUP:
             self._flush()
 
@@ -231,6 +350,19 @@ class ParquetWriter(RecordWriter):
             self._flush()
         finally:
             self._writer.close()
+
+    def _abandon(self) -> str:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):  # it may fail again on the full disk
+                writer.close()
+        self._pending = []
+        self._pending_rows = 0
+        self.records_written = 0
+        if _is_regular(self.path):
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        return "removed it, no records were kept"
 
 
 def _times_to_text(cols: dict[str, list[Any]]) -> None:
