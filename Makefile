@@ -7,7 +7,7 @@ APT_TOOLS := tshark nftables softflowd nfdump tcpreplay
 export DEBIAN_FRONTEND := noninteractive
 export NUMBA_CACHE_DIR := $(CURDIR)/.numba-cache
 
-.PHONY: setup system-tools demo test lint typecheck unit bench clean
+.PHONY: setup system-tools demo test lint typecheck unit bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ test: lint typecheck unit
 
 bench: setup system-tools
 	$(BIN)/python benchmarks/run_all.py
+
+# The long fuzzing run (not part of `make test`, which runs a fast slice of the same
+# targets): FUZZ_RUNS cases per parser under atheris; the figures go into README.md.
+FUZZ_RUNS ?= 1000000
+fuzz: setup
+	$(BIN)/pip install --quiet -e '.[dev,fuzz]'
+	$(BIN)/python tests/fuzz/run_fuzz.py --runs $(FUZZ_RUNS) --update-readme
 
 clean:
 	rm -rf $(VENV) .numba-cache .mypy_cache .pytest_cache .ruff_cache

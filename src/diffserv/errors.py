@@ -34,3 +34,21 @@ class InputDataError(DiffservError):
 
 class HostSystemError(DiffservError):
     """The operating system refused something (file, socket, netlink, kernel)."""
+
+
+class Interrupted(BaseException):
+    """A signal asked the command to stop (SIGINT, SIGTERM, SIGHUP); exit 128 + signal.
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way
+    swallows it; every ``finally`` still runs, which is how outputs are cleaned up.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        super().__init__(f"interrupted by {name}")
+        self.signum = signum

@@ -167,7 +167,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_unsupported_linktype(tmp_path: Path) -> None:
     path = synth.write_file(tmp_path / "a.pcap", synth.pcap_bytes([b"x"], linktype=147))
-    with pytest.raises(InputDataError, match="link-layer type 147 is not supported"):
+    with pytest.raises(
+        InputDataError, match=r"a\.pcap: link-layer type 147 \(user-defined 0\) is not supported"
+    ):
         open_capture(path)
 
 

@@ -29,6 +29,38 @@ ORIGINALS = [
             )
         ]
     ),
+    synth.pcap_bytes(
+        [
+            synth.Packet(synth.ppp(synth.ipv4(payload=synth.udp()), short_protocol=True)),
+            synth.Packet(synth.ppp(synth.ipv6(payload=synth.tcp(payload=bytes(99)))), caplen=30),
+        ],
+        linktype=9,
+    ),
+    synth.pcapng_bytes(
+        [
+            synth.Section(
+                [
+                    synth.Interface(name="eth0", tsresol=0x80 | 30, tsoffset=-5),
+                    synth.Interface(105, name="wlan0"),
+                    synth.Interface(204, tsresol=19, tsoffset=10**9),
+                ],
+                [
+                    synth.Packet(
+                        synth.ethernet(
+                            synth.ipv6(payload=synth.tcp(payload=bytes(65_600)), jumbo=True)
+                        ),
+                        caplen=100,
+                    ),
+                    synth.Packet(bytes(30), interface=1),
+                    synth.Packet(synth.ethernet(synth.ipv4(total_length=0)), caplen=16),
+                    synth.Interface(9, name="ppp0"),
+                    synth.Packet(synth.ppp(synth.ipv4()), interface=3),
+                    synth.Packet(synth.ppp_with_direction(synth.ipv4()), interface=2),
+                ],
+            ),
+            synth.Section([synth.Interface(name="eth0")], FRAMES[:2]),
+        ]
+    ),
 ]
 
 

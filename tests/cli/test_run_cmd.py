@@ -566,20 +566,19 @@ def test_progress_line_starts_late_and_stops_cleanly() -> None:
 def test_sigterm_unwinds_so_the_partial_output_is_removed(tmp_path: Path) -> None:
     import signal
 
-    from diffserv.cli.run_cmd import _AtomicOutput, _restore_signals, _terminate_as_exit
+    from diffserv.cli.interrupts import interrupts_unwind
+    from diffserv.cli.outputs import AtomicFile
+    from diffserv.errors import Interrupted
 
-    target = _AtomicOutput(str(tmp_path / "o.pcap"))
-    previous = _terminate_as_exit()
-    try:
-        with pytest.raises(SystemExit) as info:
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-            except BaseException:
-                target.abort()
-                raise
-    finally:
-        _restore_signals(previous)
-    assert info.value.code == 128 + signal.SIGTERM
+    target = AtomicFile(str(tmp_path / "o.pcap"))
+    with pytest.raises(Interrupted) as info, interrupts_unwind():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException:
+            target.abort()
+            raise
+    assert info.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored afterwards
     assert list(tmp_path.iterdir()) == []
 
 

@@ -64,3 +64,16 @@ def test_summary_lines() -> None:
 def test_summary_malformed_numbers() -> None:
     text = format_summary(_stats(malformed={"count": 12, "first": [3, 9]}))
     assert "malformed 12 (passed unmodified): packets 3, 9 …" in text
+
+
+def test_summary_snap_length_header_cut_and_offload_counts() -> None:
+    text = format_summary(_stats(truncated=7, header_cut=3, length_from_frame=2))
+    assert (
+        "  cut by the snap length: 7 (classified), 3 of them inside the IP header "
+        "(only the DS byte was there to classify on)"
+    ) in text.splitlines()
+    assert "  IP length 0 (segmentation offload): 2, length taken from the frame" in text
+    plain = format_summary(_stats(truncated=7, header_cut=0, length_from_frame=0))
+    assert "  cut by the snap length: 7 (classified)" in plain.splitlines()
+    assert "offload" not in plain and "inside the IP header" not in plain
+    assert "snap length" not in format_summary(_stats())

@@ -9,6 +9,8 @@ import pytest
 from diffserv.capture import synth
 from diffserv.engine.batch import (
     FLAG_FRAGMENT,
+    FLAG_HEADER_CUT,
+    FLAG_LENGTH_FROM_FRAME,
     FLAG_MALFORMED,
     FLAG_NO_PORTS,
     FLAG_TRUNCATED,
@@ -193,11 +195,157 @@ def test_snaplen_truncated_packet_keeps_header_fields() -> None:
     assert full.flags[0] == FLAG_TRUNCATED and full.sport[0] == 80
 
 
-def test_snaplen_inside_ip_header_is_malformed() -> None:
+def test_snaplen_inside_ip_header_keeps_the_ds_byte() -> None:
     frame = synth.ethernet(V4)
     b = one(frame[:30], wire_len=len(frame))
-    assert b.flags[0] == FLAG_TRUNCATED | FLAG_MALFORMED
-    assert b.ip_version[0] == 0
+    assert b.flags[0] == FLAG_TRUNCATED | FLAG_HEADER_CUT | FLAG_NO_PORTS
+    assert (b.ip_version[0], b.ds_byte[0], b.ip_len[0], b.l3_off[0]) == (4, 46 << 2 | 1, 40, 14)
+
+
+@pytest.mark.parametrize("cut", [2, 3, 4, 11, 12, 19])
+def test_ipv4_cut_inside_its_header_is_classified_on_the_ds_byte(cut: int) -> None:
+    packet = synth.ipv4("10.1.1.1", "10.2.2.2", synth.tcp(80, 81, bytes(100)), dscp=26, ecn=2)
+    b = one(synth.ethernet(packet)[: 14 + cut], wire_len=14 + len(packet))
+    assert b.flags[0] == FLAG_TRUNCATED | FLAG_HEADER_CUT | FLAG_NO_PORTS
+    assert (b.ip_version[0], b.ds_byte[0], b.l3_off[0]) == (4, 26 << 2 | 2, 14)
+    # what the missing bytes would say is not guessed: no addresses, protocol or ports
+    assert (b.protocol[0], b.sport[0], b.dport[0]) == (0, 0, 0)
+    assert (b.saddr_hi[0], b.saddr_lo[0], b.daddr_hi[0], b.daddr_lo[0]) == (0, 0, 0, 0)
+    # the total length when it was captured, else the frame's
+    assert b.ip_len[0] == len(packet)
+
+
+@pytest.mark.parametrize("cut", [2, 5, 6, 8, 39])
+def test_ipv6_cut_inside_its_header_is_classified_on_the_ds_byte(cut: int) -> None:
+    packet = synth.ipv6(payload=synth.udp(7, 9, bytes(30)), dscp=46, ecn=1)
+    b = one(synth.ethernet(packet)[: 14 + cut], wire_len=14 + len(packet))
+    assert b.flags[0] == FLAG_TRUNCATED | FLAG_HEADER_CUT | FLAG_NO_PORTS
+    assert (b.ip_version[0], b.ds_byte[0], b.ip_len[0]) == (6, 46 << 2 | 1, len(packet))
+    assert (b.protocol[0], b.sport[0], b.saddr_hi[0], b.saddr_lo[0]) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("frame", "wire_extra"),
+    [
+        (synth.ethernet(V4)[: 14 + 19], 0),  # a short datagram, not cut by the snap length
+        (synth.ethernet(V6)[: 14 + 39], 0),
+        (synth.ethernet(V4)[: 14 + 1], 30),  # one byte: no DS byte
+        (synth.ethernet(V6)[: 14 + 1], 30),
+        (synth.ethernet(synth.ipv4(ihl=4))[: 14 + 10], 30),  # what is there is wrong
+        (synth.ethernet(synth.ipv4(total_length=200))[: 14 + 10], 30),  # longer than the frame
+        (synth.ethernet(synth.ipv6(payload_length=300))[: 14 + 10], 30),
+        (synth.ethernet(synth.ipv6(version=4), ethertype=0x86DD)[: 14 + 10], 30),
+    ],
+)
+def test_too_short_or_wrong_ip_headers_stay_malformed(frame: bytes, wire_extra: int) -> None:
+    b = one(frame, wire_len=len(frame) + wire_extra)
+    assert b.flags[0] & FLAG_MALFORMED and b.ip_version[0] == 0
+
+
+def test_jumbogram_length_comes_from_the_option() -> None:
+    packet = synth.ipv6(payload=synth.tcp(4000, 443, bytes(70_000)), jumbo=True, dscp=10)
+    assert packet[4:6] == b"\x00\x00" and packet[40 + 2] == 0xC2
+    b = one(synth.ethernet(packet))
+    assert b.flags[0] == 0
+    assert (b.ip_version[0], b.ds_byte[0], b.protocol[0]) == (6, 40, 6)
+    assert (b.sport[0], b.dport[0], b.ip_len[0]) == (4000, 443, len(packet))
+    # cut by the snap length after the ports, still the option's length
+    cut = one(synth.ethernet(packet)[:200], wire_len=14 + len(packet))
+    assert cut.flags[0] == FLAG_TRUNCATED and cut.ip_len[0] == len(packet)
+    assert cut.sport[0] == 4000
+
+
+def test_jumbogram_option_after_padding_and_before_other_headers() -> None:
+    payload = synth.udp(5, 6, bytes(66_000))
+    body_len = 16 + 8 + len(payload.data)
+    options = bytes([0, 1, 1, 0, 0xC2, 4]) + body_len.to_bytes(4, "big") + bytes([1, 2, 0, 0])
+    hbh = synth.raw_extension(0, bytes([0, 1]) + options)  # Pad1, PadN, jumbo, PadN
+    packet = synth.ipv6(
+        payload=payload, extensions=[hbh, synth.destination_options()], payload_length=0
+    )
+    b = one(synth.ethernet(packet))
+    assert b.flags[0] == 0
+    assert (b.protocol[0], b.sport[0], b.ip_len[0]) == (17, 5, len(packet))
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        # a jumbo length must exceed 65535 (RFC 2675)
+        synth.ipv6(payload=synth.tcp(), extensions=[synth.jumbo_payload(28)], payload_length=0),
+        # longer than the frame
+        synth.ipv6(
+            payload=synth.tcp(payload=bytes(70_000)),
+            extensions=[synth.jumbo_payload(80_000)],
+            payload_length=0,
+        ),
+        # a jumbo option in a packet whose payload length is not 0
+        synth.ipv6(payload=synth.tcp(), extensions=[synth.jumbo_payload(70_000)]),
+    ],
+)
+def test_invalid_jumbograms_are_malformed(packet: bytes) -> None:
+    b = one(synth.ethernet(packet))
+    assert b.flags[0] & FLAG_MALFORMED and b.ip_version[0] == 0
+
+
+def test_offload_length_zero_takes_the_frame_length() -> None:
+    """TSO/GSO/BIG TCP captures: length field 0, the datagram is the rest of the frame."""
+    v4 = synth.ipv4("10.0.0.1", "10.0.0.2", synth.tcp(1, 2, bytes(80_000)), total_length=0)
+    v6 = synth.ipv6(payload=synth.tcp(3, 4, bytes(80_000)), payload_length=0, dscp=12)
+    b = decode_frames([synth.ethernet(v4), synth.ethernet(v6)])
+    assert list(b.flags) == [FLAG_LENGTH_FROM_FRAME] * 2
+    assert list(b.ip_version) == [4, 6]
+    assert list(b.ip_len) == [len(v4), len(v6)]
+    assert list(b.sport) == [1, 3]
+    # snap-length cut: the wire length still gives the datagram length
+    cut = decode_frames(
+        [synth.ethernet(v4)[:80], synth.ethernet(v6)[:100]],
+        wire_lens=[14 + len(v4), 14 + len(v6)],
+    )
+    assert list(cut.flags) == [FLAG_LENGTH_FROM_FRAME | FLAG_TRUNCATED] * 2
+    assert list(cut.ip_len) == [len(v4), len(v6)]
+    # an IPv4 header longer than what the frame holds is still malformed
+    short = synth.ipv4(options=bytes(20), total_length=0)
+    assert one(synth.ethernet(short)[: 14 + 30]).flags[0] & FLAG_MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("linktype", "frame", "version", "l3"),
+    [
+        (9, synth.ppp(V4), 4, 4),
+        (9, synth.ppp(V6, address_control=False), 6, 2),
+        (9, synth.ppp(V4, short_protocol=True), 4, 3),
+        (9, synth.ppp(V6, address_control=False, short_protocol=True), 6, 1),
+        (50, synth.ppp(V4), 4, 4),
+        (50, synth.ppp(V6, short_protocol=True), 6, 3),
+        (50, synth.cisco_hdlc(V4), 4, 4),
+        (50, synth.cisco_hdlc(V6, multicast=True), 6, 4),
+        (104, synth.cisco_hdlc(V6), 6, 4),
+        (204, synth.ppp_with_direction(V4), 4, 5),
+        (204, synth.ppp_with_direction(V6, outbound=False, address_control=False), 6, 3),
+        (205, b"\x01" + synth.cisco_hdlc(V4), 4, 5),
+        (9, synth.ppp(synth.mpls(V4), protocol=0x0281), 4, 8),
+        (104, synth.cisco_hdlc(synth.mpls(V6, [5, 6]), ethertype=0x8847), 6, 12),
+    ],
+)
+def test_ppp_and_hdlc_link_types(linktype: int, frame: bytes, version: int, l3: int) -> None:
+    b = one(frame, linktype)
+    assert (b.ip_version[0], b.l3_off[0], b.flags[0]) == (version, l3, 0)
+    assert b.sport[0] == (1234 if version == 4 else 5353)
+
+
+def test_ppp_direction_and_non_ip_protocols() -> None:
+    b = decode_frames(
+        [synth.ppp_with_direction(V4, outbound=False), synth.ppp_with_direction(V4)], 204
+    )
+    assert list(b.direction) == [1, 2]
+    lcp = synth.ppp(bytes(10), protocol=0xC021)
+    assert (one(lcp, 9).ip_version[0], one(lcp, 9).flags[0]) == (0, 0)
+    assert one(synth.cisco_hdlc(bytes(20), ethertype=0x8035), 104).ip_version[0] == 0
+    # IPv4 under a PPP header that says IPv6 is malformed, as for Ethernet
+    assert one(synth.ppp(V4, protocol=0x0057), 9).flags[0] & FLAG_MALFORMED
+    for short in (b"", b"\xff\x03", b"\xff\x03\x00", b"\x00"):
+        assert one(short, 9).flags[0] & FLAG_MALFORMED
 
 
 @pytest.mark.parametrize(

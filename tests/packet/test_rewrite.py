@@ -64,3 +64,43 @@ def test_malformed_and_non_ip_frames_are_never_modified() -> None:
     apply_marks(b)
     assert b.buf[: len(bad)].tobytes() == before[: len(bad)]
     assert b.buf[len(bad) :].tobytes() == before[len(bad) :]
+
+
+def _marked(frame: bytes, ds: int, cut: int | None = None) -> bytes:
+    stored = frame if cut is None else frame[:cut]
+    b = decode_frames([stored], wire_lens=[len(frame)])
+    b.new_ds[0] = ds
+    apply_marks(b)
+    return b.buf.tobytes()
+
+
+def test_header_cut_ipv4_is_marked_inside_the_capture_only() -> None:
+    frame = synth.ethernet(synth.ipv4(payload=synth.udp(1, 2, bytes(40)), dscp=10, ecn=1))
+    whole = _marked(frame, 46 << 2 | 1)
+    for cut in range(14 + 2, 14 + 20):
+        got = _marked(frame, 46 << 2 | 1, cut)
+        assert len(got) == cut  # nothing written past the captured bytes
+        assert got[15] == 46 << 2 | 1
+        if cut >= 14 + 12:  # the whole checksum is there: it is updated (RFC 1624)
+            assert got == whole[:cut], cut
+        else:  # a checksum not (wholly) in the capture is left as it was
+            assert got == frame[:15] + whole[15:16] + frame[16:cut], cut
+
+
+def test_header_cut_ipv6_is_marked() -> None:
+    frame = synth.ethernet(synth.ipv6(payload=synth.udp(1, 2), dscp=10, flow_label=0x12345))
+    whole = _marked(frame, 0xB8)
+    for cut in range(14 + 2, 14 + 40):
+        assert _marked(frame, 0xB8, cut) == whole[:cut], cut
+
+
+def test_offload_and_jumbogram_marks_keep_the_checksum_valid() -> None:
+    v4 = synth.ipv4(payload=synth.tcp(payload=bytes(70_000)), total_length=0, dscp=0)
+    v6 = synth.ipv6(payload=synth.tcp(payload=bytes(70_000)), jumbo=True)
+    b = decode_frames([synth.ethernet(v4), synth.ethernet(v6)])
+    b.new_ds[:] = 0xB8
+    assert apply_marks(b) == 2
+    out = b.buf.tobytes()
+    assert out[15] == 0xB8 and internet_checksum(out[14:34]) == 0
+    start = 14 + len(v4)
+    assert (int.from_bytes(out[start + 14 : start + 16], "big") >> 4) & 0xFF == 0xB8

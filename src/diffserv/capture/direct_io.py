@@ -64,6 +64,14 @@ class DirectWriter:
     def flush(self) -> None:
         """Blocks are written as they fill; the tail waits for ``close``."""
 
+    def discard(self) -> None:
+        """Close without writing what is still staged (the output is being thrown away)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._used = 0
+        os.close(self._fd)
+
     def close(self) -> None:
         if self.closed:
             return

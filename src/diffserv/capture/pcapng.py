@@ -11,7 +11,6 @@ EPB/SPB/OPB (and skips every other block) at full speed in between.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
@@ -40,82 +39,127 @@ SCAN_MORE = 0  # rows full, or the next block is not complete in the buffer
 SCAN_BAD = 1  # impossible block length at the returned position
 SCAN_CONTROL = 2  # a section header or interface description is next
 SCAN_BAD_IFACE = 3  # a packet block names an interface the section does not have
+SCAN_BAD_TIME = 4  # a packet's time stamp is outside int64 nanoseconds
 
 
-@dataclass(slots=True)
-class Interface:
-    """One IDB of the current section, with its timestamp conversion to ns."""
+# Time stamps are int64 ns since the epoch: a packet whose time (with if_tsoffset)
+# falls outside [-MAX_SECONDS, MAX_SECONDS] s, about 1677-09-22 to 2262-04-11 UTC,
+# cannot be represented and stops the run (SCAN_BAD_TIME) instead of wrapping around.
+MAX_SECONDS = 9_223_372_036
+_MAX_LAST_NS = 854_775_807  # ns allowed within second MAX_SECONDS
+# an if_tsoffset beyond this puts every packet out of range: clamping it keeps the
+# arithmetic inside int64 without changing any result
+_OFFSET_CLAMP = 1 << 40
+MAX_DECIMAL_RESOLUTION = 19  # 10^-19 s: the finest decimal unit a 64-bit count can use
+MAX_BINARY_RESOLUTION = 63
 
-    linktype: int
-    snaplen: int
-    name: str
-    ifindex: int
-    ts_mul: int  # ns = raw * ts_mul // ts_div (decimal resolutions)
-    ts_div: int
-    ts_shift: int  # binary resolution 2^-ts_shift, -1 when decimal
-    ts_offset_ns: int
+_POW10 = np.array([10**k for k in range(MAX_DECIMAL_RESOLUTION + 1)], np.uint64)
 
 
-def parse_shb(block: bytes) -> tuple[bool, tuple[int, int], int]:
-    """(big_endian, version, section length) of a section header block, ValueError if bad."""
-    if len(block) < 28:
+def parse_shb(head: bytes, length: int) -> tuple[bool, tuple[int, int], int]:
+    """(big_endian, version, section length) of a section header block, ValueError if bad.
+
+    ``head`` holds at least the first 24 bytes of the block, ``length`` is its length.
+    """
+    if length < 28 or len(head) < 24:
         raise ValueError("section header block is too short")
-    (bom_le,) = struct.unpack_from("<I", block, 8)
+    (bom_le,) = struct.unpack_from("<I", head, 8)
     if bom_le == BYTE_ORDER_MAGIC:
         order = "<"
-    elif struct.unpack_from(">I", block, 8)[0] == BYTE_ORDER_MAGIC:
+    elif struct.unpack_from(">I", head, 8)[0] == BYTE_ORDER_MAGIC:
         order = ">"
     else:
         raise ValueError("section header block has no valid byte-order magic")
-    major, minor, section_len = struct.unpack_from(order + "HHq", block, 12)
+    major, minor, section_len = struct.unpack_from(order + "HHq", head, 12)
     if major != 1:
         raise ValueError(f"pcapng version {major}.{minor} is not supported (only 1.x)")
     return order == ">", (major, minor), section_len
 
 
-def _options(block: bytes, start: int, end: int, order: str) -> list[tuple[int, bytes]]:
-    out: list[tuple[int, bytes]] = []
-    pos = start
-    while pos + 4 <= end:
-        code, length = struct.unpack_from(order + "HH", block, pos)
-        if code == OPT_ENDOFOPT:
-            break
-        value = block[pos + 4 : pos + 4 + length]
-        out.append((code, value))
-        pos += 4 + ((length + 3) & ~3)
-    return out
+# scan_idbs statuses
+IDB_DONE = 0  # the next block is not an IDB (or not even its type is in the buffer)
+IDB_INCOMPLETE = 1  # the IDB at the returned position is not complete in the buffer
+IDB_BAD = 2  # impossible block length (or its two length fields differ) at the position
+IDB_SHORT = 3  # a block too short for an IDB at the position
+IDB_FULL = 4  # ``out`` has no more rows
+# scan_idbs output columns
+IDB_POS, IDB_LINKTYPE, IDB_SNAPLEN, IDB_NAME_AT, IDB_NAME_LEN, IDB_RESOL, IDB_OFFSET_AT = range(7)
+IDB_COLUMNS = 7
 
 
-def parse_idb(block: bytes, big: bool) -> tuple[int, int, str, int, int, int, int]:
-    """(linktype, snaplen, if_name, ts_mul, ts_div, ts_shift, ts_offset_ns) of an IDB."""
-    order = ">" if big else "<"
-    if len(block) < 20:
-        raise ValueError("interface description block is too short")
-    linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", block, 8)
-    name = ""
-    ts_mul, ts_div, ts_shift, ts_offset = 1000, 1, -1, 0  # default: microseconds
-    for code, value in _options(block, 16, len(block) - 4, order):
-        if code == OPT_IF_NAME:
-            name = value.split(b"\x00", 1)[0].decode("utf-8", "replace")
-        elif code == OPT_IF_TSRESOL and len(value) >= 1:
-            resol = value[0]
-            exponent = resol & 0x7F
-            if resol & 0x80:
-                if exponent > 63:
-                    raise ValueError(f"if_tsresol 2^-{exponent} is not supported")
-                ts_mul, ts_div, ts_shift = 1, 1, exponent
-            else:
-                if exponent > 18:
-                    raise ValueError(f"if_tsresol 10^-{exponent} is not supported")
-                ts_shift = -1
-                if exponent <= 9:
-                    ts_mul, ts_div = 10 ** (9 - exponent), 1
-                else:
-                    ts_mul, ts_div = 1, 10 ** (exponent - 9)
-        elif code == OPT_IF_TSOFFSET and len(value) >= 8:
-            (ts_offset,) = struct.unpack_from(order + "q", value, 0)
-            ts_offset *= 1_000_000_000
-    return linktype, snaplen, name, ts_mul, ts_div, ts_shift, ts_offset
+def resolution(resol: int) -> tuple[bool, int]:
+    """(binary, exponent) of an if_tsresol byte; ValueError when it cannot be handled."""
+    exponent = resol & 0x7F
+    binary = bool(resol & 0x80)
+    if binary and exponent > MAX_BINARY_RESOLUTION:
+        raise ValueError(f"if_tsresol 2^-{exponent} is not supported")
+    if not binary and exponent > MAX_DECIMAL_RESOLUTION:
+        raise ValueError(f"if_tsresol 10^-{exponent} is not supported")
+    return binary, exponent
+
+
+def clamp_offset(seconds: int) -> int:
+    """An if_tsoffset limited to +-2^40 s, which changes no representable time stamp."""
+    return max(-_OFFSET_CLAMP, min(_OFFSET_CLAMP, seconds))
+
+
+@njit(cache=True, nogil=True)
+def scan_idbs(
+    buf: NDArray[np.uint8], pos: int, end: int, big: bool, out: NDArray[np.int64]
+) -> tuple[int, int, int]:
+    """Walk the interface description blocks that follow each other from ``pos``.
+
+    One row of ``out`` per IDB: its position, link type, snap length, the position and
+    length of the if_name value, the if_tsresol byte (-1: none) and the position of the
+    if_tsoffset value (-1: none); of repeated options the last counts. Compiled, so
+    thousands of interfaces, or one with millions of options, cost milliseconds.
+    Returns (status, rows, position after the last IDB walked).
+    """
+    rows = 0
+    while True:
+        if pos + 4 > end or _u32(buf, pos, big) != BT_IDB:
+            return IDB_DONE, rows, pos
+        if rows == out.shape[0]:
+            return IDB_FULL, rows, pos
+        if pos + 8 > end:
+            return IDB_INCOMPLETE, rows, pos
+        blen = _u32(buf, pos + 4, big)
+        if blen < 12 or (blen & 3) != 0 or blen > MAX_BLOCK:
+            return IDB_BAD, rows, pos
+        if pos + blen > end:
+            return IDB_INCOMPLETE, rows, pos
+        if _u32(buf, pos + blen - 4, big) != blen:
+            return IDB_BAD, rows, pos
+        if blen < 20:
+            return IDB_SHORT, rows, pos
+        name_at = np.int64(-1)
+        name_len = np.int64(0)
+        resol = np.int64(-1)
+        offset_at = np.int64(-1)
+        opt = np.int64(pos + 16)
+        opt_end = pos + blen - 4
+        while opt + 4 <= opt_end:
+            code = np.int64(_u16(buf, int(opt), big))
+            length = np.int64(_u16(buf, int(opt) + 2, big))
+            if code == OPT_ENDOFOPT or opt + 4 + length > opt_end:
+                break
+            if code == OPT_IF_NAME:
+                name_at = np.int64(opt + 4)
+                name_len = length
+            elif code == OPT_IF_TSRESOL and length >= 1:
+                resol = np.int64(buf[opt + 4])
+            elif code == OPT_IF_TSOFFSET and length >= 8:
+                offset_at = np.int64(opt + 4)
+            opt = np.int64(opt + 4 + ((length + 3) & ~3))
+        out[rows, IDB_POS] = pos
+        out[rows, IDB_LINKTYPE] = _u16(buf, pos + 8, big)
+        out[rows, IDB_SNAPLEN] = _u32(buf, pos + 12, big)
+        out[rows, IDB_NAME_AT] = name_at
+        out[rows, IDB_NAME_LEN] = name_len
+        out[rows, IDB_RESOL] = resol
+        out[rows, IDB_OFFSET_AT] = offset_at
+        rows += 1
+        pos += blen
 
 
 @njit(cache=True, nogil=True)
@@ -135,18 +179,38 @@ def _u32(buf: NDArray[np.uint8], o: int, big: bool) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _raw_to_ns(raw: int, mul: int, div: int, shift: int) -> int:
-    if shift < 0:
-        if div == 1:
-            return raw * mul
-        return raw // div
-    if shift == 0:
-        return raw * 1_000_000_000
-    whole = raw >> shift
-    frac = raw & ((1 << shift) - 1)
-    if shift <= 33:
-        return whole * 1_000_000_000 + ((frac * 1_000_000_000) >> shift)
-    return whole * 1_000_000_000 + (((frac >> (shift - 33)) * 1_000_000_000) >> 33)
+def _timestamp_ns(hi: int, lo: int, binary: int, exponent: int, offset_s: int) -> tuple[bool, int]:
+    """(in range, ns since the epoch) of a raw 64-bit time stamp ``hi:lo``.
+
+    Unsigned 64-bit arithmetic throughout: nothing wraps; a time outside int64 ns
+    (see MAX_SECONDS) gives (False, 0).
+    """
+    raw = (np.uint64(hi) << np.uint64(32)) | np.uint64(lo)
+    ns_per_s = np.uint64(1_000_000_000)
+    if binary:
+        shift = np.uint64(exponent)
+        whole = raw >> shift
+        frac = raw & ((np.uint64(1) << shift) - np.uint64(1))
+        if exponent <= 34:  # frac < 2^34: frac * 10^9 < 2^64
+            frac_ns = (frac * ns_per_s) >> shift
+        else:
+            frac_ns = ((frac >> np.uint64(exponent - 34)) * ns_per_s) >> np.uint64(34)
+    else:
+        unit = _POW10[exponent]
+        whole = raw // unit
+        frac = raw % unit
+        if exponent <= 9:
+            frac_ns = frac * _POW10[9 - exponent]
+        else:
+            frac_ns = frac // _POW10[exponent - 9]
+    if whole > np.uint64(_OFFSET_CLAMP):
+        return False, 0
+    seconds = np.int64(whole) + np.int64(offset_s)
+    if seconds > MAX_SECONDS or seconds < -MAX_SECONDS:
+        return False, 0
+    if seconds == MAX_SECONDS and frac_ns > np.uint64(_MAX_LAST_NS):
+        return False, 0
+    return True, int(seconds * 1_000_000_000 + np.int64(frac_ns))
 
 
 @njit(cache=True, nogil=True)
@@ -205,8 +269,8 @@ def scan_pcapng(
 ) -> tuple[int, int, int, int]:
     """Walk blocks of ``buf[pos:end]``, decoding packets into rows ``row..capacity-1``.
 
-    Returns (status, rows, pos, last timestamp). ``if_ts`` is (n_interfaces, 4):
-    mul, div, shift, offset_ns of each interface.
+    Returns (status, rows, pos, last timestamp). ``if_ts`` is (n_interfaces, 3):
+    binary resolution (0/1), resolution exponent, if_tsoffset seconds of each interface.
     """
     n_if = if_linktype.shape[0]
     while row < capacity:
@@ -231,13 +295,18 @@ def scan_pcapng(
                 iface = _u16(buf, pos + 8, big)
             if iface >= n_if:
                 return SCAN_BAD_IFACE, row, pos, last_ts
-            raw = (_u32(buf, pos + 12, big) << 32) | _u32(buf, pos + 16, big)
             incl = _u32(buf, pos + 20, big)
             if 28 + incl + 4 > blen:
                 return SCAN_BAD, row, pos, last_ts
-            ts = (
-                _raw_to_ns(raw, if_ts[iface, 0], if_ts[iface, 1], if_ts[iface, 2]) + if_ts[iface, 3]
+            ok, ts = _timestamp_ns(
+                _u32(buf, pos + 12, big),
+                _u32(buf, pos + 16, big),
+                if_ts[iface, 0],
+                if_ts[iface, 1],
+                if_ts[iface, 2],
             )
+            if not ok:
+                return SCAN_BAD_TIME, row, pos, last_ts
             rec_off[row] = pos
             rec_len[row] = blen
             ts_ns[row] = ts

@@ -17,6 +17,7 @@ from diffserv.capture.reader import CaptureReader
 from diffserv.engine.batch import PacketBatch
 
 _DONE = object()
+STOP_WAIT_S = 2.0  # how long a consumer that stops early waits for the helper thread
 
 
 def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
@@ -56,12 +57,15 @@ def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
     reader.reuse_hooks.insert(0, lease.wait_free)
     thread = threading.Thread(target=produce, name="diffserv-capture-decode", daemon=True)
     thread.start()
+    finished = False
     try:
         while True:
             item = ready.get()
             if item is _DONE:
+                finished = True
                 return
             if isinstance(item, BaseException):
+                finished = True
                 raise item
             assert isinstance(item, PacketBatch)
             try:
@@ -71,5 +75,7 @@ def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
     finally:
         stop.set()
         lease.close()
-        thread.join()
+        # stopped early, the helper may be blocked reading a stalled pipe: it is a daemon
+        # and stops at its next batch, so do not wait for it long
+        thread.join(None if finished else STOP_WAIT_S)
         reader.reuse_hooks.remove(lease.wait_free)

@@ -16,12 +16,14 @@ import gzip
 import io
 import mmap
 import os
+import select
 import stat
+import struct
 import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -30,7 +32,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from diffserv.capture import pcap, pcapng
+from diffserv.capture.file_lease import lease_broken, take_read_lease
 from diffserv.engine.batch import (
+    FLAG_HEADER_CUT,
+    FLAG_LENGTH_FROM_FRAME,
     FLAG_MALFORMED,
     FLAG_TRUNCATED,
     NOT_IP,
@@ -39,14 +44,25 @@ from diffserv.engine.batch import (
 )
 from diffserv.errors import InputDataError
 from diffserv.packet.decode import SUPPORTED_LINKTYPES
+from diffserv.packet.linktypes import linktype_text, supported_text
 
 DEFAULT_BATCH_SIZE = 65536
 DEFAULT_CHUNK_SIZE = 8 << 20
+DETECT_BYTES = 64  # what the format detection looks at
+STREAM_BATCH_BYTES = 1 << 20  # a pipe's read returns once this much has arrived
+CLOSE_WAIT_S = 2.0  # close() waits this long for a read in flight, then leaves it
 RESERVE = 1 << 20  # room in front of a read-ahead chunk for the record cut by the last one
 MMAP_ENV = "DIFFSERV_CAPTURE_MMAP"  # "0": always read() into buffers, never map the input
 _MADV_POPULATE_READ = 22  # Linux >= 5.14: map pages now (in the helper thread), not on first touch
 LOCAL_OUT = 2
 MAX_MALFORMED_NUMBERS = 1000
+# which of the 256 flag-byte values each counter counts (malformed rows are not
+# counted as header cuts or offload lengths; decode never sets FLAG_HEADER_CUT on them)
+_FLAG_BYTES = np.arange(256)
+_MALFORMED_VALUES = (_FLAG_BYTES & FLAG_MALFORMED) != 0
+_TRUNCATED_VALUES = (_FLAG_BYTES & FLAG_TRUNCATED) != 0
+_HEADER_CUT_VALUES = ((_FLAG_BYTES & FLAG_HEADER_CUT) != 0) & ~_MALFORMED_VALUES
+_FROM_FRAME_VALUES = ((_FLAG_BYTES & FLAG_LENGTH_FROM_FRAME) != 0) & ~_MALFORMED_VALUES
 _COLUMNS = tuple(
     name
     for name in PacketBatch.__dataclass_fields__
@@ -62,7 +78,17 @@ class CaptureCounters:
     non_ip: int = 0
     malformed: int = 0
     truncated: int = 0  # snap length cut the packet (still classified)
+    header_cut: int = 0  # of those, cut inside the IP header (classified on the DS byte)
+    length_from_frame: int = 0  # IP length field 0 (segmentation offload): frame length used
     malformed_numbers: list[int] = field(default_factory=list)  # first MAX_MALFORMED_NUMBERS
+
+    def as_stats(self) -> dict[str, int]:
+        """The counters a run's statistics document takes from the reader (top-level keys)."""
+        return {
+            "truncated": self.truncated,
+            "header_cut": self.header_cut,
+            "length_from_frame": self.length_from_frame,
+        }
 
 
 class CaptureReader:
@@ -92,8 +118,13 @@ class CaptureReader:
         self.batch_size = batch_size
         self.direction = direction
         self.counters = CaptureCounters()
-        self.warnings: list[str] = []
-        self.interfaces: list[str] = [""]
+        self._warnings: list[str] = []
+        # link type -> [interfaces of that type not decoded, description of the first]
+        self._undecoded: dict[int, list[Any]] = {}
+        self.interfaces: list[str] = [""]  # only ever appended to
+        self._interface_ids: dict[str, int] = {"": 0}
+        self._interfaces_tuple: tuple[str, ...] = ("",)
+        self._idb_rows = np.empty((4096, pcapng.IDB_COLUMNS), np.int64)  # scan_idbs output
         self._default_interface = interface
         self._file: BinaryIO
         self._owns_file = self.name != "-"
@@ -108,6 +139,11 @@ class CaptureReader:
         except OSError as exc:
             raise InputDataError(self.name, f"cannot open: {exc.strerror or exc}") from None
         self._chunk = max(chunk_size, 1 << 16)
+        try:
+            self._fd = self._file.fileno()
+        except (OSError, ValueError):  # an in-memory standard input (embedded use)
+            self._fd = -1
+        self._streaming = self._fd >= 0 and _is_stream(self._fd)
         self._map: mmap.mmap | None = None
         self._populate = _MADV_POPULATE_READ
         if use_mmap and self._owns_file and os.environ.get(MMAP_ENV, "1") != "0":
@@ -122,8 +158,8 @@ class CaptureReader:
         self._buf: NDArray[np.uint8] = np.empty(0, np.uint8)
         self._spare: NDArray[np.uint8] | None = None
         self._prefetch = prefetch
-        self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[tuple[int, bool]] | None = None
+        self._reading = 0  # reads in progress (in any thread)
         # called with a buffer before it is refilled (the writer waits for its writes)
         self.reuse_hooks: list[Callable[[NDArray[np.uint8]], None]] = []
         self._filled = 0
@@ -139,20 +175,41 @@ class CaptureReader:
 
     # ----------------------------------------------------------------- buffer
     def _read_into(self, buf: NDArray[np.uint8], start: int) -> tuple[int, bool]:
-        """Read until ``buf[start:]`` is full or the input ends; return (bytes, at EOF)."""
+        """Read into ``buf[start:]``; return (bytes, at EOF).
+
+        A regular file fills the buffer. A pipe or terminal returns as soon as what has
+        arrived is read (at least one byte, more while more is waiting), so packets
+        from a slow live source are processed as they come rather than 8 MB later.
+        """
         view = memoryview(buf)  # type: ignore[arg-type]
         end = buf.shape[0]
         got = 0
         while start + got < end:
+            self._reading += 1
             try:
-                n = self._file.readinto(view[start + got :])  # type: ignore[attr-defined]
+                if self._streaming:
+                    n = self._file.readinto1(view[start + got :])  # type: ignore[attr-defined]
+                else:
+                    n = self._file.readinto(view[start + got :])  # type: ignore[attr-defined]
             except (OSError, EOFError, zlib.error) as exc:
                 reason = getattr(exc, "strerror", None) or str(exc)
                 raise InputDataError(self.name, f"read error: {reason}") from None
+            finally:
+                self._reading -= 1
             if not n:
                 return got, True
             got += n
+            if self._streaming and (got >= STREAM_BATCH_BYTES or not self._more_waiting()):
+                return got, False
         return got, False
+
+    def _more_waiting(self) -> bool:
+        """True when a pipe has more bytes ready now (the next read would not block)."""
+        try:
+            ready, _, _ = select.select([self._fd], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return bool(ready)
 
     def _prefetch_into(self, buf: NDArray[np.uint8]) -> tuple[int, bool]:
         for hook in self.reuse_hooks:
@@ -161,9 +218,18 @@ class CaptureReader:
 
     def _start_prefetch(self, buf: NDArray[np.uint8]) -> None:
         if self._prefetch and not self._eof and buf.shape[0] == RESERVE + self._chunk:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="diffserv-capture-reader")
-            self._pending = self._pool.submit(self._prefetch_into, buf)
+            pending: Future[tuple[int, bool]] = Future()
+            self._pending = pending
+
+            def run() -> None:
+                try:
+                    pending.set_result(self._prefetch_into(buf))
+                except BaseException as exc:
+                    pending.set_exception(exc)
+
+            # a daemon thread, not a pool: a read blocked on a stalled pipe must not keep
+            # close() (or the interpreter's exit) waiting after the run has been stopped
+            threading.Thread(target=run, name="diffserv-capture-reader", daemon=True).start()
 
     def _fill(self, keep_from: int) -> int:
         """Keep ``buf[keep_from:filled]`` (a partial record) and get more input; return the shift.
@@ -235,6 +301,12 @@ class CaptureReader:
         that window, which keeps the resident set at a few windows whatever the file
         size; the pages of the window after this one are mapped in ahead meanwhile.
         """
+        if lease_broken(self._fd):
+            raise InputDataError(
+                self._where_packet(self.counters.packets + 1),
+                "the file is being changed by another process (opened for writing or "
+                "truncated) while it is read; stopped here, the packets before were processed",
+            )
         pending, self._release = self._release, None
         if pending is not None:
             pending.result()  # bounded memory: the window before last is gone first
@@ -293,6 +365,8 @@ class CaptureReader:
 
     def _detect(self) -> None:
         self._fill(0)
+        while self._filled < DETECT_BYTES and not self._eof:  # a pipe may trickle it in
+            self._fill(0)
         head = bytes(self._buf[: min(self._filled, 64)])
         if self._filled == 0:
             raise InputDataError(self.name, "empty file, not a pcap or pcapng capture")
@@ -307,12 +381,12 @@ class CaptureReader:
             if header.linktype not in SUPPORTED_LINKTYPES:
                 raise InputDataError(
                     self.name,
-                    f"link-layer type {header.linktype} is not supported "
-                    f"(supported: {_supported_text()})",
+                    f"link-layer type {linktype_text(header.linktype)} is not supported "
+                    f"(supported: {supported_text()})",
                 )
             self._pos = pcap.PCAP_HEADER_LEN
             if self._default_interface:
-                self.interfaces.append(self._default_interface)
+                self._interface_index(self._default_interface)
             return
         if len(head) >= 4 and int.from_bytes(head[:4], "little") == pcapng.BT_SHB:
             self.format = "pcapng"
@@ -322,6 +396,34 @@ class CaptureReader:
             self.name,
             f"not a pcap or pcapng capture (starts with 0x{head[:4].hex()})",
         )
+
+    # ------------------------------------------------------------ interfaces
+    @property
+    def warnings(self) -> list[str]:
+        """Messages for the user about the input (not errors), in the order they arose."""
+        out = list(self._warnings)
+        for linktype, (count, first) in self._undecoded.items():
+            more = f" (and {count - 1:,} more interfaces of that type)" if count > 1 else ""
+            out.append(
+                f"{self.name}: {first} has link-layer type {linktype_text(linktype)}, which "
+                f"is not decoded{more}; its packets pass through as non-IP"
+            )
+        return out
+
+    def _interface_index(self, name: str) -> int:
+        """Index of interface ``name`` in ``interfaces``, appending it when new."""
+        index = self._interface_ids.get(name)
+        if index is None:
+            index = len(self.interfaces)
+            self._interface_ids[name] = index
+            self.interfaces.append(name)
+        return index
+
+    def _interface_names(self) -> tuple[str, ...]:
+        """``interfaces`` as a tuple, the same object until an interface is added."""
+        if len(self._interfaces_tuple) != len(self.interfaces):
+            self._interfaces_tuple = tuple(self.interfaces)
+        return self._interfaces_tuple
 
     # --------------------------------------------------------------- batches
     def __iter__(self) -> Iterator[PacketBatch]:
@@ -415,7 +517,7 @@ class CaptureReader:
             batch.direction[:] = self.direction
         else:
             batch.direction[batch.direction == 0] = LOCAL_OUT
-        batch.interfaces = tuple(self.interfaces)
+        batch.interfaces = self._interface_names()
         batch.span_start = span_start
         batch.span_end = span_end
         self._count(batch)
@@ -426,13 +528,16 @@ class CaptureReader:
         c.packets += batch.n
         if batch.n == 0:
             return
-        malformed = (batch.flags & FLAG_MALFORMED) != 0
-        n_bad = int(np.count_nonzero(malformed))
+        by_flags = np.bincount(batch.flags, minlength=256)  # one pass for every counter
+        n_bad = int(by_flags[_MALFORMED_VALUES].sum())
         c.malformed += n_bad
         c.non_ip += int(np.count_nonzero(batch.ip_version == NOT_IP)) - n_bad
-        c.truncated += int(np.count_nonzero(batch.flags & FLAG_TRUNCATED))
+        c.truncated += int(by_flags[_TRUNCATED_VALUES].sum())
+        c.header_cut += int(by_flags[_HEADER_CUT_VALUES].sum())
+        c.length_from_frame += int(by_flags[_FROM_FRAME_VALUES].sum())
         if n_bad and len(c.malformed_numbers) < MAX_MALFORMED_NUMBERS:
             room = MAX_MALFORMED_NUMBERS - len(c.malformed_numbers)
+            malformed = (batch.flags & FLAG_MALFORMED) != 0
             c.malformed_numbers.extend(int(x) for x in batch.number[malformed][:room])
 
     def _where_packet(self, number: int) -> str:
@@ -490,20 +595,19 @@ class CaptureReader:
     def _iter_pcapng(self) -> Iterator[PacketBatch]:
         cap = self._capacity_batch()
         big = False
-        section_ifaces: list[pcapng.Interface] = []
-        tables = _interface_tables(section_ifaces)
+        tables = _InterfaceTables()
         last_ts = 0
         pos = self._pos
         span_start = pos
         n = 0
-        seen_shb = False
+        section = 0  # sections seen so far (1 = the first)
         while True:
             status, n, pos, last_ts = pcapng.scan_pcapng(  # type: ignore[call-arg]
                 self._buf,
                 pos,
                 self._filled,
                 big,
-                *tables,
+                *tables.views(),
                 last_ts,
                 n,
                 self.batch_size,
@@ -511,7 +615,7 @@ class CaptureReader:
                 cap.ifindex,
                 *self._decoded_args(cap),
             )
-            if status in (pcapng.SCAN_BAD, pcapng.SCAN_BAD_IFACE) and n:
+            if status in (pcapng.SCAN_BAD, pcapng.SCAN_BAD_IFACE, pcapng.SCAN_BAD_TIME) and n:
                 # everything before the damage is still processed and written
                 yield self._make_batch(cap, n, span_start, pos)
                 cap = self._capacity_batch()
@@ -524,44 +628,33 @@ class CaptureReader:
                 )
             if status == pcapng.SCAN_BAD_IFACE:
                 raise InputDataError(
-                    self._where_packet(self.counters.packets + n + 1),
+                    self._where_packet(self.counters.packets + 1),
                     f"packet block at byte offset {self._base + pos} refers to an interface "
-                    f"the section does not describe ({len(section_ifaces)} interface(s))",
+                    f"the section does not describe ({tables.n} interface(s))",
+                )
+            if status == pcapng.SCAN_BAD_TIME:
+                raise InputDataError(
+                    self._where_packet(self.counters.packets + 1),
+                    f"the time stamp of the packet block at byte offset {self._base + pos} "
+                    "(with its interface's if_tsresol and if_tsoffset) is outside what "
+                    "diffserv can represent (64-bit nanoseconds: 1677-09-22 to 2262-04-11 UTC)",
                 )
             if status == pcapng.SCAN_CONTROL:
-                block = self._control_block(pos, big)
-                if block is None:
-                    # the block is not complete in the buffer: emit, then refill
-                    if n or pos > span_start:
-                        yield self._make_batch(cap, n, span_start, pos)
-                        cap = self._capacity_batch()
-                        n = 0
-                        span_start = pos
-                    if self._eof:
-                        raise self._truncated_block(pos)
-                    shift = self._fill(span_start)
-                    pos -= shift
-                    span_start -= shift
+                # section headers and interface descriptions, as many as follow each other
+                pos, big, section, complete = self._control_blocks(pos, big, section, tables)
+                if complete:
                     continue
-                btype = int.from_bytes(block[:4], "big" if big else "little")
-                if btype == pcapng.BT_SHB or not seen_shb:
-                    if btype != pcapng.BT_SHB:
-                        raise InputDataError(self.name, "pcapng file does not start with a SHB")
-                    try:
-                        big, _version, section_len = pcapng.parse_shb(block)
-                    except ValueError as exc:
-                        raise InputDataError(
-                            f"{self.name}: byte offset {self._base + pos}", str(exc)
-                        ) from None
-                    if section_len != -1:
-                        # the writer may drop packets: mark the length as unspecified
-                        self._buf[pos + 16 : pos + 24] = 0xFF  # -1 in either byte order
-                    seen_shb = True
-                    section_ifaces = []
-                else:
-                    section_ifaces.append(self._parse_idb(block, big, pos))
-                tables = _interface_tables(section_ifaces)
-                pos += len(block)
+                # the block is not complete in the buffer: emit, then refill
+                if n or pos > span_start:
+                    yield self._make_batch(cap, n, span_start, pos)
+                    cap = self._capacity_batch()
+                    n = 0
+                    span_start = pos
+                if self._eof:
+                    raise self._truncated_block(pos)
+                shift = self._fill(span_start)
+                pos -= shift
+                span_start -= shift
                 continue
             # SCAN_MORE: rows full, or need more data
             if n == self.batch_size:
@@ -585,38 +678,120 @@ class CaptureReader:
             pos -= shift
             span_start -= shift
 
-    def _control_block(self, pos: int, big: bool) -> bytes | None:
-        """The SHB/IDB at ``pos`` as bytes, or None when it is not complete in the buffer."""
+    def _control_blocks(
+        self, pos: int, big: bool, section: int, tables: _InterfaceTables
+    ) -> tuple[int, bool, int, bool]:
+        """Take in the SHBs and IDBs that follow each other from ``pos``.
+
+        Returns (position after them, byte order, sections seen, complete); complete is
+        False when the next of them is not wholly in the buffer yet.
+        """
+        while True:
+            if section == 0 or self._is_shb(pos):
+                length = self._control_length(pos, big)
+                if length is None:
+                    return pos, big, section, False
+                big = self._section_header(pos, length)
+                section += 1
+                tables.clear()
+                pos += length
+            else:
+                status, rows, end = pcapng.scan_idbs(
+                    self._buf, pos, self._filled, big, self._idb_rows
+                )
+                self._add_interfaces(rows, big, section, tables)
+                pos = end
+                if status == pcapng.IDB_BAD:
+                    raise self._corrupt_block(pos)
+                if status == pcapng.IDB_SHORT:
+                    raise InputDataError(
+                        f"{self.name}: byte offset {self._base + pos}",
+                        "interface description block is too short",
+                    )
+                if status == pcapng.IDB_INCOMPLETE:
+                    return pos, big, section, False
+            if not self._is_control(pos, big):
+                return pos, big, section, True
+
+    def _add_interfaces(self, rows: int, big: bool, section: int, tables: _InterfaceTables) -> None:
+        """Add the interfaces ``scan_idbs`` left in the first ``rows`` of ``_idb_rows``."""
+        order = ">q" if big else "<q"
+        buf = self._buf
+        for at, linktype, snaplen, name_at, name_len, resol, offset_at in self._idb_rows[
+            :rows
+        ].tolist():
+            name = ""
+            if name_len:
+                raw = buf[name_at : name_at + name_len].tobytes()
+                name = raw.split(b"\x00", 1)[0].decode("utf-8", "replace")
+            binary, exponent = False, 6  # default: microseconds
+            if resol >= 0:
+                try:
+                    binary, exponent = pcapng.resolution(resol)
+                except ValueError as exc:
+                    raise InputDataError(
+                        f"{self.name}: byte offset {self._base + at}", str(exc)
+                    ) from None
+            offset = 0
+            if offset_at >= 0:
+                (raw_offset,) = struct.unpack(order, buf[offset_at : offset_at + 8].tobytes())
+                offset = pcapng.clamp_offset(raw_offset)
+            if linktype not in SUPPORTED_LINKTYPES:
+                seen = self._undecoded.setdefault(linktype, [0, ""])
+                if not seen[0]:
+                    label = f"interface {name!r}" if name else "an unnamed interface"
+                    seen[1] = f"{label} (section {section}, interface {tables.n})"
+                seen[0] += 1
+            name = name or (self._default_interface or "")
+            ifindex = self._interface_index(name) if name else 0
+            tables.append(
+                linktype, snaplen, ifindex, binary=binary, exponent=exponent, offset=offset
+            )
+
+    def _is_shb(self, pos: int) -> bool:
+        return self._buf[pos : pos + 4].tobytes() == _SHB_BYTES  # either byte order
+
+    def _is_control(self, pos: int, big: bool) -> bool:
+        """Whether a SHB or IDB starts at ``pos`` (False when its type is not in the buffer)."""
+        if pos + 4 > self._filled:
+            return False
+        return self._is_shb(pos) or _u32_at(self._buf, pos, big) == pcapng.BT_IDB
+
+    def _corrupt_block(self, pos: int) -> InputDataError:
+        return InputDataError(
+            f"{self.name}: byte offset {self._base + pos}",
+            "corrupt pcapng block (impossible block length)",
+        )
+
+    def _control_length(self, pos: int, big: bool) -> int | None:
+        """Length of the SHB at ``pos``, or None when it is not complete in the buffer."""
         if pos + 12 > self._filled:
             return None
-        btype = bytes(self._buf[pos : pos + 4])
-        if btype == b"\x0a\x0d\x0d\x0a":
-            big = bytes(self._buf[pos + 8 : pos + 12]) == b"\x1a\x2b\x3c\x4d"
-        length = int.from_bytes(bytes(self._buf[pos + 4 : pos + 8]), "big" if big else "little")
+        if self._is_shb(pos):
+            big = self._buf[pos + 8 : pos + 12].tobytes() == b"\x1a\x2b\x3c\x4d"
+        length = _u32_at(self._buf, pos + 4, big)
         if length < 12 or length % 4 or length > pcapng.MAX_BLOCK:
-            raise InputDataError(
-                f"{self.name}: byte offset {self._base + pos}",
-                "corrupt pcapng block (impossible block length)",
-            )
+            raise self._corrupt_block(pos)
         if pos + length > self._filled:
             return None
-        return bytes(self._buf[pos : pos + length])
+        if _u32_at(self._buf, pos + length - 4, big) != length:
+            raise self._corrupt_block(pos)
+        return length
 
-    def _parse_idb(self, block: bytes, big: bool, pos: int) -> pcapng.Interface:
+    def _section_header(self, pos: int, length: int) -> bool:
+        """Check the SHB at ``pos``; return whether its section is big-endian."""
+        if not self._is_shb(pos):
+            raise InputDataError(self.name, "pcapng file does not start with a SHB")
         try:
-            linktype, snaplen, name, mul, div, shift, offset = pcapng.parse_idb(block, big)
+            big, _version, section_len = pcapng.parse_shb(
+                self._buf[pos : pos + 24].tobytes(), length
+            )
         except ValueError as exc:
             raise InputDataError(f"{self.name}: byte offset {self._base + pos}", str(exc)) from None
-        if linktype not in SUPPORTED_LINKTYPES:
-            self.warnings.append(
-                f"{self.name}: interface {name or '(unnamed)'} has link-layer type "
-                f"{linktype}, which is not decoded; its packets pass through as non-IP"
-            )
-        name = name or (self._default_interface or "")
-        if name and name not in self.interfaces:
-            self.interfaces.append(name)
-        ifindex = self.interfaces.index(name) if name else 0
-        return pcapng.Interface(linktype, snaplen, name, ifindex, mul, div, shift, offset)
+        if section_len != -1:
+            # the writer may drop packets: mark the length as unspecified
+            self._buf[pos + 16 : pos + 24] = 0xFF  # -1 in either byte order
+        return big
 
     def _truncated_block(self, pos: int) -> InputDataError:
         have = self._filled - pos
@@ -636,17 +811,17 @@ class CaptureReader:
                 release.result()
         pending, self._pending = self._pending, None
         if pending is not None:
-            pending.cancel()
             with contextlib.suppress(Exception):
-                pending.result()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+                pending.result(timeout=CLOSE_WAIT_S)
+            if not pending.done():
+                self._reading += 1  # a read is stuck (a stalled pipe): do not wait on it
         if self._map is not None:
             self._buf = self._whole = np.empty(0, np.uint8)
             self._retired = None
             with contextlib.suppress(BufferError):  # batches still held keep the mapping
                 self._map.close()
+        if self._reading:
+            return  # closing would wait for the blocked read's lock; exit frees the file
         if self._owns_file and not self._file.closed:
             inner = getattr(self._file, "fileobj", None)
             self._file.close()
@@ -682,6 +857,8 @@ def _map_file(file: BinaryIO) -> mmap.mmap | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
             return None
+        if not take_read_lease(fd):
+            return None  # nothing would stop a truncation (SIGBUS): read() instead
         mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
     except (OSError, ValueError, OverflowError):
         return None
@@ -690,25 +867,63 @@ def _map_file(file: BinaryIO) -> mmap.mmap | None:
     return mapping
 
 
+def _is_stream(fd: int) -> bool:
+    """True for a pipe, socket or terminal (reads return what has arrived)."""
+    try:
+        return not stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
 def _u32_at(buf: NDArray[np.uint8], pos: int, big: bool) -> int:
     return int.from_bytes(bytes(buf[pos : pos + 4]), "big" if big else "little")
 
 
-def _supported_text() -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(SUPPORTED_LINKTYPES.items()))
+_SHB_BYTES = pcapng.BT_SHB.to_bytes(4, "little")
 
 
-def _interface_tables(
-    ifaces: list[pcapng.Interface],
-) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]:
-    n = len(ifaces)
-    linktype = np.array([i.linktype for i in ifaces], np.int32).reshape(n)
-    snaplen = np.array([i.snaplen for i in ifaces], np.int64).reshape(n)
-    ifindex = np.array([i.ifindex for i in ifaces], np.int32).reshape(n)
-    ts = np.array(
-        [[i.ts_mul, i.ts_div, i.ts_shift, i.ts_offset_ns] for i in ifaces], np.int64
-    ).reshape(n, 4)
-    return linktype, snaplen, ifindex, ts
+class _InterfaceTables:
+    """The current section's interfaces as the arrays the compiled walker takes.
+
+    Rows are appended in place (capacity doubles), so a section with n interfaces
+    costs O(n) in all, not O(n^2).
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._linktype = np.zeros(8, np.int32)
+        self._snaplen = np.zeros(8, np.int64)
+        self._ifindex = np.zeros(8, np.int32)
+        self._ts = np.zeros((8, 3), np.int64)
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def append(
+        self, linktype: int, snaplen: int, ifindex: int, *, binary: bool, exponent: int, offset: int
+    ) -> None:
+        """Add an interface: link type, snap length, index into the reader's names, and
+        its time stamp resolution (binary or decimal, exponent) and if_tsoffset seconds."""
+        i = self.n
+        if i == self._linktype.shape[0]:
+            self._linktype = np.resize(self._linktype, 2 * i)
+            self._snaplen = np.resize(self._snaplen, 2 * i)
+            self._ifindex = np.resize(self._ifindex, 2 * i)
+            self._ts = np.resize(self._ts, (2 * i, 3))
+        self._linktype[i] = linktype
+        self._snaplen[i] = snaplen
+        self._ifindex[i] = ifindex
+        ts = self._ts[i]
+        ts[0] = binary
+        ts[1] = exponent
+        ts[2] = offset
+        self.n = i + 1
+
+    def views(
+        self,
+    ) -> tuple[NDArray[np.int32], NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]:
+        n = self.n
+        return self._linktype[:n], self._snaplen[:n], self._ifindex[:n], self._ts[:n]
 
 
 def open_capture(

@@ -25,6 +25,11 @@ TPID_QINQ_OLD = 0x9100
 
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
+LINKTYPE_PPP = 9
+LINKTYPE_PPP_HDLC = 50
+LINKTYPE_C_HDLC = 104
+LINKTYPE_PPP_WITH_DIR = 204
+LINKTYPE_C_HDLC_WITH_DIR = 205
 LINKTYPE_RAW = 101
 LINKTYPE_LOOP = 108
 LINKTYPE_LINUX_SLL = 113
@@ -90,8 +95,13 @@ def tcp(
 
 
 def udp(sport: int = 40000, dport: int = 53, payload: bytes = b"") -> Transport:
-    """A UDP datagram; ``ipv4``/``ipv6`` fill in its checksum."""
-    return Transport(17, struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload, 6)
+    """A UDP datagram; ``ipv4``/``ipv6`` fill in its checksum.
+
+    A datagram longer than 65535 bytes (inside a jumbogram) has length 0 (RFC 2675).
+    """
+    length = 8 + len(payload)
+    length = length if length <= 0xFFFF else 0
+    return Transport(17, struct.pack("!HHHH", sport, dport, length, 0) + payload, 6)
 
 
 def sctp(sport: int = 40000, dport: int = 38412, payload: bytes = b"") -> Transport:
@@ -167,6 +177,14 @@ def fragment6(offset: int = 0, more: bool = False, ident: int = 1) -> Extension:
     return Extension(44, struct.pack("!BBHI", 0, 0, (offset << 3) | int(more), ident))
 
 
+def jumbo_payload(length: int) -> Extension:
+    """Hop-by-hop header holding only a Jumbo Payload option (RFC 2675) stating ``length``.
+
+    ``ipv6(..., jumbo=True)`` adds one with the right length; this builds any length.
+    """
+    return Extension(0, bytes([0, 0, 0xC2, 4]) + struct.pack("!I", length & 0xFFFFFFFF))
+
+
 def raw_extension(code: int, data: bytes) -> Extension:
     """Any extension header given as its bytes (``data[0]`` is overwritten)."""
     return Extension(code, data)
@@ -196,7 +214,9 @@ def ipv4(
     """An IPv4 datagram; the header checksum is computed unless ``checksum`` is given."""
     if isinstance(payload, Transport):
         proto = payload.proto if proto is None else proto
-        pseudo = _addr(src, 4) + _addr(dst, 4) + struct.pack("!BBH", 0, proto, len(payload.data))
+        # (a segment longer than 65535 bytes only exists with segmentation offload)
+        size = len(payload.data) & 0xFFFF
+        pseudo = _addr(src, 4) + _addr(dst, 4) + struct.pack("!BBH", 0, proto, size)
         data = _with_checksum(payload, pseudo, proto)
     else:
         data = payload
@@ -239,8 +259,15 @@ def ipv6(
     hop_limit: int = 64,
     payload_length: int | None = None,
     version: int = 6,
+    jumbo: bool = False,
 ) -> bytes:
-    """An IPv6 datagram with ``extensions`` chained in order before the payload."""
+    """An IPv6 datagram with ``extensions`` chained in order before the payload.
+
+    ``jumbo=True`` makes an RFC 2675 jumbogram: a hop-by-hop Jumbo Payload option
+    (before ``extensions``) carries the length, and the payload length field is 0.
+    """
+    if jumbo:
+        extensions = [jumbo_payload(0), *extensions]
     if isinstance(payload, Transport):
         last = payload.proto if next_header is None else next_header
         pseudo = _addr(src, 6) + _addr(dst, 6) + struct.pack("!IxxxB", len(payload.data), last)
@@ -253,6 +280,10 @@ def ipv6(
     for i, ext in enumerate(extensions):
         chain += bytes([codes[i + 1]]) + ext.data[1:]
     body = chain + data
+    if jumbo:
+        body = body[:4] + struct.pack("!I", len(body)) + body[8:]
+        if payload_length is None:
+            payload_length = 0
     tc = (dscp << 2 | ecn) if tclass is None else tclass
     word = (version << 28) | (tc << 20) | (flow_label & 0xFFFFF)
     return (
@@ -298,6 +329,35 @@ def pppoe(packet: bytes, *, session: int = 1) -> bytes:
     """
     proto = 0x0057 if packet and packet[0] >> 4 == 6 else 0x0021
     return struct.pack("!BBHHH", 0x11, 0, session, len(packet) + 2, proto) + packet
+
+
+def ppp(
+    packet: bytes,
+    *,
+    address_control: bool = True,
+    short_protocol: bool = False,
+    protocol: int | None = None,
+) -> bytes:
+    """A PPP frame (link types 9, 50; 204 after a direction byte) around an IP packet.
+
+    ``address_control`` writes the 0xFF 0x03 HDLC address/control bytes;
+    ``short_protocol`` writes the protocol in one byte (protocol-field compression).
+    """
+    proto = (0x0057 if packet and packet[0] >> 4 == 6 else 0x0021) if protocol is None else protocol
+    head = b"\xff\x03" if address_control else b""
+    head += bytes([proto & 0xFF]) if short_protocol else struct.pack("!H", proto)
+    return head + packet
+
+
+def ppp_with_direction(packet: bytes, *, outbound: bool = True, **kw: bool) -> bytes:
+    """A LINKTYPE_PPP_WITH_DIR (204) frame: direction byte (0 in, 1 out), then ``ppp``."""
+    return bytes([1 if outbound else 0]) + ppp(packet, **kw)
+
+
+def cisco_hdlc(packet: bytes, *, ethertype: int | None = None, multicast: bool = False) -> bytes:
+    """A Cisco HDLC frame (link type 104, also inside 50): address, control 0, ethertype."""
+    etype = _ip_ethertype(packet) if ethertype is None else ethertype
+    return struct.pack("!BBH", 0x8F if multicast else 0x0F, 0, etype) + packet
 
 
 def mpls(packet: bytes, labels: Sequence[int] = (16,), *, tc: int = 0, ttl: int = 64) -> bytes:
@@ -405,6 +465,14 @@ def link_frame(packet: bytes, link: int, *, vlans: Sequence[Vlan] = ()) -> bytes
         return null(packet)
     if link == LINKTYPE_LOOP:
         return loop(packet)
+    if link in (LINKTYPE_PPP, LINKTYPE_PPP_HDLC):
+        return ppp(packet)
+    if link == LINKTYPE_PPP_WITH_DIR:
+        return ppp_with_direction(packet)
+    if link == LINKTYPE_C_HDLC:
+        return cisco_hdlc(packet)
+    if link == LINKTYPE_C_HDLC_WITH_DIR:
+        return b"\x01" + cisco_hdlc(packet)
     raise ValueError(f"no builder for link type {link}")
 
 

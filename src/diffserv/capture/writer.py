@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 import numpy as np
 from numba import njit
@@ -22,6 +22,9 @@ from numpy.typing import NDArray
 from diffserv.capture.lease import BufferLease
 from diffserv.capture.reader import CaptureReader
 from diffserv.engine.batch import ACTION_DROP, PacketBatch
+from diffserv.errors import HostSystemError
+
+ABORT_WAIT_S = 2.0  # how long abort() waits for a write already under way
 
 
 @njit(cache=True, nogil=True)
@@ -58,12 +61,23 @@ class CaptureWriter:
     writes before it reuses a buffer, so a batch must not be changed after
     ``write``. ``close()`` writes what a capture needs even when no batch came (the
     pcap file header), waits for every write and flushes; it never closes ``out``,
-    which the caller owns. An I/O error of the helper thread is raised by the
-    next ``write`` or by ``close``.
+    which the caller owns. An I/O error (of the helper thread too) is raised by the
+    next ``write`` or by ``close`` as a HostSystemError naming ``name``; a broken pipe
+    stays a BrokenPipeError, so a command can end quietly when its reader has gone.
+    ``abort()`` stops at once after a failure elsewhere: queued writes are skipped and
+    every buffer is handed back, so the reader never waits for a writer that has stopped.
     """
 
-    def __init__(self, out: BinaryIO, reader: CaptureReader, *, background: bool = True) -> None:
+    def __init__(
+        self,
+        out: BinaryIO,
+        reader: CaptureReader,
+        *,
+        background: bool = True,
+        name: str | None = None,
+    ) -> None:
         self._out = out
+        self.name = name if name is not None else str(getattr(out, "name", "the output"))
         self._reader = reader
         self._header_done = False
         self._scratch: NDArray[np.uint8] = np.empty(0, np.uint8)
@@ -71,6 +85,8 @@ class CaptureWriter:
         self.packets_dropped = 0
         self.bytes_written = 0
         self._closed = False
+        self._aborted = False
+        self._stop_sent = False
         self._error: BaseException | None = None
         self._lease = BufferLease()  # buffers that queued writes still read from
         self._queue: queue.SimpleQueue[tuple[object, NDArray[np.uint8] | memoryview] | None]
@@ -91,7 +107,7 @@ class CaptureWriter:
                 return
             owner, data = item
             try:
-                if self._error is None:
+                if self._error is None and not self._aborted:
                     self._out.write(data)  # type: ignore[arg-type]
             except BaseException as exc:
                 self._error = exc
@@ -100,13 +116,25 @@ class CaptureWriter:
     def _raise_error(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
-            raise error
+            self._fail(error)
+
+    def _fail(self, error: BaseException) -> NoReturn:
+        if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
+            reason = error.strerror or str(error)
+            raise HostSystemError(f"cannot write {self.name}: {reason}") from None
+        raise error
+
+    def _write_now(self, data: NDArray[np.uint8] | memoryview) -> None:
+        try:
+            self._out.write(data)  # type: ignore[arg-type]
+        except OSError as exc:
+            self._fail(exc)
 
     # ---------------------------------------------------------------- output
     def _emit(self, data: NDArray[np.uint8] | memoryview, owner: object = None) -> None:
         self.bytes_written += len(data)
         if self._thread is None:
-            self._out.write(data)  # type: ignore[arg-type]
+            self._write_now(data)
             return
         self._raise_error()
         self._lease.take(owner)
@@ -152,12 +180,37 @@ class CaptureWriter:
             return
         self._closed = True
         self._header()
-        if self._thread is not None:
+        self._stop_thread()
+        self._raise_error()
+        try:
+            self._out.flush()
+        except OSError as exc:
+            self._fail(exc)
+
+    def abort(self) -> None:
+        """Stop without finishing the output: skip queued writes, release every buffer.
+
+        For a run that failed or was interrupted; the caller then discards the output.
+        Safe to call more than once and after ``close``.
+        """
+        self._aborted = True
+        self._closed = True
+        self._lease.close()
+        # a write blocked on a stalled pipe must not hold up the exit: the thread is a
+        # daemon and skips everything still queued, so waiting a moment is enough
+        self._stop_thread(timeout=ABORT_WAIT_S)
+        self._error = None
+
+    def _stop_thread(self, timeout: float | None = None) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        if not self._stop_sent:  # once: an interrupted join may be retried by abort()
+            self._stop_sent = True
             self._queue.put(None)
-            self._thread.join()
-            self._reader.reuse_hooks.remove(self._lease.wait_free)
-            self._raise_error()
-        self._out.flush()
+        thread.join(timeout)
+        self._thread = None
+        self._reader.reuse_hooks.remove(self._lease.wait_free)
 
     def __enter__(self) -> CaptureWriter:
         return self

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 from importlib import import_module
 
 from diffserv import __version__
+from diffserv.cli.position import current_position, set_position
 from diffserv.errors import (
     DiffservError,
     HostSystemError,
     InputDataError,
+    Interrupted,
     PolicyFileError,
     UsageError,
 )
+
+EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE: a defect of diffserv, not of its input
 
 # Each module defines register(subparsers) and sets `func(args) -> int` as default.
 SUBCOMMAND_MODULES = (
@@ -36,16 +41,54 @@ def build_parser() -> argparse.ArgumentParser:
         description="DiffServ QoS for Linux with IPQoS (ipqosconf) policies.",
     )
     parser.add_argument("--version", action="version", version=f"diffserv {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an internal error (for bug reports)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module_name in SUBCOMMAND_MODULES:
         import_module(module_name).register(subparsers)
     return parser
 
 
+def _with_notes(exc: BaseException) -> str:
+    """The exception's message plus what the command added about its outputs."""
+    notes = getattr(exc, "__notes__", None)
+    text = str(exc)
+    return f"{text} ({'; '.join(notes)})" if notes else text
+
+
+def _take_debug_flag(arguments: list[str]) -> tuple[list[str], bool]:
+    """``--debug`` is accepted anywhere before ``--`` (it is read before parsing)."""
+    end = arguments.index("--") if "--" in arguments else len(arguments)
+    head = [a for a in arguments[:end] if a != "--debug"]
+    return head + arguments[end:], len(head) < end
+
+
+def _internal_error(exc: BaseException, debug: bool) -> int:
+    """The last line of defence: one line, a distinct status, a traceback only on request."""
+    if debug:
+        traceback.print_exception(exc)
+    where = current_position()
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    print(
+        f"diffserv: internal error: {type(exc).__name__}"
+        + (f": {detail}" if detail else "")
+        + (f" (at {where})" if where else "")
+        + "; this is a bug in diffserv, please report it with the command line"
+        + ("" if debug else " (--debug shows the traceback)"),
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments, debug = _take_debug_flag(list(sys.argv[1:] if argv is None else argv))
+    set_position(None)
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return 2
@@ -58,16 +101,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     except (InputDataError, HostSystemError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_with_notes(exc)}", file=sys.stderr)
         return 2
     except DiffservError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_with_notes(exc)}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(_with_notes(exc), file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except MemoryError:
+        where = current_position()
+        print(f"error: out of memory{f' at {where}' if where else ''}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        return _internal_error(exc, debug)
 
 
 if __name__ == "__main__":

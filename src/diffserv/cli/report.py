@@ -91,7 +91,18 @@ def format_summary(stats: dict[str, Any]) -> str:
             f"  malformed {malformed['count']:,} (passed unmodified): packets {first}{more}"
         )
     if stats.get("truncated"):
-        lines.append(f"  cut by the snap length: {stats['truncated']:,} (classified)")
+        cut = f"  cut by the snap length: {stats['truncated']:,} (classified)"
+        if stats.get("header_cut"):
+            cut += (
+                f", {stats['header_cut']:,} of them inside the IP header "
+                "(only the DS byte was there to classify on)"
+            )
+        lines.append(cut)
+    if stats.get("length_from_frame"):
+        lines.append(
+            f"  IP length 0 (segmentation offload): {stats['length_from_frame']:,}, "
+            "length taken from the frame"
+        )
     classes = stats.get("classes", {})
     if classes:
         classified = sum(int(c["packets"]) for c in classes.values())

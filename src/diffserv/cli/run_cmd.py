@@ -3,7 +3,10 @@
 The output keeps the input's format and every byte of it, except the DS bytes, IPv4
 checksums and 802.1Q PCP bits the policy rewrites; dropped packets are left out. The file
 is written next to the target under a temporary name and renamed at the end, so a failed
-run never leaves a half-written capture behind (``-o -`` streams to standard output).
+or interrupted run never leaves a half-written capture behind and never damages the file
+it would have replaced (``-o -`` streams to standard output). No output may be an input
+or another output. When a run fails part-way, its message says what was and was not
+written.
 """
 
 from __future__ import annotations
@@ -12,14 +15,27 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import stat
 import sys
-import tempfile
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from diffserv.errors import HostSystemError, InputDataError, UsageError
+from diffserv.cli.interrupts import interrupts_unwind
+from diffserv.cli.outputs import (
+    AtomicFile,
+    NamedPath,
+    check_distinct,
+    check_writable,
+    write_text_atomically,
+)
+from diffserv.cli.position import set_position
+from diffserv.errors import (
+    DiffservError,
+    InputDataError,
+    Interrupted,
+    PolicyFileError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from diffserv.engine.batch import PacketBatch
@@ -27,6 +43,7 @@ if TYPE_CHECKING:
 DIRECTIONS = {"local-in": 0x01, "local-out": 0x02, "fwd-in": 0x04, "fwd-out": 0x08}
 REWRITING_MODULES = frozenset({"dscpmk", "dlcosmk"})  # the actions that write packet bytes
 PROGRESS_AFTER_S = 0.5  # the progress line appears only once a run has taken this long
+MAX_BATCH_SIZE = 1 << 20  # rows of one batch: its columns take ~100 bytes a packet, twice
 
 
 def register(subparsers: Any) -> None:
@@ -60,10 +77,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary, no progress")
     parser.add_argument(
         "--batch-size",
-        type=_positive,
+        type=_batch_size,
         default=65536,
         metavar="N",
-        help="packets per batch (default 65536; results never depend on it)",
+        help=f"packets per batch (default 65536, at most {MAX_BATCH_SIZE}; results never "
+        "depend on it)",
     )
     parser.add_argument(
         "--seed",
@@ -107,78 +125,76 @@ def _positive(text: str) -> int:
     return value
 
 
-class _AtomicOutput:
-    """A binary file created next to ``target`` and renamed onto it only by ``commit``."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.tmp = ""
-        if _is_special_file(target):
-            # /dev/null, a FIFO, a terminal: write straight to it, never rename over it
-            try:
-                self.file: BinaryIO = open(target, "wb", buffering=1 << 20)  # noqa: SIM115
-            except OSError as exc:
-                raise HostSystemError(f"cannot open {target}: {exc.strerror or exc}") from None
-            return
-        directory = os.path.dirname(os.path.abspath(target))
-        try:
-            fd, self.tmp = tempfile.mkstemp(
-                prefix=f".{os.path.basename(target)}.", suffix=".part", dir=directory
-            )
-        except OSError as exc:
-            raise HostSystemError(f"cannot create {target}: {exc.strerror or exc}") from None
-        from diffserv.capture.direct_io import DirectWriter
-
-        self.file = DirectWriter(self.tmp, fd)  # type: ignore[assignment]
-
-    def commit(self) -> None:
-        self.file.close()
-        if not self.tmp:
-            return
-        try:
-            os.replace(self.tmp, self.target)
-        except OSError as exc:
-            self.abort()
-            raise HostSystemError(f"cannot write {self.target}: {exc.strerror or exc}") from None
-
-    def abort(self) -> None:
-        if not self.file.closed:
-            self.file.close()
-        if self.tmp:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.tmp)
+def _batch_size(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{value} is more than the largest batch, {MAX_BATCH_SIZE:,} packets"
+        )
+    return value
 
 
-def _is_special_file(path: str) -> bool:
-    """True for an existing target that is not a regular file (a device, FIFO or socket)."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+def _named_files(args: argparse.Namespace) -> tuple[list[NamedPath], list[NamedPath]]:
+    inputs = [NamedPath("the policy", args.policy), NamedPath("the input capture", args.input)]
+    outputs = [NamedPath("-o", args.output)]
+    if args.stats:
+        outputs.append(NamedPath("--stats", args.stats))
+    if args.flows:
+        outputs.append(NamedPath("--flows", args.flows))
+    return inputs, outputs
+
+
+@dataclass(slots=True)
+class _Outputs:
+    """What a run has put on disk so far, for the message when it fails part-way."""
+
+    capture: str
+    capture_written: bool = False
+    flows: str | None = None
+    flow_records: int = 0
+    flows_removed: bool = False
+
+    def note(self) -> str:
+        """One clause per output: what the user finds on disk after a failure."""
+        parts = []
+        if self.capture != "-":
+            parts.append(f"{self.capture} {'written' if self.capture_written else 'not written'}")
+        if self.flows and self.flows != "-":
+            if self.flows_removed or not self.flow_records:
+                parts.append(f"no flow records written to {self.flows}")
+            else:
+                parts.append(f"{self.flows} keeps {self.flow_records:,} flow records")
+        return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     from diffserv.policy.build import load
     from diffserv.policy.diagnostics import format_diagnostic
 
+    inputs, outputs = _named_files(args)
+    check_distinct(inputs, outputs)
+    check_writable(outputs)
     policy = load(args.policy)
     for warning in policy.warnings:
         print(format_diagnostic(warning), file=sys.stderr)
-    if args.output != "-" and args.input != "-" and _same_file(args.output, args.input):
-        raise UsageError("the output file must not be the input file")
-    if args.output == "-" and "-" in (args.flows, args.stats):
-        raise UsageError("-o - writes the capture to standard output: --stats/--flows need a file")
     if args.flows and not any(action.module == "flowacct" for action in policy.actions):
         print(
             f"warning: --flows {args.flows}: the policy has no flowacct action, "
             "so no flow records will be written",
             file=sys.stderr,
         )
-
-    stats = _run_capture(policy, args)
-    if args.stats:
-        _write_stats(args.stats, stats)
+    done = _Outputs(capture=args.output, flows=args.flows)
+    try:
+        with interrupts_unwind():
+            stats = _run_capture(policy, args, done)
+            if args.stats:
+                _write_stats(args.stats, stats)
+    except (DiffservError, Interrupted) as exc:
+        note = done.note()
+        if note and not isinstance(exc, (PolicyFileError, UsageError)):
+            exc.add_note(note)
+        raise
+    set_position(None)  # kept on failure: the top level reports an internal error's place
     if not args.quiet:
         from diffserv.cli.report import format_summary
 
@@ -190,14 +206,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
-def _run_capture(policy: Any, args: argparse.Namespace) -> dict[str, Any]:
+def _run_capture(policy: Any, args: argparse.Namespace, done: _Outputs) -> dict[str, Any]:
     """Open the input, then the flow records, compile, run; a failure removes what it made."""
     from diffserv.capture import open_capture
 
@@ -212,27 +221,33 @@ def _run_capture(policy: Any, args: argparse.Namespace) -> dict[str, Any]:
         direction=direction,
         use_mmap=not rewrites,
     ) as reader:
+        set_position(lambda: f"{reader.name}: near packet {reader.counters.packets + 1}")
         if not args.flows:
-            return _run_opened(policy, reader, None, args)
+            return _run_opened(policy, reader, None, args, done)
         from diffserv.flows.writers import open_record_writer
 
         existed = os.path.exists(args.flows)
         flow_sink = open_record_writer(args.flows, args.acct)
         try:
-            stats = _run_opened(policy, reader, flow_sink, args)
-        except Exception:  # bad input or policy: no records of a run that did not happen
-            flow_sink.close()
-            if not existed:
+            stats = _run_opened(policy, reader, flow_sink, args, done)
+        except BaseException:
+            # records of flows that ended before a failure or an interrupt are real: they
+            # stay; a file that got no record at all is not left behind
+            with contextlib.suppress(DiffservError):
+                flow_sink.close()
+            done.flow_records = flow_sink.records_written
+            if not flow_sink.records_written and not existed:
                 with contextlib.suppress(OSError):
                     os.unlink(args.flows)
+                done.flows_removed = True
             raise
-        finally:  # an interrupted run keeps the records of the flows that already expired
-            flow_sink.close()
+        flow_sink.close()
+        done.flow_records = flow_sink.records_written
         return stats
 
 
 def _run_opened(
-    policy: Any, reader: Any, flow_sink: Any, args: argparse.Namespace
+    policy: Any, reader: Any, flow_sink: Any, args: argparse.Namespace, done: _Outputs
 ) -> dict[str, Any]:
     from diffserv.capture import CaptureWriter
     from diffserv.capture.read_ahead import read_ahead
@@ -247,18 +262,17 @@ def _run_opened(
     )
     graph = compile_policy(policy, options)
     graph.trace_limit = args.trace
-    target: _AtomicOutput | None = None
+    target: AtomicFile | None = None
     out: BinaryIO
     if args.output == "-":
         out = sys.stdout.buffer
     else:
-        target = _AtomicOutput(args.output)
+        target = AtomicFile(args.output, direct=True)
         out = target.file
     progress = _progress_bar(args, reader.name)
-    previous = _terminate_as_exit()
     cut_short: list[InputDataError] = []
     try:
-        writer = CaptureWriter(out, reader)
+        writer = CaptureWriter(out, reader, name=args.output if target else "standard output")
         result = run_batches(
             graph,
             _until_input_error(read_ahead(reader), cut_short),
@@ -267,18 +281,18 @@ def _run_opened(
             output_name=args.output,
             progress=progress.update if progress is not None else None,
         )
+        if target is not None:
+            target.commit()
     except BaseException:
         if target is not None:
             target.abort()
         raise
     finally:
-        _restore_signals(previous)
         if progress is not None:
             progress.stop()
-    if target is not None:
-        target.commit()
+    done.capture_written = True
     stats = {"policy": args.policy, **result.stats}
-    stats["truncated"] = reader.counters.truncated
+    stats.update(reader.counters.as_stats())
     if cut_short:
         stats["input_error"] = str(cut_short[0])
     if args.trace:
@@ -306,26 +320,6 @@ def _trace_line(steps: list[str]) -> str:
         return "; ".join(steps)
     path = " → ".join(steps[1:-1])
     return f"{steps[0]}: {path}; {steps[-1]}"
-
-
-def _terminate_as_exit() -> dict[int, Any]:
-    """Make SIGTERM/SIGHUP unwind like Ctrl-C, so the temporary output is removed."""
-
-    def _exit(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous: dict[int, Any] = {}
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        try:
-            previous[signum] = signal.signal(signum, _exit)
-        except ValueError:  # not the main thread (embedded use): leave signals alone
-            break
-    return previous
-
-
-def _restore_signals(previous: dict[int, Any]) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
 
 
 class _Progress:
@@ -372,9 +366,4 @@ def _write_stats(path: str, stats: dict[str, Any]) -> None:
     if path == "-":
         sys.stdout.write(text)
         return
-    try:
-        out: IO[str]
-        with open(path, "w", encoding="utf-8") as out:
-            out.write(text)
-    except OSError as exc:
-        raise HostSystemError(f"cannot write {path}: {exc.strerror or exc}") from None
+    write_text_atomically(path, text)

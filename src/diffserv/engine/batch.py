@@ -24,6 +24,8 @@ FLAG_MALFORMED = 0x01  # header lengths inconsistent/truncated: passes unmodifie
 FLAG_FRAGMENT = 0x02  # IPv4 non-first fragment or MF set, or IPv6 fragment header met
 FLAG_NO_PORTS = 0x04  # ports not available (truncated L4, fragment, other protocol)
 FLAG_TRUNCATED = 0x08  # capture snap length cut the packet (caplen < wire length)
+FLAG_LENGTH_FROM_FRAME = 0x10  # IP length field 0 (segmentation offload): ip_len from the frame
+FLAG_HEADER_CUT = 0x20  # snap length cut inside the IP header: only the DS byte is known
 
 # Verdicts (result column), next-action ids of the virtual actions (ipp.h).
 ACTION_CONTINUE = -2
@@ -58,7 +60,9 @@ class PacketBatch:
       protocol   uint8   transport protocol (after the IPv6 extension walk)
       saddr_hi, saddr_lo, daddr_hi, daddr_lo  uint64  128-bit addresses, IPv4 v4-mapped
       sport, dport uint16  0 when ports are not available
-      ip_len     uint32  IP datagram length (v4 total length; v6 40 + payload length)
+      ip_len     uint32  IP datagram length (v4 total length; v6 40 + payload length, or
+                         40 + jumbo payload length; the frame's length after the link
+                         header when the length field is 0, FLAG_LENGTH_FROM_FRAME)
       ifindex    int32   index into ``interfaces`` (0 = unknown)
       direction  uint8   LOCAL_IN/LOCAL_OUT/FWD_IN/FWD_OUT, 0 unknown
       uid, projid int32  -1 when unknown

@@ -24,11 +24,17 @@ ProgressCallback = Callable[[int, float], None]
 
 
 class BatchSink(Protocol):
-    """Where processed batches go (``capture.CaptureWriter`` is one)."""
+    """Where processed batches go (``capture.CaptureWriter`` is one).
+
+    ``abort`` is called instead of ``close`` when the run fails or is interrupted: it
+    must stop promptly and release every buffer it holds of the source.
+    """
 
     def write(self, batch: PacketBatch) -> None: ...
 
     def close(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -58,29 +64,40 @@ def run_batches(
     """Run every batch of ``source`` through ``graph`` into ``sink``; then flush and close.
 
     Deferred packets leave the output like dropped ones (no IPQoS module ever re-injects
-    them); they are counted apart in the statistics.
+    them); they are counted apart in the statistics. When anything fails or the run is
+    interrupted, the sink is aborted first (it may hold buffers the source waits for) and
+    then the source is closed, so no helper thread of either is left waiting.
     """
     start = time.perf_counter()
     transitions = DscpTransitions()
     written = 0
     done = 0
-    for batch in source:
-        if batch.n:
-            graph.run(batch)
-            transitions.update(batch)
-            deferred = batch.action == ACTION_DEFER
-            if deferred.any():
-                batch.action[deferred] = ACTION_DROP
-            rewrite(batch)
-            written += batch.n - int(np.count_nonzero(batch.action == ACTION_DROP))
-            done += batch.n
+    try:
+        for batch in source:
+            if batch.n:
+                graph.run(batch)
+                transitions.update(batch)
+                deferred = batch.action == ACTION_DEFER
+                if deferred.any():
+                    batch.action[deferred] = ACTION_DROP
+                rewrite(batch)
+                written += batch.n - int(np.count_nonzero(batch.action == ACTION_DROP))
+                done += batch.n
+            if sink is not None:
+                sink.write(batch)
+            if progress is not None:
+                progress(done, time.perf_counter() - start)
+        graph.finish()
         if sink is not None:
-            sink.write(batch)
-        if progress is not None:
-            progress(done, time.perf_counter() - start)
-    graph.finish()
-    if sink is not None:
-        sink.close()
+            sink.close()
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    finally:
+        close = getattr(source, "close", None)
+        if callable(close):
+            close()
     info = RunInfo(
         input=input_name,
         output=output_name,

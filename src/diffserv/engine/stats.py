@@ -4,7 +4,8 @@ Offline, statistics are always collected whatever ``global_stats`` / ``enable_st
 (they only gate the kernel's kstats). ``run_stats`` turns a finished ActionGraph into one
 JSON-ready document: every action's module and counters under the kstat names, every
 ipgpc class's packets and bytes, the DSCP before → after transitions of the packets
-written, and the capture-level counts (written, dropped, not IP, malformed).
+written, and the capture-level counts (written, dropped, not IP, malformed, snap-length
+cuts, header cuts, offload lengths).
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ class RunInfo:
     output: str
     elapsed_s: float = 0.0
     written: int = 0
-    truncated: int = 0
+    truncated: int = 0  # the reader's counters (CaptureCounters.as_stats)
+    header_cut: int = 0
+    length_from_frame: int = 0
 
 
 def run_stats(graph: ActionGraph, info: RunInfo, transitions: DscpTransitions) -> dict[str, Any]:
@@ -96,6 +99,8 @@ def run_stats(graph: ActionGraph, info: RunInfo, transitions: DscpTransitions) -
         "not_ip": {"packets": graph.not_ip.packets, "bytes": graph.not_ip.bytes},
         "malformed": {"count": graph.malformed_count, "first": list(graph.malformed_numbers)},
         "truncated": info.truncated,
+        "header_cut": info.header_cut,
+        "length_from_frame": info.length_from_frame,
         "outcomes": outcomes,
         "actions": actions,
         "classes": classes,

@@ -19,6 +19,8 @@ from numpy.typing import NDArray
 
 from diffserv.engine.batch import (
     FLAG_FRAGMENT,
+    FLAG_HEADER_CUT,
+    FLAG_LENGTH_FROM_FRAME,
     FLAG_MALFORMED,
     FLAG_NO_PORTS,
     FLAG_TRUNCATED,
@@ -30,10 +32,15 @@ from diffserv.engine.batch import (
 # Link-layer header types (tcpdump.org LINKTYPE_* values) the decoder understands.
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
+LINKTYPE_PPP = 9
 LINKTYPE_RAW_BSD12 = 12
 LINKTYPE_RAW_BSD14 = 14
+LINKTYPE_PPP_HDLC = 50
 LINKTYPE_RAW = 101
+LINKTYPE_C_HDLC = 104
 LINKTYPE_LOOP = 108
+LINKTYPE_PPP_WITH_DIR = 204
+LINKTYPE_C_HDLC_WITH_DIR = 205
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
@@ -42,10 +49,15 @@ LINKTYPE_LINUX_SLL2 = 276
 SUPPORTED_LINKTYPES: dict[int, str] = {
     LINKTYPE_NULL: "BSD loopback (NULL)",
     LINKTYPE_ETHERNET: "Ethernet",
+    LINKTYPE_PPP: "PPP",
     LINKTYPE_RAW_BSD12: "raw IP",
     LINKTYPE_RAW_BSD14: "raw IP",
+    LINKTYPE_PPP_HDLC: "PPP in HDLC-like framing",
     LINKTYPE_RAW: "raw IP",
+    LINKTYPE_C_HDLC: "Cisco HDLC",
     LINKTYPE_LOOP: "OpenBSD loopback (LOOP)",
+    LINKTYPE_PPP_WITH_DIR: "PPP with direction",
+    LINKTYPE_C_HDLC_WITH_DIR: "Cisco HDLC with direction",
     LINKTYPE_LINUX_SLL: "Linux cooked capture (SLL)",
     LINKTYPE_IPV4: "raw IPv4",
     LINKTYPE_IPV6: "raw IPv6",
@@ -59,6 +71,10 @@ ETHERTYPE_MPLS = 0x8847
 ETHERTYPE_MPLS_MULTICAST = 0x8848
 PPP_IPV4 = 0x0021
 PPP_IPV6 = 0x0057
+PPP_MPLS = 0x0281
+PPP_MPLS_MULTICAST = 0x0283
+IPV6_OPT_JUMBO = 0xC2
+JUMBO_MIN = 65536  # RFC 2675: a jumbo payload length is at least this
 
 _DIR_IN = 1  # LOCAL_IN
 _DIR_OUT = 2  # LOCAL_OUT
@@ -174,6 +190,41 @@ def _null_family_version(family: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _ppp(buf: NDArray[np.uint8], start: int, caplen: int, pos: int) -> tuple[int, int, int]:
+    """PPP from ``start+pos``: optional 0xFF 0x03, then a 1- or 2-byte protocol field.
+
+    Returns (l3 offset relative to start or _NOT_IP/_BAD, IP version, TCI offset).
+    """
+    if pos + 2 <= caplen and buf[start + pos] == 0xFF and buf[start + pos + 1] == 0x03:
+        pos += 2  # HDLC-like framing: address and control
+    if pos + 1 > caplen:
+        return _BAD, 0, -1
+    if buf[start + pos] & 0x01:
+        proto = int(buf[start + pos])  # protocol-field compression: one byte
+        pos += 1
+    else:
+        if pos + 2 > caplen:
+            return _BAD, 0, -1
+        proto = _be16(buf, start + pos)
+        pos += 2
+    if proto == PPP_IPV4:
+        return pos, 4, -1
+    if proto == PPP_IPV6:
+        return pos, 6, -1
+    if proto == PPP_MPLS or proto == PPP_MPLS_MULTICAST:
+        return _walk_ethertype(buf, start, caplen, pos, ETHERTYPE_MPLS)
+    return _NOT_IP, 0, -1
+
+
+@njit(cache=True, nogil=True)
+def _cisco_hdlc(buf: NDArray[np.uint8], start: int, caplen: int, pos: int) -> tuple[int, int, int]:
+    """Cisco HDLC from ``start+pos``: address, control, then an Ethernet type."""
+    if pos + 4 > caplen:
+        return _BAD, 0, -1
+    return _walk_ethertype(buf, start, caplen, pos + 4, _be16(buf, start + pos + 2))
+
+
+@njit(cache=True, nogil=True)
 def _link(
     buf: NDArray[np.uint8], start: int, caplen: int, linktype: int
 ) -> tuple[int, int, int, int]:
@@ -224,7 +275,57 @@ def _link(
         if version == 0:
             return _NOT_IP, 0, -1, 0
         return 4, version, -1, 0
+    if linktype == LINKTYPE_PPP:
+        l3, version, vlan = _ppp(buf, start, caplen, 0)
+        return l3, version, vlan, 0
+    if linktype == LINKTYPE_PPP_HDLC:
+        if caplen >= 1 and (buf[start] == 0x0F or buf[start] == 0x8F):
+            l3, version, vlan = _cisco_hdlc(buf, start, caplen, 0)
+        else:
+            l3, version, vlan = _ppp(buf, start, caplen, 0)
+        return l3, version, vlan, 0
+    if linktype == LINKTYPE_C_HDLC:
+        l3, version, vlan = _cisco_hdlc(buf, start, caplen, 0)
+        return l3, version, vlan, 0
+    if linktype == LINKTYPE_PPP_WITH_DIR or linktype == LINKTYPE_C_HDLC_WITH_DIR:
+        if caplen < 1:
+            return _BAD, 0, -1, 0
+        direction = _DIR_OUT if buf[start] != 0 else _DIR_IN
+        if linktype == LINKTYPE_PPP_WITH_DIR:
+            l3, version, vlan = _ppp(buf, start, caplen, 1)
+        else:
+            l3, version, vlan = _cisco_hdlc(buf, start, caplen, 1)
+        return l3, version, vlan, direction
     return _NOT_IP, 0, -1, 0
+
+
+@njit(cache=True, nogil=True)
+def _jumbo_option(buf: NDArray[np.uint8], l3: int, avail: int) -> int:
+    """Offset (from ``l3``) of the Jumbo Payload value in the hop-by-hop header at ``l3+40``.
+
+    -1 when the captured part of the header holds none, _BAD for a jumbo option whose
+    length is not 4 (RFC 2675). Only the bytes inside the capture are looked at.
+    """
+    if avail < 42:
+        return -1
+    end = min(40 + (int(buf[l3 + 41]) + 1) * 8, avail)
+    pos = 42
+    while pos < end:
+        kind = int(buf[l3 + pos])
+        if kind == 0:  # Pad1
+            pos += 1
+            continue
+        if pos + 2 > end:
+            return -1
+        size = int(buf[l3 + pos + 1])
+        if kind == IPV6_OPT_JUMBO:
+            if size != 4:
+                return _BAD
+            if pos + 6 > end:
+                return -1
+            return pos + 2
+        pos += 2 + size
+    return -1
 
 
 @njit(cache=True, nogil=True)
@@ -288,29 +389,42 @@ def decode_one(
     avail = caplen - rel
     wire_avail = wirelen - rel
     if version == 4:
-        if avail < 20:
+        if avail < 2:
             flags[i] = flag | FLAG_MALFORMED
             return
         b0 = int(buf[l3])
         ihl = (b0 & 0x0F) * 4
-        total = _be16(buf, l3 + 2)
-        if (b0 >> 4) != 4 or ihl < 20 or total < ihl or total > wire_avail:
+        if (b0 >> 4) != 4 or ihl < 20 or ihl > wire_avail:
             flags[i] = flag | FLAG_MALFORMED
             return
-        proto = int(buf[l3 + 9])
-        frag = _be16(buf, l3 + 6)
+        length = wire_avail
+        if avail >= 4:
+            total = _be16(buf, l3 + 2)
+            if total == 0:
+                flag |= FLAG_LENGTH_FROM_FRAME  # segmentation offload: the frame says
+            elif total < ihl or total > wire_avail:
+                flags[i] = flag | FLAG_MALFORMED
+                return
+            else:
+                length = total
         l3_off[i] = l3
         ip_version[i] = IPV4
         ds_byte[i] = buf[l3 + 1]
+        ip_len[i] = length
+        if avail < 20:
+            # the snap length cut the header (wire_avail >= ihl > avail): only the DS
+            # byte (and the length) is known. Addresses, protocol and ports stay 0: an
+            # all-zero address is not v4-mapped, so no IPv4 address filter can match it
+            flags[i] = flag | FLAG_HEADER_CUT | FLAG_NO_PORTS
+            return
+        proto = int(buf[l3 + 9])
+        frag = _be16(buf, l3 + 6)
         protocol[i] = proto
-        saddr_hi[i] = 0
         saddr_lo[i] = np.uint64(_V4_MAPPED | _be32(buf, l3 + 12))
-        daddr_hi[i] = 0
         daddr_lo[i] = np.uint64(_V4_MAPPED | _be32(buf, l3 + 16))
-        ip_len[i] = total
         if (frag & 0x3FFF) != 0:
             flag |= FLAG_FRAGMENT | FLAG_NO_PORTS
-        elif _has_ports(proto) and ihl + 4 <= avail and ihl + 4 <= total:
+        elif _has_ports(proto) and ihl + 4 <= avail and ihl + 4 <= length:
             sport[i] = _be16(buf, l3 + ihl)
             dport[i] = _be16(buf, l3 + ihl + 2)
         else:
@@ -318,13 +432,49 @@ def decode_one(
         flags[i] = flag
         return
     # IPv6
-    if avail < 40 or (int(buf[l3]) >> 4) != 6:
+    if avail < 2 or (int(buf[l3]) >> 4) != 6 or wire_avail < 40:
         flags[i] = flag | FLAG_MALFORMED
         return
-    length = 40 + _be16(buf, l3 + 4)
-    if length > wire_avail:
-        flags[i] = flag | FLAG_MALFORMED
+    if avail < 40:
+        # the snap length cut the fixed header: the DS byte and perhaps the length
+        length = wire_avail
+        if avail >= 6:
+            payload = _be16(buf, l3 + 4)
+            if payload == 0:
+                flag |= FLAG_LENGTH_FROM_FRAME
+            elif 40 + payload > wire_avail:
+                flags[i] = flag | FLAG_MALFORMED
+                return
+            else:
+                length = 40 + payload
+        l3_off[i] = l3
+        ip_version[i] = IPV6
+        ds_byte[i] = ((int(buf[l3]) & 0x0F) << 4) | (int(buf[l3 + 1]) >> 4)
+        ip_len[i] = length
+        flags[i] = flag | FLAG_HEADER_CUT | FLAG_NO_PORTS
         return
+    payload = _be16(buf, l3 + 4)
+    jumbo = -1
+    if buf[l3 + 6] == 0:
+        jumbo = _jumbo_option(buf, l3, avail)
+        if jumbo == _BAD:
+            flags[i] = flag | FLAG_MALFORMED
+            return
+    if payload != 0:
+        length = 40 + payload
+        if jumbo >= 0 or length > wire_avail:  # RFC 2675: a jumbo option needs length 0
+            flags[i] = flag | FLAG_MALFORMED
+            return
+    elif jumbo >= 0:
+        jumbo_len = _be32(buf, l3 + jumbo)
+        length = 40 + jumbo_len
+        if jumbo_len < JUMBO_MIN or length > wire_avail:
+            flags[i] = flag | FLAG_MALFORMED
+            return
+    else:
+        # length 0 without a jumbo option (in the captured bytes): segmentation offload
+        length = wire_avail
+        flag |= FLAG_LENGTH_FROM_FRAME
     first = int(buf[l3 + 6])
     nh = first
     proto = first

@@ -5,7 +5,9 @@
 Only the bytes a marker owns change: the IPv4 ToS byte plus the header checksum
 (RFC 1624 incremental update, so the rest of the header is never re-summed), the
 IPv6 traffic-class bits 4–11 of the first word, and the top three bits of the
-outer VLAN TCI. Malformed packets are never touched.
+outer VLAN TCI. Malformed packets are never touched, and nothing is written past a
+frame's captured bytes: when the snap length cut an IPv4 header before the end of its
+checksum field, only the ToS byte is written (the checksum is not in the capture).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from diffserv.packet.kernel_cache import invalidate_if_stale
 @njit(cache=True, nogil=True)
 def mark_rows(
     buf: NDArray[np.uint8],
+    pkt_off: NDArray[np.int64],
+    cap_len: NDArray[np.uint32],
     l3_off: NDArray[np.int64],
     vlan_off: NDArray[np.int64],
     ip_version: NDArray[np.uint8],
@@ -45,11 +49,12 @@ def mark_rows(
                 old_word = (int(buf[l3]) << 8) | int(buf[l3 + 1])
                 new_word = (old_word & 0xFF00) | ds
                 if new_word != old_word:
-                    old_sum = (int(buf[l3 + 10]) << 8) | int(buf[l3 + 11])
-                    new_sum = incremental_checksum(old_sum, old_word, new_word)
                     buf[l3 + 1] = ds
-                    buf[l3 + 10] = new_sum >> 8
-                    buf[l3 + 11] = new_sum & 0xFF
+                    if l3 + 12 <= int(pkt_off[i]) + int(cap_len[i]):
+                        old_sum = (int(buf[l3 + 10]) << 8) | int(buf[l3 + 11])
+                        new_sum = incremental_checksum(old_sum, old_word, new_word)
+                        buf[l3 + 10] = new_sum >> 8
+                        buf[l3 + 11] = new_sum & 0xFF
                     touched = True
             elif version == IPV6:
                 b0 = (int(buf[l3]) & 0xF0) | (ds >> 4)
@@ -81,6 +86,8 @@ def apply_marks(batch: PacketBatch) -> int:
     return int(
         mark_rows(
             batch.buf,
+            batch.pkt_off,
+            batch.cap_len,
             batch.l3_off,
             batch.vlan_off,
             batch.ip_version,

@@ -16,6 +16,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from diffserv.engine.batch import FLAG_HEADER_CUT
+
 # Flow pool columns.
 F_SHI: Final = 0
 F_SLO: Final = 1
@@ -307,6 +309,7 @@ def account(  # noqa: PLR0917
     ds_byte: NDArray[np.uint8],
     new_ds: NDArray[np.int16],
     ip_version: NDArray[np.uint8],
+    flags: NDArray[np.uint8],
     projid: NDArray[np.int32],
     uid: NDArray[np.int32],
     ip_len: NDArray[np.uint32],
@@ -314,9 +317,10 @@ def account(  # noqa: PLR0917
 ) -> tuple[int, int]:
     """Account packets ``rows[start:]``; return (status, position reached).
 
-    Packets that are not IP pass untouched. The DS byte accounted is the one
-    earlier actions left (``new_ds`` when set). Stops before a packet, leaving it
-    untouched, when a pool has no free row (NEED_GROW) or the record buffer might
+    Packets that are not IP pass untouched, and so do packets cut inside their IP
+    header (FLAG_HEADER_CUT): without addresses they belong to no flow. The DS byte
+    accounted is the one earlier actions left (``new_ds`` when set). Stops before a
+    packet, leaving it untouched, when a pool has no free row (NEED_GROW) or the record buffer might
     not take the records a sweep or a full-table expiry produces (NEED_DRAIN; a
     sweep cut short resumes on the next call).
     """
@@ -330,7 +334,7 @@ def account(  # noqa: PLR0917
                 return NEED_DRAIN, k
             scalars[S_PENDING] = 0
         r = rows[k]
-        if ip_version[r] == 0:
+        if ip_version[r] == 0 or (flags[r] & FLAG_HEADER_CUT) != 0:
             verdict[k] = V_PASS
             continue
         now = ts_ns[r]

@@ -109,7 +109,8 @@ class FlowTable:
     def account(self, batch: PacketBatch, rows: NDArray[np.int64]) -> NDArray[np.uint8]:
         """Account ``rows`` of ``batch`` in order; return per-row V_PASS/V_FAIL.
 
-        Rows that are not IP pass unaccounted; the DS byte is the one as marked.
+        Rows that are not IP, or cut inside their IP header, pass unaccounted; the DS byte
+        is the one as marked.
         """
         verdict = np.zeros(rows.shape[0], np.uint8)
         position = 0
@@ -136,6 +137,7 @@ class FlowTable:
                 batch.ds_byte,
                 batch.new_ds,
                 batch.ip_version,
+                batch.flags,
                 batch.projid,
                 batch.uid,
                 batch.ip_len,

@@ -207,6 +207,7 @@ class Ipgpc:
             batch.direction,
             batch.uid,
             batch.projid,
+            batch.flags,
             index.g_family,
             index.g_mask,
             index.g_fields,

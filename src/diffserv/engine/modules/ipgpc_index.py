@@ -18,6 +18,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from diffserv.engine.batch import FLAG_HEADER_CUT
+
 # Key fields, in this order, as uint64 words.
 F_SADDR_HI = 0
 F_SADDR_LO = 1
@@ -38,6 +40,10 @@ _SEED = np.uint64(0x2545F4914F6CDD1D)
 # fields whose packet value can be "absent" (never matching a filter that uses the field)
 _PRESENCE_FIELDS = (F_PROTO, F_SPORT, F_DPORT, F_IFNAME, F_UID, F_PROJID)
 _ABSENT_VALUE = np.array([0, 0, 0, 0, 0, 0, 0, 0, U32_ALL, U32_ALL, U32_ALL], np.uint64)
+# a packet cut inside its IP header (FLAG_HEADER_CUT) has no addresses: a shape that
+# tests one cannot match it (the policy language has no /0 prefix)
+_ADDRESS_FIELDS = (F_SADDR_HI, F_SADDR_LO, F_DADDR_HI, F_DADDR_LO)
+_ADDRESS_BITS = sum(1 << k for k in _ADDRESS_FIELDS)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -82,6 +88,7 @@ def classify_rows(  # noqa: PLR0917 (a compiled kernel takes flat arrays)
     direction: NDArray[np.uint8],
     uid: NDArray[np.int32],
     projid: NDArray[np.int32],
+    flags: NDArray[np.uint8],
     g_family: NDArray[np.int64],
     g_mask: NDArray[np.uint64],
     g_fields: NDArray[np.int64],
@@ -131,6 +138,8 @@ def classify_rows(  # noqa: PLR0917 (a compiled kernel takes flat arrays)
         for k in _PRESENCE_FIELDS:
             if key[k] == _ABSENT_VALUE[k]:
                 absent |= np.int64(1) << k
+        if flags[r] & FLAG_HEADER_CUT:
+            absent |= np.int64(_ADDRESS_BITS)
         best = no_rank
         best_c = -1
         for g in range(ngroups):
@@ -245,6 +254,8 @@ def build_index(instances: list[Instance]) -> FilterIndex:
         g_fields[g, : len(used)] = used
         g_nfields[g] = len(used)
         g_required[g] = sum(1 << k for k in used if k in _PRESENCE_FIELDS)
+        if any(k in _ADDRESS_FIELDS for k in used):
+            g_required[g] |= _ADDRESS_BITS
         g_min_rank[g] = members[0]
         for rank in members:
             inst = instances[rank]

@@ -1,0 +1,92 @@
+"""Names of link-layer header types, so a refusal can say which link type a file has.
+
+The numbers are the tcpdump.org LINKTYPE_* registry values; only the common ones are
+named here (the decoder's own list is ``decode.SUPPORTED_LINKTYPES``).
+"""
+
+from __future__ import annotations
+
+from diffserv.packet.decode import SUPPORTED_LINKTYPES
+
+KNOWN_LINKTYPES: dict[int, str] = {
+    0: "BSD loopback (NULL)",
+    1: "Ethernet",
+    3: "AX.25",
+    6: "IEEE 802.5 Token Ring",
+    7: "ARCNET",
+    8: "SLIP",
+    9: "PPP",
+    10: "FDDI",
+    50: "PPP in HDLC-like framing",
+    51: "PPPoE",
+    100: "ATM RFC 1483 LLC/SNAP",
+    101: "raw IP",
+    104: "Cisco HDLC",
+    105: "IEEE 802.11",
+    107: "Frame Relay",
+    108: "OpenBSD loopback (LOOP)",
+    113: "Linux cooked capture (SLL)",
+    114: "LocalTalk",
+    117: "OpenBSD pflog",
+    119: "IEEE 802.11 with Prism header",
+    122: "IP over Fibre Channel",
+    123: "SunATM",
+    127: "IEEE 802.11 with radiotap header",
+    129: "ARCNET (Linux)",
+    138: "IP over IEEE 1394",
+    139: "SS7 MTP2 with pseudo-header",
+    140: "SS7 MTP2",
+    141: "SS7 MTP3",
+    142: "SS7 SCCP",
+    143: "DOCSIS",
+    144: "Linux IrDA",
+    163: "IEEE 802.11 with AVS header",
+    165: "BACnet MS/TP",
+    166: "PPP (pppd)",
+    169: "GPRS LLC",
+    177: "Linux LAPD",
+    187: "Bluetooth HCI UART",
+    189: "Linux USB",
+    192: "PPI",
+    195: "IEEE 802.15.4 with FCS",
+    197: "Endace ERF",
+    201: "Bluetooth HCI UART with direction",
+    202: "AX.25 KISS",
+    203: "LAPD",
+    204: "PPP with direction",
+    205: "Cisco HDLC with direction",
+    206: "Frame Relay with direction",
+    220: "Linux USB (memory-mapped)",
+    226: "Solaris ipnet",
+    227: "SocketCAN",
+    228: "raw IPv4",
+    229: "raw IPv6",
+    230: "IEEE 802.15.4 without FCS",
+    231: "D-Bus",
+    235: "DVB-CI",
+    239: "Linux NFLOG",
+    242: "IP over InfiniBand",
+    243: "MPEG-2 transport stream",
+    247: "InfiniBand",
+    248: "SCTP",
+    249: "USBPcap",
+    251: "Bluetooth LE link layer",
+    253: "Linux netlink",
+    254: "Linux Bluetooth monitor",
+    258: "Apple PKTAP",
+    276: "Linux cooked capture v2 (SLL2)",
+    281: "Wireshark upper PDU",
+}
+KNOWN_LINKTYPES.update({n: f"user-defined {n - 147}" for n in range(147, 163)})
+KNOWN_LINKTYPES.update(SUPPORTED_LINKTYPES)
+
+
+def linktype_text(linktype: int) -> str:
+    """``105 (IEEE 802.11)`` for a known link type, else just the number."""
+    name = KNOWN_LINKTYPES.get(linktype)
+    return f"{linktype} ({name})" if name else str(linktype)
+
+
+def supported_text() -> str:
+    """Every link type the decoder reads, for a refusal message."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(SUPPORTED_LINKTYPES.items()))

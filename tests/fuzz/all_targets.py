@@ -1,0 +1,18 @@
+"""Every fuzz target of the project, by name (the parsers a user can feed)."""
+
+from __future__ import annotations
+
+from harness import FuzzTarget
+
+
+def all_targets() -> dict[str, FuzzTarget]:
+    import targets_capture
+    import targets_dscp
+    import targets_flows
+    import targets_policy
+
+    found: dict[str, FuzzTarget] = {}
+    for module in (targets_policy, targets_capture, targets_flows, targets_dscp):
+        for target in module.TARGETS:
+            found[target.name] = target
+    return found
