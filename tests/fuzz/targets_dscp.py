@@ -55,4 +55,4 @@ def run_dscp(data: bytes) -> None:
             raise UsageError(f"dscp: {exc}") from None
 
 
-TARGETS = [FuzzTarget("dscp", run_dscp, lambda: list(SEEDS), max_len=256)]
+TARGETS = [FuzzTarget("dscp", run_dscp, lambda: list(SEEDS), max_len=48)]

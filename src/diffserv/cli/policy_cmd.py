@@ -5,6 +5,10 @@ messages on stderr, a one-line verdict per file, JSON for editors. ``fmt`` write
 canonical form (the ``ipqosconf -l`` layout). ``explain`` says in plain words what each
 class gets. Exit status: 0 valid, 1 invalid (or not canonical for ``fmt --check``),
 2 usage error or unreadable file.
+
+Standard input is read as bytes and decoded like a file, and a policy larger than
+``MAX_POLICY_BYTES`` is refused as unreadable, so no input reaches the checker in a form
+it was not meant to handle.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from diffserv.errors import UsageError
 from diffserv.policy import (
@@ -28,6 +32,7 @@ from diffserv.policy import (
     format_diagnostic,
     static_resolver,
 )
+from diffserv.policy.build import MAX_POLICY_BYTES
 from diffserv.policy.explain import explain_policy, summary_line
 from diffserv.policy.model import Diagnostic, Location, Policy
 from diffserv.policy.printer import format_policy
@@ -44,28 +49,53 @@ class Loaded:
     text: str
     policy: Policy | None
     diagnostics: tuple[Diagnostic, ...]
+    error_count: int = 0
+    warning_count: int = 0
+    stopped: bool = False  # checking gave up after too many errors
 
 
-class UnreadableFileError(Exception):
+class UnreadableFileError(UsageError):
+    """A policy file that cannot be read or decoded (exit status 2)."""
+
     def __init__(self, filename: str, reason: str) -> None:
         super().__init__(f"cannot read {filename}: {reason}")
         self.filename = filename
 
 
+def _read_limited(handle: BinaryIO, name: str) -> bytes:
+    data = handle.read(MAX_POLICY_BYTES + 1)
+    if len(data) > MAX_POLICY_BYTES:
+        raise UnreadableFileError(
+            name, f"larger than {MAX_POLICY_BYTES >> 20} MiB: not a policy file"
+        )
+    return data
+
+
+def decode_policy(name: str, data: bytes) -> str:
+    """The text of a policy file's bytes (UTF-8); raises ``UnreadableFileError``."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError(name, f"not UTF-8 text (byte {exc.start})") from None
+
+
 def _read(path: str) -> tuple[str, str]:
     """(display name, text) of ``path``; ``-`` is standard input."""
     if path == "-":
-        return STDIN_NAME, sys.stdin.read()
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # a text stream without bytes underneath (tests, embedding)
+            return STDIN_NAME, sys.stdin.read(MAX_POLICY_BYTES + 1)[:MAX_POLICY_BYTES]
+        return STDIN_NAME, decode_policy(STDIN_NAME, _read_limited(stdin, STDIN_NAME))
     try:
-        data = Path(path).read_bytes()
+        with Path(path).open("rb") as handle:
+            data = _read_limited(handle, path)
     except IsADirectoryError:
         raise UnreadableFileError(path, "is a directory") from None
     except OSError as exc:
         raise UnreadableFileError(path, exc.strerror or str(exc)) from None
-    try:
-        return path, data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UnreadableFileError(path, f"not UTF-8 text (byte {exc.start})") from None
+    except ValueError:  # a NUL in the path
+        raise UnreadableFileError(repr(path), "not a file name") from None
+    return path, decode_policy(path, data)
 
 
 def parse_host_option(values: Sequence[str] | None) -> Resolver | None:
@@ -90,7 +120,15 @@ def load_policy(path: str, *, strict: bool = False, resolver: Resolver | None = 
     """Read and check one file; raises ``UnreadableFileError`` when it cannot be read."""
     filename, text = _read(path)
     result = check(text, filename, strict=strict, resolver=resolver)
-    return Loaded(filename, text, result.policy, tuple(result.diagnostics))
+    return Loaded(
+        filename,
+        text,
+        result.policy,
+        tuple(result.diagnostics),
+        result.error_count,
+        result.warning_count,
+        result.stopped,
+    )
 
 
 def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
@@ -121,13 +159,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not args.json:
             _print_diagnostics(loaded.diagnostics)
         if loaded.policy is None:
-            errors = sum(1 for d in loaded.diagnostics if d.severity == "error")
             if not args.json:
-                print(f"{loaded.filename}: invalid ({_plural(errors, 'error')})", file=sys.stderr)
+                count = _plural(loaded.error_count, "error")
+                if loaded.stopped:
+                    count = f"more than {count}; checking stopped"
+                print(f"{loaded.filename}: invalid ({count})", file=sys.stderr)
             status = max(status, EXIT_INVALID)
             continue
         if not args.json:
-            warnings = sum(1 for d in loaded.diagnostics if d.severity == "warning")
+            warnings = loaded.warning_count
             tail = f", {_plural(warnings, 'warning')}" if warnings else ""
             print(f"{loaded.filename}: ok ({summary_line(loaded.policy)}){tail}")
     if args.json:

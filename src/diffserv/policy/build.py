@@ -2,6 +2,10 @@
 
 ``check`` is the one place where lexing, parsing, validation and model building meet; the
 public ``parse``/``load`` wrap it and raise when it found errors.
+
+Whatever the text, ``check`` returns diagnostics (``parse`` raises ``PolicyCheckError``):
+every failure below it is a reported problem, never an exception of another kind. A
+file with too many errors stops being checked at ``diagnostics.MAX_ERRORS``.
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ from pathlib import Path
 
 from diffserv.errors import UsageError
 from diffserv.policy import hosts
-from diffserv.policy.diagnostics import CheckResult, PolicyCheckError, Reporter
-from diffserv.policy.lexer import tokenize
+from diffserv.policy.diagnostics import CheckResult, PolicyCheckError, Reporter, TooManyErrors
+from diffserv.policy.lexer import TokenStream
 from diffserv.policy.model import Action, Class, Filter, Policy
 from diffserv.policy.parser import Parser
 from diffserv.policy.raw import RawAction, RawFilter, translate_reference
 from diffserv.policy.schema import ParamType, module_schema
 from diffserv.policy.validate import validate
+
+# The largest policy file read: real ones (10 006 filters at most) stay under a few MB.
+MAX_POLICY_BYTES = 64 << 20
 
 
 def _build_filter(raw: RawFilter) -> Filter:
@@ -62,20 +69,29 @@ def check(
 ) -> CheckResult:
     """Check a policy text without raising: the Policy (None on any error) and every message."""
     reporter = Reporter(filename, text, strict=strict)
-    tokens = tokenize(text, reporter)
-    parser = Parser(tokens, reporter, resolver or hosts.system_resolver)
-    parsed = parser.parse_file()
-    validate(parsed.actions, reporter, parse_failed=reporter.has_errors)
-    diagnostics = reporter.sorted()
+    parser = Parser(TokenStream(text, reporter), reporter, resolver or hosts.system_resolver)
+    try:
+        parsed = parser.parse_file()
+        validate(parsed.actions, reporter, parse_failed=reporter.has_errors)
+    except TooManyErrors:
+        notes = reporter.closing_notes(stopped=True)
+        return CheckResult(None, (*reporter.sorted(), *notes), True, reporter.omitted_warnings)
+    diagnostics = (*reporter.sorted(), *reporter.closing_notes(stopped=False))
     if reporter.has_errors:
-        return CheckResult(None, diagnostics)
+        return CheckResult(None, diagnostics, False, reporter.omitted_warnings)
+    # Build from the front while dropping each raw action, so both never coexist in full.
+    pending = parsed.actions[::-1]
+    parsed.actions.clear()
+    built = []
+    while pending:
+        built.append(_build_action(pending.pop()))
     policy = Policy(
-        actions=tuple(_build_action(a) for a in parsed.actions),
+        actions=tuple(built),
         fmt_version=parsed.fmt_version,
         source=filename,
         warnings=diagnostics,
     )
-    return CheckResult(policy, diagnostics)
+    return CheckResult(policy, diagnostics, False, reporter.omitted_warnings)
 
 
 def parse(
@@ -95,10 +111,17 @@ def parse(
 def read_policy_text(path: str | Path) -> str:
     """The text of a policy file; an unreadable file is a one-line UsageError."""
     try:
-        data = Path(path).read_bytes()
+        with Path(path).open("rb") as handle:
+            data = handle.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise UsageError(f"cannot read policy file {path}: {reason}") from None
+    except ValueError:  # a NUL in the path
+        raise UsageError(f"cannot read policy file {path!r}: not a file name") from None
+    if len(data) > MAX_POLICY_BYTES:
+        raise UsageError(
+            f"cannot read policy file {path}: larger than {MAX_POLICY_BYTES >> 20} MiB"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

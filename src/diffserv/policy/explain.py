@@ -392,9 +392,6 @@ def summary_line(policy: Policy) -> str:
     )
 
 
-SHADOW_CHECK_LIMIT = 2000  # pairs are compared O(n²); skip the check beyond this
-
-
 def _address_covers(wide: object, narrow: object) -> bool:
     if isinstance(wide, HostName) or isinstance(narrow, HostName):
         return wide == narrow
@@ -434,27 +431,62 @@ def _never_matches(flt: Filter) -> bool:
     return any(isinstance(a, HostName) and not a.addresses for a in (flt.saddr, flt.daddr))
 
 
+_EXACT_FIELDS = ("user", "projid", "if_name", "protocol", "sport", "dport")
+# Pairs of filters compared at most per policy; past it the remaining notes are left out
+# (an adversarial set of near-identical filters would otherwise cost n² comparisons).
+SHADOW_CHECK_BUDGET = 400_000
+
+
 def shadowed_filters(filters: Iterable[Filter]) -> list[tuple[Filter, Filter]]:
     """(loser, winner) pairs: the winner matches every packet the loser matches and ranks
-    higher, so the loser never decides a class.
+    higher, so the loser never decides a class; the winner named is the first such filter
+    in the file.
 
     Ranking is priority (higher wins), then precedence (lower wins), then file order.
+    Winners are looked up by the selectors that must be equal (or a wildcard) to cover,
+    best rank first, so only plausible pairs are compared.
     """
     ordered = list(filters)
-    if len(ordered) > SHADOW_CHECK_LIMIT:
-        return []
+    buckets: dict[tuple[object, ...], list[tuple[tuple[int, int], int, Filter]]] = {}
+    for index, flt in enumerate(ordered):
+        if not _never_matches(flt):
+            key = tuple(getattr(flt, name) for name in _EXACT_FIELDS)
+            buckets.setdefault(key, []).append((_rank(flt), index, flt))
+    for bucket in buckets.values():
+        bucket.sort(key=lambda entry: (-entry[0][0], -entry[0][1], entry[1]))
     pairs: list[tuple[Filter, Filter]] = []
+    budget = SHADOW_CHECK_BUDGET
     for index, loser in enumerate(ordered):
-        for other_index, winner in enumerate(ordered):
-            if other_index == index or _never_matches(winner):
-                continue
-            beats = _rank(winner) > _rank(loser) or (
-                _rank(winner) == _rank(loser) and other_index < index
-            )
-            if beats and covers(winner, loser):
-                pairs.append((loser, winner))
-                break
+        rank = _rank(loser)
+        values = [getattr(loser, name) for name in _EXACT_FIELDS]
+        winner: tuple[int, Filter] | None = None
+        for key in _wildcard_keys(values):
+            for other_rank, other_index, other in buckets.get(key, ()):
+                if other_rank < rank:
+                    break  # the rest of this bucket ranks lower still
+                if other_index == index or (other_rank == rank and other_index > index):
+                    continue
+                if winner is not None and other_index >= winner[0]:
+                    continue
+                budget -= 1
+                if budget < 0:
+                    return pairs
+                if covers(other, loser):
+                    winner = (other_index, other)
+        if winner is not None:
+            pairs.append((loser, winner[1]))
     return pairs
+
+
+def _wildcard_keys(values: list[object]) -> list[tuple[object, ...]]:
+    """Every key whose fields are each the loser's value or None (a wildcard)."""
+    keys: list[tuple[object, ...]] = [()]
+    for value in values:
+        if value is None:
+            keys = [(*key, None) for key in keys]
+        else:
+            keys = [(*key, choice) for key in keys for choice in (value, None)]
+    return keys
 
 
 def _rank(flt: Filter) -> tuple[int, int]:
@@ -485,30 +517,63 @@ def _burst_notes(action: Action) -> list[str]:
     return notes
 
 
+MAX_TREE_DEPTH = 16  # deeper steps of a chain are not indented further
+REPEAT_LINES = 40  # a larger subtree already shown under another class is referred to
+
+
 class _Tree:
+    """The action trees of the classes of one policy.
+
+    Within a class an action is described once ("as above" after); under a later class a
+    subtree is repeated only when it is small, so the output stays proportional to the
+    policy. The walk uses an explicit stack: chains of any length are fine.
+    """
+
     def __init__(self, policy: Policy) -> None:
         self.by_name = {a.name: a for a in policy.actions}
-        self.lines: list[str] = []
-        self.seen: set[str] = set()
+        self.steps: dict[str, Step] = {}
+        self.first: dict[str, tuple[str, int]] = {}  # action -> (class shown under, lines)
 
-    def walk(self, name: str, indent: str, label: str) -> None:
-        head = f"{indent}{label}→ "
-        action = self.by_name.get(name)
-        if action is None:
-            self.lines.append(head + _ref(name))
-            return
-        if name in self.seen:
-            self.lines.append(head + f"{name} (as above)")
-            return
-        self.seen.add(name)
-        step = describe_action(action)
-        self.lines.append(head + f"{name} [{action.module}]: {step.text}")
-        child_indent = indent + "    "
-        if len(step.branches) == 1:
-            self.walk(step.branches[0][1], child_indent, "")
-            return
-        for branch_label, target in step.branches:
-            self.walk(target, child_indent, f"{branch_label} ")
+    def _step(self, action: Action) -> Step:
+        if action.name not in self.steps:
+            self.steps[action.name] = describe_action(action)
+        return self.steps[action.name]
+
+    def walk(self, class_name: str, root: str, indent: str) -> list[str]:
+        """The lines of the tree of ``root`` for class ``class_name``."""
+        lines: list[str] = []
+        seen: set[str] = set()
+        # Entries: (action, indent, label, depth), or (action, None, "", start line) to
+        # close a subtree and record its size.
+        stack: list[tuple[str, str | None, str, int]] = [(root, indent, "", 0)]
+        while stack:
+            name, pad, label, depth = stack.pop()
+            if pad is None:
+                self.first.setdefault(name, (class_name, len(lines) - depth))
+                continue
+            head = f"{pad}{label}→ "
+            action = self.by_name.get(name)
+            if action is None:
+                lines.append(head + _ref(name))
+                continue
+            if name in seen:
+                lines.append(head + f"{name} (as above)")
+                continue
+            seen.add(name)
+            shown = self.first.get(name)
+            if shown is not None and shown[0] != class_name and shown[1] > REPEAT_LINES:
+                lines.append(head + f"{name} [{action.module}] (as under class {shown[0]})")
+                continue
+            step = self._step(action)
+            lines.append(head + f"{name} [{action.module}]: {step.text}")
+            stack.append((name, None, "", len(lines) - 1))
+            child_pad = pad + "    " if depth < MAX_TREE_DEPTH else pad
+            if len(step.branches) == 1:
+                stack.append((step.branches[0][1], child_pad, "", depth + 1))
+                continue
+            for branch_label, target in reversed(step.branches):
+                stack.append((target, child_pad, f"{branch_label} ", depth + 1))
+        return lines
 
 
 def explain_policy(policy: Policy, title: str | None = None) -> str:
@@ -534,6 +599,7 @@ def explain_policy(policy: Policy, title: str | None = None) -> str:
     if not any(c.name == DEFAULT_CLASS for c in classes):
         classes.append(Class(DEFAULT_CLASS, CONTINUE))
     notes: list[str] = []
+    tree = _Tree(policy)
     for cls in classes:
         out.append("")
         stats = " (statistics on)" if cls.enable_stats and stats_on else ""
@@ -551,9 +617,7 @@ def explain_policy(policy: Policy, title: str | None = None) -> str:
             )
         for flt in selecting:
             out.append(f"  filter {flt.name}: {describe_filter(flt)}")
-        tree = _Tree(policy)
-        tree.walk(cls.next_action, "  ", "")
-        out.extend(tree.lines)
+        out.extend(tree.walk(cls.name, cls.next_action, "  "))
         if cls.enable_stats and not stats_on:
             notes.append(
                 f"class {cls.name}: enable_stats has no effect without global_stats true "

@@ -4,6 +4,10 @@ Each goes through the system database first (resolver, /etc/services, /etc/proto
 passwd, the interface list) and, for services and protocols, falls back to a built-in table
 so a minimal container without /etc/services still understands ``smtp`` or ``tcp``.
 Host-name resolution is injectable so tests and offline runs never touch DNS.
+
+Text from a policy file reaches a C library call only after ``_lookup_name`` accepted it:
+no NUL (the C string would end there, and Python refuses it with ValueError) and no more
+characters than any database entry can have, so such a name simply does not exist.
 """
 
 from __future__ import annotations
@@ -143,8 +147,34 @@ FALLBACK_PROTOCOLS: Final[Mapping[str, int]] = {
 }
 
 
-@functools.lru_cache(maxsize=1024)
-def service_port(name: str) -> int | None:
+# Longer than any name the services, protocols or passwd databases hold (Linux caps user
+# names at 32 characters; LOGIN_NAME_MAX is 256).
+MAX_LOOKUP_NAME: Final = 256
+MAX_DNS_NAME: Final = 253
+MAX_DNS_LABEL: Final = 63
+
+
+def _lookup_name(name: str) -> bool:
+    """Whether ``name`` may be handed to a C database look-up at all."""
+    return 0 < len(name) <= MAX_LOOKUP_NAME and "\0" not in name
+
+
+class _NameLookup:
+    """A cached name-to-number look-up that refuses, before the cache and the C call, a
+    name ``_lookup_name`` rejects (so such names neither fail nor fill the cache)."""
+
+    def __init__(self, lookup: Callable[[str], int | None], size: int) -> None:
+        self._cached = functools.lru_cache(maxsize=size)(lookup)
+        self.__doc__ = lookup.__doc__
+
+    def __call__(self, name: str) -> int | None:
+        return self._cached(name) if _lookup_name(name) else None
+
+    def cache_clear(self) -> None:
+        self._cached.cache_clear()
+
+
+def _service_port(name: str) -> int | None:
     """Port of a service name (any protocol), system database first, then the built-in table."""
     try:
         return socket.getservbyname(name)
@@ -158,8 +188,7 @@ def service_port(name: str) -> int | None:
     return FALLBACK_SERVICES.get(name)
 
 
-@functools.lru_cache(maxsize=256)
-def protocol_number(name: str) -> int | None:
+def _protocol_number(name: str) -> int | None:
     """Number of a protocol name, system database first, then the built-in table."""
     try:
         return socket.getprotobyname(name)
@@ -167,8 +196,14 @@ def protocol_number(name: str) -> int | None:
         return FALLBACK_PROTOCOLS.get(name)
 
 
+service_port: Final = _NameLookup(_service_port, 1024)
+protocol_number: Final = _NameLookup(_protocol_number, 256)
+
+
 def user_id(name: str) -> int | None:
     """The uid of a user name in the passwd database, or None."""
+    if not _lookup_name(name):
+        return None
     try:
         return pwd.getpwnam(name).pw_uid
     except (KeyError, UnicodeError):
@@ -177,6 +212,8 @@ def user_id(name: str) -> int | None:
 
 def interface_exists(name: str) -> bool:
     """Whether a network interface of this name exists on this host."""
+    if not _lookup_name(name):
+        return False
     try:
         socket.if_nametoindex(name)
     except (OSError, ValueError, UnicodeError):
@@ -193,12 +230,29 @@ def _families(wanted: int) -> tuple[int, ...]:
     return tuple(families)
 
 
+def check_dns_name(name: str) -> None:
+    """Raise LookupError for a name no DNS server can hold (checked before asking one):
+    empty, a NUL, over 253 characters, an empty label or one over 63 characters once
+    IDNA-encoded."""
+    bare = name[:-1] if name.endswith(".") else name
+    if not bare or "\0" in bare or len(bare) > MAX_DNS_NAME:
+        raise LookupError("not a host name")
+    for label in bare.split("."):
+        try:
+            size = len(label.encode("idna")) if not label.isascii() else len(label)
+        except UnicodeError:
+            raise LookupError(f"label of {len(label)} characters is not a host name") from None
+        if not 0 < size <= MAX_DNS_LABEL:
+            raise LookupError("a host name label has 1..63 characters")
+
+
 def system_resolver(name: str, wanted: int) -> Sequence[IPAddress]:
     """Resolve through getaddrinfo, bounded by RESOLVE_TIMEOUT_S per name.
 
     getaddrinfo has no timeout of its own, so it runs in a daemon thread; a slow name
     counts as unresolved.
     """
+    check_dns_name(name)
     result: list[IPAddress] = []
     failure: list[BaseException] = []
 

@@ -4,17 +4,20 @@ It turns tokens into located "raw" actions (values already converted to their re
 so validation can point at the exact token, and keeps going after an error: a bad value
 skips to the next item, a broken block resyncs at the next ``action`` at brace depth 0,
 so every independent error of a file is reported in one run.
+
+Tokens come from a ``TokenStream`` through a small buffer, and recovery skims the raw text,
+so neither memory nor time depends on how broken a file is beyond its size.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import replace
 
 from diffserv.policy import hosts
 from diffserv.policy.addresses import AddressResolver
-from diffserv.policy.diagnostics import Reporter, did_you_mean
-from diffserv.policy.lexer import Token, TokenKind
+from diffserv.policy.diagnostics import Reporter, clip, did_you_mean
+from diffserv.policy.lexer import Position, Token, TokenKind, TokenStream
 from diffserv.policy.model import (
     CLASSIFIER_ACTION,
     CONTINUE,
@@ -45,6 +48,7 @@ from diffserv.policy.schema import (
     param_names,
 )
 from diffserv.policy.values import (
+    MAX_NUMBER_DIGITS,
     BadValueError,
     check_host_name,
     parse_address_literal,
@@ -56,6 +60,14 @@ from diffserv.policy.values import (
 
 RESERVED_ACTION_NAMES = frozenset({"continue", "drop", "defer", CONTINUE, DROP, DEFER})
 CLAUSES = ("params", "class", "filter")
+# Tokens a braced value may hold: a full 64-entry array written one token per number and
+# separator is about 400; anything longer is not a value.
+MAX_VALUE_TOKENS = 1024
+_BATCH = 256  # tokens lexed at a time
+_KEEP_BEHIND = 2  # consumed tokens kept for look-behind (missing_close)
+_EOF = TokenKind.EOF
+# One string object per module name, shared by every action of the file.
+_MODULE_NAME = {name: name for name in MODULE_NAMES}
 
 
 class _ResyncError(Exception):
@@ -65,29 +77,52 @@ class _ResyncError(Exception):
 class Parser:
     def __init__(
         self,
-        tokens: list[Token],
+        stream: TokenStream,
         reporter: Reporter,
         resolver: hosts.Resolver,
     ) -> None:
-        self.tokens = tokens
+        self.stream = stream
+        self._source = stream.tokens()
+        # A window on the token stream: tokens[pos] is the next one; a few consumed ones
+        # stay behind it, the rest are dropped as the window moves.
+        self.tokens: list[Token] = []
         self.pos = 0
         self.reporter = reporter
         self.addresses = AddressResolver(reporter, resolver)
         self._eof_reported = False
+        self._interfaces: dict[str, bool] = {}
 
     # -- token helpers ---------------------------------------------------------------
 
+    def _fill(self) -> None:
+        if self.pos > _BATCH:
+            del self.tokens[: self.pos - _KEEP_BEHIND]
+            self.pos = _KEEP_BEHIND
+        self.tokens.extend(itertools.islice(self._source, _BATCH))
+
     def peek(self) -> Token:
+        if self.pos >= len(self.tokens):
+            self._fill()
         return self.tokens[self.pos]
 
     def advance(self) -> Token:
-        tok = self.tokens[self.pos]
-        if tok.kind is not TokenKind.EOF:
-            self.pos += 1
+        pos = self.pos
+        if pos >= len(self.tokens):
+            self._fill()
+            pos = self.pos
+        tok = self.tokens[pos]
+        if tok.kind is not _EOF:
+            self.pos = pos + 1
         return tok
 
+    def _restart(self, where: Position) -> None:
+        """Continue with the token at text position ``where`` (recovery skipped ahead)."""
+        self._source = self.stream.tokens(where)
+        self.tokens = []
+        self.pos = 0
+
     def loc(self, tok: Token) -> Location:
-        return self.reporter.location(tok.line, tok.column)
+        return Location(self.reporter.filename, tok.line, tok.column)
 
     def error(self, message: str, tok: Token, hint: str | None = None) -> None:
         self.reporter.error(message, self.loc(tok), hint)
@@ -100,13 +135,11 @@ class Parser:
 
     def missing_close(self, tok: Token, what: str) -> None:
         """At ``action {`` opening a line inside a block: report the missing '}' and resync."""
-        nxt = self.tokens[self.pos] if self.pos < len(self.tokens) else tok
+        if not tok.is_word("action"):
+            return
+        nxt = self.peek()
         prev = self.tokens[self.pos - 2] if self.pos >= 2 else None
-        if (
-            tok.is_word("action")
-            and nxt.kind is TokenKind.LBRACE
-            and (prev is None or prev.line != tok.line)
-        ):
+        if nxt.kind is TokenKind.LBRACE and (prev is None or prev.line != tok.line):
             self.error(f"'}}' missing: {what} is not closed before this action", tok)
             self.pos -= 1  # resync right here
             raise _ResyncError
@@ -116,7 +149,7 @@ class Parser:
         if tok.kind is TokenKind.LBRACE:
             self.advance()
             return
-        self.error(f"'{{' missing after `{after.text}`", tok)
+        self.error(f"'{{' missing after `{clip(after.text)}`", tok)
         raise _ResyncError
 
     # -- file --------------------------------------------------------------------------
@@ -131,16 +164,16 @@ class Parser:
             if not tok.is_word("action"):
                 hint = "is there an extra '}' above?" if tok.kind is TokenKind.RBRACE else None
                 self.error(f"missing action token: found {tok.describe()}", tok, hint)
-                self.resync(self.pos + 1)
+                self.advance()
+                self.resync()
                 continue
             action = RawAction(self.loc(tok))
-            start = self.pos
             self.advance()
             try:
                 self.parse_action(action)
             except _ResyncError:
                 action.broken = True
-                self.resync(max(self.pos, start + 1))
+                self.resync()
             actions.append(action)
         return ParsedFile(version, actions)
 
@@ -150,6 +183,16 @@ class Parser:
             self.advance()
             value = self.peek()
             match = re.fullmatch(r"([0-9]+)\.([0-9]+)", value.text) if value.is_string else None
+            if match is not None and any(
+                len(part.lstrip("0")) > MAX_NUMBER_DIGITS for part in match.groups()
+            ):
+                self.error(
+                    f"unsupported config file format version {clip(value.text)}: "
+                    "number too large; only 1.0 is supported",
+                    value,
+                )
+                self.advance()
+                return "1.0"
             if match is None:
                 self.error(
                     "missing/invalid config file fmt_version: expected `fmt_version 1.0`", value
@@ -161,7 +204,8 @@ class Parser:
             major, minor = int(match.group(1)), int(match.group(2))
             if major > 1 or minor > 0:
                 self.error(
-                    f"unsupported config file format version {value.text}: only 1.0 is supported",
+                    f"unsupported config file format version {clip(value.text)}: "
+                    "only 1.0 is supported",
                     value,
                 )
             return f"{major}.{minor}"
@@ -178,34 +222,20 @@ class Parser:
             )
         return "1.0"
 
-    def resync(self, start: int) -> None:
-        """Skip to the next ``action`` at brace depth 0 (counted from ``start``).
+    def resync(self) -> None:
+        """Skip from the next token to the next ``action`` at brace depth 0 (counted from
+        there), or to an ``action {`` that begins a line if that comes first (a '}' is
+        missing above it).
 
-        When the braces never balance (a '}' is missing), fall back to the next ``action {``
-        that begins a line.
+        Each call skips what it scans, so recovery costs one pass over the file in all.
         """
-        depth = 0
-        i = start
-        while self.tokens[i].kind is not TokenKind.EOF:
-            tok = self.tokens[i]
-            if depth <= 0 and tok.is_word("action"):
-                self.pos = i
-                return
-            if tok.kind is TokenKind.LBRACE:
-                depth += 1
-            elif tok.kind is TokenKind.RBRACE:
-                depth -= 1
-            i += 1
-        for j in range(start, len(self.tokens) - 1):
-            tok = self.tokens[j]
-            if (
-                tok.is_word("action")
-                and self.tokens[j + 1].kind is TokenKind.LBRACE
-                and (j == 0 or self.tokens[j - 1].line != tok.line)
-            ):
-                self.pos = j
-                return
-        self.pos = len(self.tokens) - 1
+        tok = self.peek()
+        if tok.kind is TokenKind.EOF:
+            return
+        prev_line = self.tokens[self.pos - 1].line if self.pos >= 1 else 0
+        where = self.stream.skim_to_action(tok, prev_line)
+        if where.offset != tok.offset:
+            self._restart(where)
 
     # -- action ------------------------------------------------------------------------
 
@@ -214,13 +244,15 @@ class Parser:
         self.parse_head(action)
         if action.module is None:
             return  # the action already ended (missing name/module)
+        if action.module not in MODULE_NAMES:
+            raise _ResyncError  # nothing in it can be checked: skip to its end
         params_seen = False
         while True:
             tok = self.advance()
             if tok.kind is TokenKind.RBRACE:
                 return
             if tok.kind is TokenKind.EOF:
-                raise self.eof(tok, f"action `{action.name}`")
+                raise self.eof(tok, f"action `{clip(action.name or '')}`")
             if tok.is_word("params"):
                 second = params_seen
                 if second:
@@ -240,7 +272,8 @@ class Parser:
                 self.expect_lbrace(tok)
                 action.filters.append(self.parse_filter(action, tok))
             else:
-                self.missing_close(tok, f"action `{action.name}`")
+                if tok.text == "action":
+                    self.missing_close(tok, f"action `{clip(action.name or '')}`")
                 hint = did_you_mean(tok.text, CLAUSES) if tok.is_string else None
                 self.error(
                     f"params/filter/class clause expected, found {tok.describe()}", tok, hint
@@ -269,18 +302,20 @@ class Parser:
                 return
             if tok.kind is TokenKind.EOF:
                 raise self.eof(tok, "action")
-            self.missing_close(tok, "the previous action")
+            if tok.text == "action":
+                self.missing_close(tok, "the previous action")
             if tok.is_word("name") or tok.is_word("module"):
                 if (tok.text == "name" and action.name is not None) or (
                     tok.text == "module" and action.module is not None
                 ):
-                    self.error(f"duplicate parameter `{tok.text}`", tok)
+                    self.error(f"duplicate parameter `{clip(tok.text)}`", tok)
                     raise _ResyncError
                 value = self.read_word(tok)
                 if tok.text == "name":
                     action.name, action.name_loc = value.text, self.loc(value)
                 else:
-                    action.module, action.module_loc = value.text, self.loc(value)
+                    module = _MODULE_NAME.get(value.text, value.text)
+                    action.module, action.module_loc = module, self.loc(value)
                 continue
             hint = "an action begins with `name` and `module`, before params/class/filter"
             if tok.is_string and tok.text not in CLAUSES:
@@ -303,23 +338,24 @@ class Parser:
                 "modules are " + ", ".join(MODULE_NAMES)
             )
             self.reporter.error(
-                f"invalid module name `{action.module}`", action.module_loc, hint=hint
+                f"invalid module name `{clip(action.module)}`", action.module_loc, hint=hint
             )
             action.broken = True
         elif action.module == "ipgpc" and action.name != CLASSIFIER_ACTION:
             self.reporter.error(
-                f"ipgpc action has incorrect name `{action.name}`: the classifier must be named "
-                f"{CLASSIFIER_ACTION}",
+                f"ipgpc action has incorrect name `{clip(action.name)}`: the classifier must be "
+                f"named {CLASSIFIER_ACTION}",
                 action.location,
             )
 
     def check_name(self, name: str, loc: Location) -> None:
         if len(name) > MAX_NAME_LENGTH:
             self.reporter.error(
-                f"name `{name}` exceeds maximum name length ({MAX_NAME_LENGTH} characters)", loc
+                f"name `{clip(name)}` exceeds maximum name length ({MAX_NAME_LENGTH} characters)",
+                loc,
             )
         if name.startswith("!"):
-            self.reporter.error(f"name `{name}` not allowed to start with '!'", loc)
+            self.reporter.error(f"name `{clip(name)}` not allowed to start with '!'", loc)
 
     def read_word(self, key: Token) -> Token:
         """The single-token value after ``key``; a brace there is 'missing parameter value'."""
@@ -327,7 +363,7 @@ class Parser:
         if tok.kind is TokenKind.EOF:
             raise self.eof(tok, "block")
         if not tok.is_string:
-            self.error(f"missing parameter value for `{key.text}`", tok)
+            self.error(f"missing parameter value for `{clip(key.text)}`", tok)
             raise _ResyncError
         return self.advance()
 
@@ -339,9 +375,16 @@ class Parser:
             if tok.kind is TokenKind.RBRACE:
                 return words
             if tok.kind is TokenKind.EOF:
-                raise self.eof(tok, f"value of `{key.text}`")
+                raise self.eof(tok, f"value of `{clip(key.text)}`")
             if tok.kind is TokenKind.LBRACE:
-                self.error(f"malformed value of `{key.text}`: nested '{{'", tok)
+                self.error(f"malformed value of `{clip(key.text)}`: nested '{{'", tok)
+                raise _ResyncError
+            if len(words) >= MAX_VALUE_TOKENS:
+                self.error(
+                    f"malformed value of `{clip(key.text)}`: more than {MAX_VALUE_TOKENS} "
+                    "tokens before its '}'",
+                    tok,
+                )
                 raise _ResyncError
             words.append(tok)
 
@@ -361,19 +404,21 @@ class Parser:
         if tok.kind is TokenKind.EOF:
             raise self.eof(tok, "block")
         if tok.kind is TokenKind.RBRACE:
-            self.error(f"missing parameter value for `{key.text}`", tok)
+            self.error(f"missing parameter value for `{clip(key.text)}`", tok)
             return None
         braced = tok.kind is TokenKind.LBRACE
         if spec.type is ParamType.INT_ARRAY and not braced:
             self.advance()
             self.error(
-                f"'{{' missing at `{tok.text}`: `{key.text}` is an array like {{0-63:0}}", tok
+                f"'{{' missing at `{clip(tok.text)}`: `{clip(key.text)}` is an array like "
+                "{0-63:0}",
+                tok,
             )
             return None
         if braced and spec.type not in (ParamType.INT_ARRAY, ParamType.ENUM):
             self.advance()
             self.read_braced(key)
-            self.error(f"invalid {spec.type.value}: `{key.text}` takes a single value", tok)
+            self.error(f"invalid {spec.type.value}: `{clip(key.text)}` takes a single value", tok)
             return None
         self.advance()
         inner: list[Token] = []
@@ -390,19 +435,24 @@ class Parser:
                     return literal, tok
                 return HostName(check_host_name(tok.text), ()), tok
             value = scalar_value(tok.text, spec)
-            if spec.type is ParamType.IFNAME and not hosts.interface_exists(tok.text):
+            if spec.type is ParamType.IFNAME and not self.interface_exists(tok.text):
                 self.reporter.warning(
-                    f"invalid interface `{tok.text}`: it does not exist on this host",
+                    f"invalid interface `{clip(tok.text)}`: it does not exist on this host",
                     self.loc(tok),
                     hint="the filter still matches captures that name this interface",
                 )
             return value, tok
         except BadValueError as problem:
-            self.reporter.error(problem.message, self.problem_location(tok, inner, problem))
-            self.reporter.diagnostics[-1] = replace(
-                self.reporter.diagnostics[-1], hint=problem.hint
+            self.reporter.error(
+                problem.message, self.problem_location(tok, inner, problem), problem.hint
             )
             return None
+
+    def interface_exists(self, name: str) -> bool:
+        """``hosts.interface_exists``, asked once per name per file."""
+        if name not in self._interfaces:
+            self._interfaces[name] = hosts.interface_exists(name)
+        return self._interfaces[name]
 
     def problem_location(
         self, brace: Token, inner: list[Token], problem: BadValueError
@@ -438,14 +488,15 @@ class Parser:
                 break
             if tok.kind is TokenKind.EOF:
                 raise self.eof(tok, "params clause")
-            self.missing_close(tok, "the params clause")
+            if tok.text == "action":
+                self.missing_close(tok, "the params clause")
             if not tok.is_string:
                 self.error("missing parameter name before '{'", tok)
                 self.read_braced(tok)
                 action.broken = True
                 continue
             if tok.text in seen:
-                self.error(f"duplicate parameter `{tok.text}`", tok)
+                self.error(f"duplicate parameter `{clip(tok.text)}`", tok)
                 self.skip_value(tok)
                 continue
             if schema is None:
@@ -454,13 +505,13 @@ class Parser:
             spec = lookup_param(schema.name, tok.text, PARAMS)
             if spec is None:
                 self.invalid_parameter(tok, schema, PARAMS)
-                action.failed_params.add(tok.text)  # maybe a misspelt required one
+                action.failed(tok.text)  # maybe a misspelt required one
                 self.skip_value(tok)
                 continue
             result = self.read_value(tok, spec)
             if result is None:
                 if keep:
-                    action.failed_params.add(tok.text)
+                    action.failed(tok.text)
                 continue
             value, value_tok = result
             if spec.is_action and isinstance(value, str):
@@ -496,7 +547,7 @@ class Parser:
                 hint = f"`{tok.text}` is a parameter of " + " and ".join(owners) + " clauses"
         if hint is None:
             hint = f"{schema.name} accepts: " + (", ".join(names) if names else "global_stats")
-        self.error(f"invalid parameter, {tok.text}, for module {schema.name}", tok, hint)
+        self.error(f"invalid parameter, {clip(tok.text)}, for module {schema.name}", tok, hint)
 
     # -- class and filter --------------------------------------------------------------
 
@@ -509,9 +560,10 @@ class Parser:
                 break
             if tok.kind is TokenKind.EOF:
                 raise self.eof(tok, "class clause")
-            self.missing_close(tok, "the class clause")
+            if tok.text == "action":
+                self.missing_close(tok, "the class clause")
             if tok.text in seen and tok.is_string:
-                self.error(f"duplicate parameter `{tok.text}`", tok)
+                self.error(f"duplicate parameter `{clip(tok.text)}`", tok)
                 self.skip_value(tok)
                 continue
             if tok.is_word("name"):
@@ -556,14 +608,15 @@ class Parser:
                 break
             if tok.kind is TokenKind.EOF:
                 raise self.eof(tok, "filter clause")
-            self.missing_close(tok, "the filter clause")
+            if tok.text == "action":
+                self.missing_close(tok, "the filter clause")
             if not tok.is_string:
                 self.error("missing parameter name before '{'", tok)
                 self.read_braced(tok)
                 action.broken = True
                 continue
             if tok.text in seen and not (tok.text == "if_name" and tok.kind is TokenKind.WORD):
-                self.error(f"duplicate parameter `{tok.text}`", tok)
+                self.error(f"duplicate parameter `{clip(tok.text)}`", tok)
                 self.skip_value(tok)
                 continue
             seen.add(tok.text)

@@ -116,7 +116,7 @@ def service_name(port: int) -> str:
     return str(port)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)
 def user_name(uid: int) -> str:
     """The passwd name of ``uid`` if that name maps back to the same uid, else the number."""
     try:

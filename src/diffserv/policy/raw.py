@@ -3,6 +3,9 @@
 The parser fills them with converted values plus the position of every token, so that
 validation can point at the exact place of a problem; ``build`` then turns them into the
 immutable ``Policy``.
+
+They are slotted and keep empty collections shared until something is added, because a
+large file holds one of each per action, class and filter until checking ends.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ def translate_reference(name: str) -> str:
     return name
 
 
-@dataclass
+_NO_NAMES: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
 class RawItem:
     value: SelectorValue
     name_loc: Location
     value_loc: Location
 
 
-@dataclass
+@dataclass(slots=True)
 class RawClass:
     location: Location
     name: str | None = None
@@ -42,7 +48,7 @@ class RawClass:
     next_loc: Location | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RawFilter:
     location: Location
     name: str | None = None
@@ -54,7 +60,7 @@ class RawFilter:
     instances: int = 1  # kernel filters this one becomes (one per resolved host address)
 
 
-@dataclass
+@dataclass(slots=True)
 class RawAction:
     location: Location
     name: str | None = None
@@ -67,7 +73,12 @@ class RawAction:
     classes: list[RawClass] = field(default_factory=list)
     filters: list[RawFilter] = field(default_factory=list)
     broken: bool = False  # the structure did not parse: skip checks that would cascade
-    failed_params: set[str] = field(default_factory=set)  # params whose value was bad
+    failed_params: frozenset[str] = _NO_NAMES  # params whose value was bad
+
+    def failed(self, name: str) -> None:
+        """Note that parameter ``name`` was given but did not parse."""
+        if name not in self.failed_params:
+            self.failed_params = self.failed_params | {name}
 
     @property
     def schema(self) -> ModuleSchema | None:
@@ -76,7 +87,7 @@ class RawAction:
         return module_schema(self.module)
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedFile:
     fmt_version: str
     actions: list[RawAction]

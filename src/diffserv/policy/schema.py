@@ -133,12 +133,18 @@ class ModuleSchema:
     permanent_classes: tuple[str, ...] = ()
 
     def param(self, name: str) -> ParamSpec | None:
+        index = _PARAM_INDEX.get(self.name)
+        if index is not None and index[0] is self:
+            return index[1].get(name)
         for spec in self.params:
             if spec.name == name:
                 return spec
         return None
 
     def filter_param(self, name: str) -> ParamSpec | None:
+        index = _PARAM_INDEX.get(self.name)
+        if index is not None and index[0] is self:
+            return index[2].get(name)
         for spec in self.filter_params:
             if spec.name == name:
                 return spec
@@ -494,6 +500,16 @@ MODULES: Final[Mapping[str, ModuleSchema]] = MappingProxyType(
     {schema.name: schema for schema in (IPGPC, TOKENMT, TSWTCLMT, DSCPMK, DLCOSMK, FLOWACCT)}
 )
 MODULE_NAMES: Final[tuple[str, ...]] = tuple(MODULES)
+
+# Parameter look-up by name for the built-in schemas (checked per value of a policy file).
+_PARAM_INDEX: dict[str, tuple[ModuleSchema, dict[str, ParamSpec], dict[str, ParamSpec]]] = {
+    schema.name: (
+        schema,
+        {spec.name: spec for spec in schema.params},
+        {spec.name: spec for spec in schema.filter_params},
+    )
+    for schema in MODULES.values()
+}
 
 
 def module_schema(module: str) -> ModuleSchema:

@@ -170,13 +170,20 @@ class Ipgpc:
     def _interface_ids(self, batch: PacketBatch) -> NDArray[np.int64]:
         if not self.index.uses_ifname:
             return np.zeros(batch.n, np.int64)
-        if self._if_cache is None or self._if_cache[0] != batch.interfaces:
-            table = np.array(
-                [self.if_ids.get(name, -1) if name else -1 for name in batch.interfaces],
+        cache = self._if_cache
+        names = batch.interfaces
+        if cache is None or cache[0] is not names:
+            # a reader's list of interfaces only grows at its end: look up just the new ones
+            known, table = cache if cache is not None else ((), np.empty(0, np.int64))
+            if len(names) < len(known) or names[: len(known)] != known:
+                known, table = (), np.empty(0, np.int64)
+            added = np.array(
+                [self.if_ids.get(name, -1) if name else -1 for name in names[len(known) :]],
                 dtype=np.int64,
             )
-            self._if_cache = (batch.interfaces, table)
-        table = self._if_cache[1]
+            cache = (names, np.concatenate([table, added]))
+            self._if_cache = cache
+        table = cache[1]
         ifindex = batch.ifindex.astype(np.int64)
         inside = (ifindex >= 0) & (ifindex < table.shape[0])
         return np.where(inside, table[np.clip(ifindex, 0, table.shape[0] - 1)], -1)
