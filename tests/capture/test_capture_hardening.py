@@ -8,6 +8,7 @@ wherever it can read the packets.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 
 from harness import FuzzTarget, check_one
+from mutations import mutated
 from targets_capture import TARGETS
 
 from diffserv.capture import CaptureWriter, open_capture, synth
@@ -550,39 +552,45 @@ def test_every_seed_runs_cleanly(name: str) -> None:
         check_one(target(name), seed)
 
 
-edits = st.lists(
-    st.tuples(
-        st.sampled_from(["set", "insert", "delete", "cut", "word"]),
-        st.integers(0, 2**20),
-        st.binary(min_size=1, max_size=8),
-    ),
-    min_size=1,
-    max_size=6,
-)
-WORDS = [b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\x0c\x00\x00\x00", b"\x00\x00\x01\x00"]
-
-
-def mutate(data: bytes, changes: list[tuple[str, int, bytes]]) -> bytes:
-    buf = bytearray(data)
-    for op, pos, chunk in changes:
-        at = pos % (len(buf) + 1)
-        if op == "set":
-            buf[at : at + len(chunk)] = chunk
-        elif op == "insert":
-            buf[at:at] = chunk
-        elif op == "delete":
-            del buf[at : at + chunk[0] % 32 + 1]
-        elif op == "word":  # a length, count or type field set to an extreme
-            at -= at % 4
-            buf[at : at + 4] = WORDS[chunk[0] % len(WORDS)]
-        else:
-            del buf[at:]
-    return bytes(buf)
-
-
 @pytest.mark.parametrize("name", ["pcap", "pcapng", "decode"])
 @settings(max_examples=120, deadline=None)
 @given(data=st.data())
 def test_mutated_seeds_fail_cleanly(name: str, data: st.DataObject) -> None:
-    seed = data.draw(st.sampled_from(seeds_of(name)))
-    check_one(target(name), mutate(seed, data.draw(edits)))
+    check_one(target(name), data.draw(mutated(seeds_of(name), target(name).max_len)))
+
+
+@pytest.mark.parametrize(
+    ("damage", "kept_control"),
+    [
+        (struct.pack("<II", 6, 0xFFFFFFF0), True),  # a packet block, impossible length
+        # an IDB too short to be one: the run of control blocks it ends is not written
+        (struct.pack("<III", 1, 12, 0) + struct.pack("<I", 12), False),
+    ],
+)
+def test_damage_after_interface_blocks_keeps_them_whatever_the_batch_size(
+    tmp_path: Path, damage: bytes, kept_control: bool
+) -> None:
+    """Found by `make fuzz`: the blocks before the damage were written only by some batch
+    sizes (the section header and interfaces between the last full batch and the damage
+    were dropped, or the packets before a bad IDB)."""
+    frames = [synth.simple_frame(dport=80 + i) for i in range(3)]
+    first = synth.pcapng_bytes([synth.Section(blocks=frames)])
+    data = synth.pcapng_bytes([synth.Section(blocks=frames), synth.Section(blocks=[])]) + damage
+    path = tmp_path / "damaged.pcapng"
+    path.write_bytes(data)
+    outputs = set()
+    for batch_size in (1, 2, 3, 4, 61):
+        for use_mmap in (False, True):
+            out = io.BytesIO()
+            with (
+                pytest.raises(InputDataError),
+                CaptureReader(path, batch_size=batch_size, use_mmap=use_mmap) as reader,
+            ):
+                writer = CaptureWriter(out, reader, background=False)
+                try:
+                    for batch in reader:
+                        writer.write(batch)
+                finally:
+                    writer.close()
+            outputs.add(out.getvalue())
+    assert outputs == {data[: len(data) - len(damage)] if kept_control else first}

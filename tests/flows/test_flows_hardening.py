@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 
 from harness import FuzzTarget, check_one
+from mutations import mutated
 from targets_flows import TARGETS, sample_records
 
 from diffserv.cli.main import main
@@ -766,38 +767,11 @@ def test_every_seed_runs_cleanly(name: str) -> None:
         target(name).run(seed)
 
 
-mutations = st.lists(
-    st.tuples(
-        st.sampled_from(["set", "insert", "delete", "cut"]),
-        st.integers(0, 2**20),
-        st.binary(min_size=1, max_size=8),
-    ),
-    min_size=1,
-    max_size=6,
-)
-
-
-def mutate(data: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
-    buf = bytearray(data)
-    for op, pos, chunk in edits:
-        at = pos % (len(buf) + 1)
-        if op == "set":
-            buf[at : at + len(chunk)] = chunk
-        elif op == "insert":
-            buf[at:at] = chunk
-        elif op == "delete":
-            del buf[at : at + chunk[0] % 32 + 1]
-        else:
-            del buf[at:]
-    return bytes(buf)
-
-
 @pytest.mark.parametrize("name", TARGET_NAMES)
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_targets_on_mutated_seeds(name: str, data: st.DataObject) -> None:
-    seed = data.draw(st.sampled_from(seeds_of(name)))
-    check_one(target(name), mutate(seed, data.draw(mutations)))
+    check_one(target(name), data.draw(mutated(seeds_of(name), target(name).max_len)))
 
 
 @pytest.mark.parametrize("name", TARGET_NAMES)

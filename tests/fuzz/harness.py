@@ -7,6 +7,10 @@ one-line errors a user sees. Anything else is a finding.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,3 +47,28 @@ def check_one(target: FuzzTarget, data: bytes) -> None:
             f"{target.name}: {type(exc).__name__}: {exc} on input {data[:200]!r}"
             + (" …" if len(data) > 200 else "")
         ) from exc
+
+
+SCRATCH_DIR = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+_scratch_paths: dict[str, str] = {}
+
+
+def scratch_path(ext: str) -> str:
+    """The one temporary file that inputs of format ``ext`` are written to (made once).
+
+    File parsers are fed through a real file, as a user's command would be; one name
+    per format, in memory-backed /dev/shm where there is one, keeps a case cheap.
+    """
+    path = _scratch_paths.get(ext)
+    if path is None:
+        fd, path = tempfile.mkstemp(prefix="diffserv-fuzz-", suffix=f".{ext}", dir=SCRATCH_DIR)
+        os.close(fd)
+        _scratch_paths[ext] = path
+        atexit.register(remove_scratch, path)
+    return path
+
+
+def remove_scratch(path: str) -> None:
+    """Remove a scratch file (atheris ends the process without running atexit)."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -103,6 +103,7 @@ def _stat(text: str, key: str) -> int:
 def _run_target(name: str, runs: int) -> Outcome:
     sys.path.insert(0, str(HERE))
     from all_targets import all_targets
+    from harness import SCRATCH_DIR
 
     target = all_targets()[name]
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{name}-") as corpus:
@@ -117,6 +118,8 @@ def _run_target(name: str, runs: int) -> Outcome:
             env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         seconds = time.monotonic() - start
+        for left in Path(SCRATCH_DIR or tempfile.gettempdir()).glob("diffserv-fuzz-*"):
+            left.unlink(missing_ok=True)  # the child ends without its atexit cleanup
     log = proc.stdout + proc.stderr
     (FINDINGS / f"{name}.log").write_text(log[-200_000:])
     cases = _stat(log, "number_of_executed_units")
@@ -128,7 +131,7 @@ def _run_target(name: str, runs: int) -> Outcome:
         note = (reason[0] if reason else f"exit {proc.returncode}") + (
             f" — {artifact[-1]}" if artifact else ""
         )
-    return Outcome(
+    outcome = Outcome(
         target=name,
         cases=cases,
         per_second=_stat(log, "average_exec_per_sec"),
@@ -137,6 +140,21 @@ def _run_target(name: str, runs: int) -> Outcome:
         findings=int(found),
         note=note,
     )
+    (FINDINGS / f"{name}.json").write_text(json.dumps(asdict(outcome), indent=2) + "\n")
+    return outcome
+
+
+def _saved_outcomes() -> list[Outcome]:
+    """The last outcome saved for each target, in the targets' order."""
+    sys.path.insert(0, str(HERE))
+    from all_targets import all_targets
+
+    found = []
+    for name in all_targets():
+        path = FINDINGS / f"{name}.json"
+        if path.exists():
+            found.append(Outcome(**json.loads(path.read_text())))
+    return found
 
 
 def _table(outcomes: list[Outcome], when: str) -> str:
@@ -180,6 +198,9 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated target names")
     parser.add_argument("--jobs", type=int, default=2, help="targets fuzzed at once")
     parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument(
+        "--report", action="store_true", help="only rebuild the table from the saved outcomes"
+    )
     parser.add_argument("--replay", metavar="FILE")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
@@ -195,6 +216,12 @@ def main() -> int:
         names = [n for n in args.only.split(",") if n]
     if args.replay:
         return _replay(names[0], args.replay)
+    if args.report:
+        table = _table(_saved_outcomes(), time.strftime("%Y-%m-%d"))
+        print(table)
+        if args.update_readme:
+            _update_readme(table)
+        return 0
     FINDINGS.mkdir(exist_ok=True)
     print(
         f"fuzzing {', '.join(names)}: {args.runs:,} cases each, {args.jobs} at a time", flush=True
@@ -210,7 +237,7 @@ def main() -> int:
             )
     outcomes = [future.result() for future in futures]
     when = time.strftime("%Y-%m-%d")
-    table = _table(outcomes, when)
+    table = _table(_saved_outcomes() if args.update_readme else outcomes, when)
     print("\n" + table)
     RESULTS.write_text(json.dumps([asdict(o) for o in outcomes], indent=2) + "\n")
     if args.update_readme:

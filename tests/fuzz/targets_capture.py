@@ -14,17 +14,13 @@ Seeds come from ``diffserv.capture.synth``.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import io
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable
 
 import numpy as np
-from harness import FuzzTarget
+from harness import FuzzTarget, scratch_path
 
 from diffserv.capture import CaptureWriter, synth
 from diffserv.capture.reader import CaptureReader
@@ -37,25 +33,6 @@ from diffserv.packet.rewrite import apply_marks
 LINKTYPES = sorted(SUPPORTED_LINKTYPES)
 GUARD = 16  # bytes either side of a decoded frame that must never change
 CUT_EXTRA = 1000  # wire bytes a "cut" decode input claims beyond the captured ones
-
-_SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-_paths: dict[str, str] = {}
-
-
-def scratch_path(ext: str) -> str:
-    """The one temporary file inputs of format ``ext`` are written to (made on first use)."""
-    path = _paths.get(ext)
-    if path is None:
-        fd, path = tempfile.mkstemp(prefix="diffserv-fuzz-", suffix=f".{ext}", dir=_SCRATCH)
-        os.close(fd)
-        _paths[ext] = path
-        atexit.register(_remove, path)
-    return path
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 # ------------------------------------------------------------------- capture files

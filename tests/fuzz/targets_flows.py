@@ -8,8 +8,6 @@ files our own writers produced plus near misses of them.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import io
 import json
 import os
@@ -17,31 +15,12 @@ import tempfile
 from collections.abc import Callable
 
 import numpy as np
-from harness import FuzzTarget
+from harness import SCRATCH_DIR, FuzzTarget, remove_scratch, scratch_path
 
 from diffserv.flows.reader import read_records
 from diffserv.flows.records import TIME_MAX_NS, TIME_MIN_NS, FlowRecords, parse_address
 from diffserv.flows.summary import render_text, select_actions, summarize
 from diffserv.flows.writers import open_record_writer
-
-_SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-_paths: dict[str, str] = {}
-
-
-def scratch_path(ext: str) -> str:
-    """The one temporary file name inputs of format ``ext`` are written to."""
-    path = _paths.get(ext)
-    if path is None:
-        fd, path = tempfile.mkstemp(prefix="diffserv-fuzz-", suffix=f".{ext}", dir=_SCRATCH)
-        os.close(fd)
-        _paths[ext] = path
-        atexit.register(_remove, path)
-    return path
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 def exercise(path: str) -> None:
@@ -66,7 +45,7 @@ def _runner(ext: str) -> Callable[[bytes], None]:
         try:
             exercise(path)
         finally:  # atheris ends with _exit (no atexit): leave nothing behind
-            _remove(path)
+            remove_scratch(path)
 
     return run
 
@@ -103,7 +82,7 @@ def sample_records(action: str, n: int, extreme: bool = False) -> FlowRecords:
 def written_files(ext: str) -> list[bytes]:
     """Files our writer makes: basic and extended, ordinary and extreme values, empty."""
     out: list[bytes] = []
-    with tempfile.TemporaryDirectory(dir=_SCRATCH) as d:
+    with tempfile.TemporaryDirectory(dir=SCRATCH_DIR) as d:
         for i, (group, batches) in enumerate(
             [
                 ("extended", [sample_records("acct_af1", 5), sample_records("acct_ef", 2)]),

@@ -19,32 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from all_targets import all_targets
 from harness import FuzzTarget, check_one
+from mutations import mutated
 
 TARGETS = all_targets()
 EXAMPLES = 150
-
-
-@st.composite
-def mutated(draw: st.DrawFn, seeds: list[bytes], max_len: int) -> bytes:
-    data = bytearray(draw(st.sampled_from(seeds)))
-    for _ in range(draw(st.integers(0, 6))):
-        kind = draw(st.sampled_from(["flip", "set", "insert", "delete", "splice", "cut"]))
-        pos = draw(st.integers(0, max(len(data) - 1, 0)))
-        if kind == "flip" and data:
-            data[pos] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "set" and data:
-            data[pos] = draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, draw(st.integers(0, 255))]))
-        elif kind == "insert":
-            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
-        elif kind == "delete" and data:
-            del data[pos : pos + draw(st.integers(1, 16))]
-        elif kind == "splice":
-            other = draw(st.sampled_from(seeds))
-            start = draw(st.integers(0, len(other)))
-            data[pos:pos] = other[start : start + draw(st.integers(1, 64))]
-        elif kind == "cut":
-            del data[pos:]
-    return bytes(data[:max_len])
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))

@@ -615,7 +615,9 @@ class CaptureReader:
                 cap.ifindex,
                 *self._decoded_args(cap),
             )
-            if status in (pcapng.SCAN_BAD, pcapng.SCAN_BAD_IFACE, pcapng.SCAN_BAD_TIME) and n:
+            if status in (pcapng.SCAN_BAD, pcapng.SCAN_BAD_IFACE, pcapng.SCAN_BAD_TIME) and (
+                n or pos > span_start
+            ):
                 # everything before the damage is still processed and written
                 yield self._make_batch(cap, n, span_start, pos)
                 cap = self._capacity_batch()
@@ -641,7 +643,13 @@ class CaptureReader:
                 )
             if status == pcapng.SCAN_CONTROL:
                 # section headers and interface descriptions, as many as follow each other
-                pos, big, section, complete = self._control_blocks(pos, big, section, tables)
+                try:
+                    after, big, section, complete = self._control_blocks(pos, big, section, tables)
+                except InputDataError:
+                    if n or pos > span_start:  # what came before the damage is written
+                        yield self._make_batch(cap, n, span_start, pos)
+                    raise
+                pos = after
                 if complete:
                     continue
                 # the block is not complete in the buffer: emit, then refill
