@@ -400,3 +400,18 @@ def test_debug_shows_the_traceback(
     assert main(["run", "--debug", str(work["policy"]), str(work["pcap"]), "-o", str(out)]) == 70
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and "injected fault" in err
+
+
+def test_an_internal_error_in_check_names_the_file(
+    work: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diffserv.cli import policy_cmd
+
+    def broken_check(*args: object, **kw: object) -> None:
+        raise KeyError("injected")
+
+    monkeypatch.setattr(policy_cmd, "check", broken_check)
+    assert main(["check", str(work["policy"])]) == EXIT_INTERNAL
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err]
+    assert err.startswith(f"diffserv: internal error: KeyError: 'injected' (at {work['policy']})")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from typing import Any
 
+from diffserv.cli.position import set_position
 from diffserv.errors import UsageError
 from diffserv.flows.reader import merge_tables, read_records
 from diffserv.flows.summary import SORT_KEYS, render_text, select_actions, summarize
@@ -61,7 +63,12 @@ def run(args: argparse.Namespace) -> int:
     paths: list[str] = args.files
     if any(not path for path in paths):
         raise UsageError("flows: FILE must not be empty")
-    table = merge_tables([read_records(path) for path in paths])
+    tables = []
+    for path in paths:
+        set_position(functools.partial(str, path))  # for the report of an internal error
+        tables.append(read_records(path))
+    set_position(lambda: ", ".join(paths))
+    table = merge_tables(tables)
     if args.action:
         table = select_actions(table, args.action)
     summary = summarize(table, top=args.top, sort=args.sort)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from diffserv.cli.position import set_position
 from diffserv.errors import UsageError
 from diffserv.policy import (
     Resolver,
@@ -119,6 +120,7 @@ def parse_host_option(values: Sequence[str] | None) -> Resolver | None:
 def load_policy(path: str, *, strict: bool = False, resolver: Resolver | None = None) -> Loaded:
     """Read and check one file; raises ``UnreadableFileError`` when it cannot be read."""
     filename, text = _read(path)
+    set_position(lambda: filename)  # for the report of an internal error
     result = check(text, filename, strict=strict, resolver=resolver)
     return Loaded(
         filename,
