@@ -95,4 +95,4 @@ def run_policy(data: bytes) -> None:
     explain_policy(policy, title="fuzz.conf")
 
 
-TARGETS = [FuzzTarget("policy", run_policy, seeds, max_len=1 << 16)]
+TARGETS = [FuzzTarget("policy", run_policy, seeds, max_len=1 << 10)]
