@@ -235,15 +235,24 @@ def _run_capture(policy: Any, args: argparse.Namespace, done: _Outputs) -> dict[
             # stay; a file that got no record at all is not left behind
             with contextlib.suppress(DiffservError):
                 flow_sink.close()
-            done.flow_records = flow_sink.records_written
+            _note_flows(done, flow_sink)
             if not flow_sink.records_written and not existed:
                 with contextlib.suppress(OSError):
                     os.unlink(args.flows)
                 done.flows_removed = True
             raise
-        flow_sink.close()
-        done.flow_records = flow_sink.records_written
+        try:
+            flow_sink.close()
+        finally:
+            _note_flows(done, flow_sink)
         return stats
+
+
+def _note_flows(done: _Outputs, flow_sink: Any) -> None:
+    """Record what the flow file keeps; a writer that failed has said so in its own error."""
+    done.flow_records = flow_sink.records_written
+    if flow_sink.failed:
+        done.flows = None
 
 
 def _run_opened(
