@@ -33,7 +33,7 @@ def our_pass(src: str, dst: str) -> None:
     with open_capture(src) as reader, open(dst, "wb", buffering=0) as out:
         writer = CaptureWriter(out, reader)
         for batch in reader:
-            batch.new_ds[batch.ip_version != 0] = TOS
+            batch.cols.new_ds[batch.cols.ip_version != 0] = TOS
             apply_marks(batch)
             writer.write(batch)
         writer.close()

@@ -24,7 +24,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 os.environ.setdefault("NUMBA_CACHE_DIR", str(HERE.parent / ".numba-cache"))
 
-from diffserv.engine.batch import PacketBatch  # noqa: E402
+from diffserv.columns import PacketBatch  # noqa: E402
 from diffserv.engine.graph import compile_policy  # noqa: E402
 from diffserv.policy.model import Action, Class, Filter, Policy  # noqa: E402
 
@@ -68,26 +68,26 @@ def make_batches(packets: int, rng: np.random.Generator) -> list[PacketBatch]:
         n = min(BATCH, packets - start)
         b = PacketBatch.allocate(np.zeros(1, np.uint8), n)
         v6 = rng.random(n) < 0.25
-        b.ip_version[:] = np.where(v6, 6, 4)
+        b.cols.ip_version[:] = np.where(v6, 6, 4)
         src4 = (10 << 24) | rng.integers(0, 1 << 20, n)
         dst4 = (192 << 24) | (168 << 16) | rng.integers(0, 1 << 14, n)
-        b.saddr_lo[:] = np.where(v6, rng.integers(0, 1 << 62, n), V4_MAPPED | src4).astype(
+        b.cols.saddr_lo[:] = np.where(v6, rng.integers(0, 1 << 62, n), V4_MAPPED | src4).astype(
             np.uint64
         )
-        b.daddr_lo[:] = np.where(v6, rng.integers(0, 1 << 62, n), V4_MAPPED | dst4).astype(
+        b.cols.daddr_lo[:] = np.where(v6, rng.integers(0, 1 << 62, n), V4_MAPPED | dst4).astype(
             np.uint64
         )
         hi = (0x20010DB8 << 32) | (rng.integers(0, 1 << 14, n) << 16)
-        b.daddr_hi[:] = np.where(v6, hi, 0).astype(np.uint64)
-        b.protocol[:] = np.where(rng.random(n) < 0.7, 6, 17)
-        b.sport[:] = rng.integers(1024, 65535, n)
-        b.dport[:] = np.where(
+        b.cols.daddr_hi[:] = np.where(v6, hi, 0).astype(np.uint64)
+        b.cols.protocol[:] = np.where(rng.random(n) < 0.7, 6, 17)
+        b.cols.sport[:] = rng.integers(1024, 65535, n)
+        b.cols.dport[:] = np.where(
             rng.random(n) < 0.6,
             np.array(PORTS)[rng.integers(0, 10, n)],
             rng.integers(1000, 12000, n),
         )
-        b.direction[:] = 2
-        b.ip_len[:] = 500
+        b.cols.direction[:] = 2
+        b.cols.ip_len[:] = 500
         out.append(b)
     return out
 

@@ -121,23 +121,23 @@ def meter_counters(stats: Path) -> dict[str, int]:
 
 def kernel_alone(rows: int) -> None:
     """Meter operators alone on synthetic rows, against a dscpmk-like numpy pass."""
-    from diffserv.engine.batch import IPV4, PacketBatch
+    from diffserv.columns import IPV4, PacketBatch
     from diffserv.engine.context import BuildContext, EngineOptions
     from diffserv.engine.modules import factory_for
     from diffserv.policy.model import Action
 
     rng = np.random.default_rng(1)
     batch = PacketBatch.allocate(np.zeros(0, np.uint8), rows)
-    batch.ts_ns[:] = np.cumsum(rng.integers(0, 7000, rows))
-    batch.ip_len[:] = rng.choice(np.array([40, 576, 1500], np.uint32), rows)
-    batch.ip_version[:] = IPV4
-    batch.ds_byte[:] = rng.integers(0, 256, rows, dtype=np.uint8)
+    batch.cols.ts_ns[:] = np.cumsum(rng.integers(0, 7000, rows))
+    batch.cols.ip_len[:] = rng.choice(np.array([40, 576, 1500], np.uint32), rows)
+    batch.cols.ip_version[:] = IPV4
+    batch.cols.ds_byte[:] = rng.integers(0, 256, rows, dtype=np.uint8)
     idx = np.arange(rows, dtype=np.int64)
 
     start = time.perf_counter()
     dscp_map = np.arange(64, dtype=np.int16)
     ds = batch.current_ds()[idx]
-    batch.new_ds[idx] = (dscp_map[ds >> 2] << 2) | (ds & 3)
+    batch.cols.new_ds[idx] = (dscp_map[ds >> 2] << 2) | (ds & 3)
     plain = time.perf_counter() - start
     print(f"  dscpmk-like numpy pass over {rows:,} rows: {plain * 1e3:7.1f} ms")
 

@@ -33,7 +33,7 @@ from targets_capture import TARGETS
 from diffserv.capture import CaptureWriter, open_capture, synth
 from diffserv.capture.reader import CaptureReader
 from diffserv.cli.main import main
-from diffserv.engine.batch import FLAG_HEADER_CUT, FLAG_LENGTH_FROM_FRAME
+from diffserv.columns import FLAG_HEADER_CUT, FLAG_LENGTH_FROM_FRAME
 from diffserv.errors import InputDataError
 from diffserv.packet.rewrite import apply_marks
 
@@ -45,7 +45,7 @@ def _mark_all(src: Path, dst: Path, ds: int = EF, **kw: Any) -> CaptureReader:
     with open_capture(src, **kw) as reader, dst.open("wb") as out:
         writer = CaptureWriter(out, reader, background=False)
         for batch in reader:
-            batch.new_ds[batch.ip_version != 0] = ds
+            batch.cols.new_ds[batch.cols.ip_version != 0] = ds
             apply_marks(batch)
             writer.write(batch)
         writer.close()
@@ -106,9 +106,9 @@ def test_jumbogram_offload_and_header_cut_are_classified_and_counted(
     ds: list[int] = []
     with open_capture(path, batch_size=3) as reader:
         for batch in reader:
-            ip_len += batch.ip_len.tolist()
-            flags += batch.flags.tolist()
-            ds += batch.ds_byte.tolist()
+            ip_len += batch.cols.ip_len.tolist()
+            flags += batch.cols.flags.tolist()
+            ds += batch.cols.ds_byte.tolist()
     c = reader.counters
     assert (c.packets, c.malformed, c.non_ip) == (8, 0, 0)
     assert (c.truncated, c.header_cut, c.length_from_frame) == (5, 4, 2)
@@ -211,7 +211,7 @@ def test_run_classifies_cut_packets_on_the_ds_byte_and_reports_the_counts(
     assert "cut by the snap length: 5 (classified), 4 of them inside the IP header" in err
     assert "IP length 0 (segmentation offload): 2, length taken from the frame" in err
     with open_capture(out) as reader:
-        ds = [d for batch in reader for d in batch.ds_byte.tolist()]
+        ds = [d for batch in reader for d in batch.cols.ds_byte.tolist()]
     assert ds == [40, 0, 48, 40, 40, 40, 40, EF]
 
 
@@ -308,9 +308,9 @@ def test_ppp_in_pcapng_with_direction(tmp_path: Path) -> None:
     path = synth.write_pcapng(tmp_path / "a.pcapng", sections=[sec])
     with open_capture(path) as reader:
         batch = next(iter(reader))
-        assert batch.ip_version.tolist() == [4, 6]
-        assert batch.direction.tolist() == [2, 1]
-        assert [batch.interfaces[i] for i in batch.ifindex] == ["ppp0", "ppp1"]
+        assert batch.cols.ip_version.tolist() == [4, 6]
+        assert batch.cols.direction.tolist() == [2, 1]
+        assert [batch.interfaces[i] for i in batch.cols.ifindex] == ["ppp0", "ppp1"]
     assert reader.warnings == []
 
 
@@ -370,7 +370,7 @@ def _pcapng_times(
 
 def _times(path: str) -> list[int]:
     with open_capture(path, batch_size=1) as reader:
-        return [t for batch in reader for t in batch.ts_ns.tolist()]
+        return [t for batch in reader for t in batch.cols.ts_ns.tolist()]
 
 
 @pytest.mark.parametrize(
@@ -395,7 +395,7 @@ def test_time_stamps_beyond_int64_ns_stop_with_the_packet_named(
     seen: list[int] = []
     with pytest.raises(InputDataError) as info, open_capture(path, batch_size=1) as reader:
         for batch in reader:
-            seen += batch.number.tolist()
+            seen += batch.cols.number.tolist()
     message = str(info.value)
     if tsoffset is None or abs(tsoffset) < 10**9:  # the first packet is fine, not the second
         assert seen == [1] and message.startswith(f"{path}: packet 2: the time stamp")

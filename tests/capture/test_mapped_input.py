@@ -14,7 +14,7 @@ import pytest
 from diffserv.capture import CaptureWriter, synth
 from diffserv.capture.read_ahead import read_ahead
 from diffserv.capture.reader import MMAP_ENV, CaptureReader
-from diffserv.engine.batch import ACTION_DROP
+from diffserv.columns import ACTION_DROP
 from diffserv.packet.rewrite import apply_marks
 
 WINDOW = 1 << 16  # the smallest window: ~40 window boundaries in the files below
@@ -54,10 +54,10 @@ def run(path: Path, *, use_mmap: bool, batch_size: int, slow: bool = False) -> t
         assert (r._map is not None) == use_mmap
         writer = CaptureWriter(out, r)
         for batch in read_ahead(r):
-            batch.new_ds[:] = ((batch.number * 11) % 64 << 2) | (batch.ds_byte & 3)
-            batch.new_pcp[:] = (batch.number % 8).astype(np.int8)
+            batch.cols.new_ds[:] = ((batch.cols.number * 11) % 64 << 2) | (batch.cols.ds_byte & 3)
+            batch.cols.new_pcp[:] = (batch.cols.number % 8).astype(np.int8)
             apply_marks(batch)
-            batch.action[batch.number % 13 == 0] = ACTION_DROP
+            batch.cols.action[batch.cols.number % 13 == 0] = ACTION_DROP
             writer.write(batch)
         writer.close()
         if use_mmap:  # pages behind the last windows were given back
@@ -131,5 +131,5 @@ def test_a_batch_kept_after_close_stays_readable(inputs: dict[str, Path]) -> Non
     with CaptureReader(inputs["pcap"], chunk_size=WINDOW) as reader:
         first = next(iter(reader))
     # the mapping lives on while a batch refers to it
-    start = int(first.rec_off[0])
+    start = int(first.cols.rec_off[0])
     assert bytes(first.buf[start : start + 16]) == inputs["pcap"].read_bytes()[24:40]

@@ -27,7 +27,7 @@ def collect(path: Path, **kw: Any) -> tuple[dict[str, list[Any]], CaptureReader]
     with open_capture(path, **kw) as reader:
         for batch in reader:
             for name in names:
-                out.setdefault(name, []).extend(getattr(batch, name).tolist())
+                out.setdefault(name, []).extend(getattr(batch.cols, name).tolist())
             out.setdefault("interfaces", []).append(batch.interfaces)
     return out, reader
 
@@ -119,7 +119,7 @@ def test_results_do_not_depend_on_batch_or_chunk_size(tmp_path: Path, batch_size
         sports: list[int] = []
         with CaptureReader(path, batch_size=batch_size, chunk_size=1 << 16) as small:
             for batch in small:
-                sports.extend(batch.sport.tolist())
+                sports.extend(batch.cols.sport.tolist())
         assert sports == ref["sport"]
 
 
@@ -128,7 +128,7 @@ def test_record_bigger_than_chunk_grows_buffer(tmp_path: Path) -> None:
     path = Path(synth.write_file(tmp_path / "a.pcap", synth.pcap_bytes([big, big, frames(1)[0]])))
     reader = CaptureReader(path, chunk_size=1 << 16)
     with reader:
-        lens = [int(x) for b in reader for x in b.cap_len]
+        lens = [int(x) for b in reader for x in b.cols.cap_len]
     assert lens == [len(big), len(big), len(frames(1)[0])]
 
 
@@ -185,7 +185,7 @@ def test_truncated_last_record_after_processing_the_rest(tmp_path: Path, fmt: st
         pytest.raises(InputDataError, match="capture ends inside") as info,
     ):
         for batch in reader:
-            seen.extend(batch.number.tolist())
+            seen.extend(batch.cols.number.tolist())
     assert seen == [1, 2, 3]
     assert str(path) in str(info.value)
     if fmt == "pcap":
@@ -224,7 +224,7 @@ def test_corrupt_pcapng_block(tmp_path: Path) -> None:
     seen: list[int] = []
     with open_capture(path) as reader, pytest.raises(InputDataError, match="corrupt pcapng"):
         for batch in reader:
-            seen.extend(batch.number.tolist())
+            seen.extend(batch.cols.number.tolist())
     assert seen == [1]
 
 
@@ -262,7 +262,7 @@ def test_records_longer_than_the_read_ahead_reserve(tmp_path: Path, prefetch: bo
     for name, data in (("a.pcap", pcap), ("a.pcapng", ng)):
         path = Path(synth.write_file(tmp_path / name, data))
         with CaptureReader(path, chunk_size=1 << 16, batch_size=7, prefetch=prefetch) as reader:
-            lens = [int(x) for b in reader for x in b.cap_len]
+            lens = [int(x) for b in reader for x in b.cols.cap_len]
         assert lens == [len(f) for f in items]
 
 
@@ -272,7 +272,7 @@ def test_prefetch_and_plain_reads_agree(tmp_path: Path) -> None:
     results = []
     for prefetch in (True, False):
         with CaptureReader(path, chunk_size=1 << 16, prefetch=prefetch) as reader:
-            results.append([s for b in reader for s in b.sport.tolist()])
+            results.append([s for b in reader for s in b.cols.sport.tolist()])
     assert results[0] == results[1] == list(range(2000))
 
 

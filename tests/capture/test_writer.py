@@ -14,7 +14,7 @@ import pytest
 
 from diffserv.capture import CaptureWriter, open_capture, synth
 from diffserv.capture.reader import CaptureReader
-from diffserv.engine.batch import ACTION_DROP
+from diffserv.columns import ACTION_DROP
 from diffserv.packet.rewrite import apply_marks
 
 
@@ -62,11 +62,13 @@ def write_through(
         writer = CaptureWriter(out, reader, background=background)
         for batch in reader:
             if mark:
-                batch.new_ds[:] = ((batch.number * 5) % 64 << 2) | (batch.ds_byte & 3)
-                batch.new_pcp[:] = (batch.number % 8).astype(np.int8)
+                batch.cols.new_ds[:] = ((batch.cols.number * 5) % 64 << 2) | (
+                    batch.cols.ds_byte & 3
+                )
+                batch.cols.new_pcp[:] = (batch.cols.number % 8).astype(np.int8)
                 apply_marks(batch)
             if drop_every:
-                batch.action[batch.number % drop_every == 0] = ACTION_DROP
+                batch.cols.action[batch.cols.number % drop_every == 0] = ACTION_DROP
             writer.write(batch)
         writer.close()
     return out.getvalue(), writer
@@ -135,9 +137,9 @@ def test_dropped_packets_are_removed(captures: dict[str, Path], tmp_path: Path) 
     out = tmp_path / "out.pcap"
     out.write_bytes(data)
     with open_capture(out) as reader:
-        kept = [int(x) for b in reader for x in b.sport]
+        kept = [int(x) for b in reader for x in b.cols.sport]
     with open_capture(captures["pcap"]) as reader:
-        original = [int(x) for b in reader for x in b.sport]
+        original = [int(x) for b in reader for x in b.cols.sport]
     assert kept == [s for i, s in enumerate(original, 1) if i % 3]
 
 

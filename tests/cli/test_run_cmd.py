@@ -267,7 +267,7 @@ def test_truncated_capture_keeps_everything_before_the_cut(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "packet 40" in err
     with open_capture(out) as reader:
-        numbers = [int(n) for batch in reader for n in batch.number]
+        numbers = [int(n) for batch in reader for n in batch.cols.number]
     kept = [i for i in range(39) if _expected(i) is not None]
     assert len(numbers) == len(kept)
     assert json.loads(stats.read_text())["packets"] == 39

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from diffserv.engine.batch import PacketBatch
+from diffserv.columns import PacketBatch
+from diffserv.directions import LOCAL_OUT
 from diffserv.engine.context import EngineOptions
 from diffserv.engine.graph import ActionGraph, compile_policy
-from diffserv.policy.model import LOCAL_OUT, Action, Class, Filter, Policy
+from diffserv.policy.model import Action, Class, Filter, Policy
 
 V4_MAPPED = 0xFFFF << 32
 
@@ -28,27 +29,27 @@ def make_batch(packets: list[dict[str, Any]], interfaces: tuple[str, ...] = ("",
     batch = PacketBatch.allocate(np.zeros(16, np.uint8), n)
     batch.interfaces = interfaces
     for i, p in enumerate(packets):
-        batch.number[i] = i + 1
-        batch.ts_ns[i] = p.get("ts", 1000 * (i + 1))
+        batch.cols.number[i] = i + 1
+        batch.cols.ts_ns[i] = p.get("ts", 1000 * (i + 1))
         if p.get("ip", True):
             ver, shi, slo = addr_words(p.get("src", "192.0.2.1"))
             _, dhi, dlo = addr_words(p.get("dst", "198.51.100.1"))
-            batch.ip_version[i] = ver
-            batch.saddr_hi[i], batch.saddr_lo[i] = shi, slo
-            batch.daddr_hi[i], batch.daddr_lo[i] = dhi, dlo
-            batch.l3_off[i] = 14
-        batch.protocol[i] = p.get("proto", 17)
-        batch.sport[i] = p.get("sport", 1024)
-        batch.dport[i] = p.get("dport", 80)
-        batch.ds_byte[i] = p.get("ds", 0)
-        batch.direction[i] = p.get("dir", LOCAL_OUT)
-        batch.ifindex[i] = p.get("ifindex", 0)
-        batch.uid[i] = p.get("uid", -1)
-        batch.projid[i] = p.get("projid", -1)
-        batch.flags[i] = p.get("flags", 0)
-        batch.ip_len[i] = p.get("len", 100)
-        batch.wire_len[i] = p.get("len", 100) + 14
-        batch.vlan_off[i] = 12 if p.get("vlan") else -1
+            batch.cols.ip_version[i] = ver
+            batch.cols.saddr_hi[i], batch.cols.saddr_lo[i] = shi, slo
+            batch.cols.daddr_hi[i], batch.cols.daddr_lo[i] = dhi, dlo
+            batch.cols.l3_off[i] = 14
+        batch.cols.protocol[i] = p.get("proto", 17)
+        batch.cols.sport[i] = p.get("sport", 1024)
+        batch.cols.dport[i] = p.get("dport", 80)
+        batch.cols.ds_byte[i] = p.get("ds", 0)
+        batch.cols.direction[i] = p.get("dir", LOCAL_OUT)
+        batch.cols.ifindex[i] = p.get("ifindex", 0)
+        batch.cols.uid[i] = p.get("uid", -1)
+        batch.cols.projid[i] = p.get("projid", -1)
+        batch.cols.flags[i] = p.get("flags", 0)
+        batch.cols.ip_len[i] = p.get("len", 100)
+        batch.cols.wire_len[i] = p.get("len", 100) + 14
+        batch.cols.vlan_off[i] = 12 if p.get("vlan") else -1
     return batch
 
 
@@ -71,4 +72,4 @@ def classes_of(graph: ActionGraph, batch: PacketBatch) -> list[str]:
     """Run the batch; the class name each packet got ('-' for none)."""
     graph.run(batch)
     op: Any = graph.classifier
-    return [op.classes[c].name if c >= 0 else "-" for c in batch.class_id]
+    return [op.classes[c].name if c >= 0 else "-" for c in batch.cols.class_id]

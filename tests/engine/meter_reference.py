@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from diffserv.engine.batch import FLAG_MALFORMED, IPV4, PacketBatch
+from diffserv.columns import FLAG_MALFORMED, IPV4, PacketBatch
 from diffserv.engine.context import BuildContext, EngineOptions
 from diffserv.engine.modules import factory_for
 from diffserv.engine.operator import Operator
@@ -198,16 +198,16 @@ def build(action: Action, seed: int = 20260101) -> Operator:
 def make_batch(packets: Sequence[Packet], marked: Sequence[int] | None = None) -> PacketBatch:
     """A batch holding ``packets``; ``marked`` (per packet, -1 = none) sets new_ds."""
     batch = PacketBatch.allocate(np.zeros(0, np.uint8), len(packets))
-    batch.number[:] = np.arange(1, len(packets) + 1)
-    batch.ts_ns[:] = [p.ts_ns for p in packets]
-    batch.ip_len[:] = [p.ip_len for p in packets]
-    batch.ds_byte[:] = [p.ds for p in packets]
-    batch.ip_version[:] = IPV4
+    batch.cols.number[:] = np.arange(1, len(packets) + 1)
+    batch.cols.ts_ns[:] = [p.ts_ns for p in packets]
+    batch.cols.ip_len[:] = [p.ip_len for p in packets]
+    batch.cols.ds_byte[:] = [p.ds for p in packets]
+    batch.cols.ip_version[:] = IPV4
     for i, p in enumerate(packets):
         if not p.valid:
-            batch.flags[i] = FLAG_MALFORMED
+            batch.cols.flags[i] = FLAG_MALFORMED
     if marked is not None:
-        batch.new_ds[:] = marked
+        batch.cols.new_ds[:] = marked
     return batch
 
 
@@ -223,7 +223,7 @@ def run_operator(
     nexts: list[int] = []
     for start, stop in itertools.pairwise(bounds):
         nexts += op.process(batch, np.arange(start, stop, dtype=np.int64)).tolist()
-    return nexts, batch.colour.tolist()
+    return nexts, batch.cols.colour.tolist()
 
 
 def run_model(model: TokenMeterModel | TswModel, packets: Sequence[Packet]) -> list[int | None]:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diffserv.engine.batch import ACTION_CONTINUE, ACTION_DROP, PacketBatch
+from diffserv.columns import ACTION_CONTINUE, ACTION_DROP, PacketBatch
 from diffserv.engine.context import BuildContext, EngineOptions
 from diffserv.engine.modules import factory_for
 from diffserv.engine.modules.flowacct import FlowacctOperator, FlowTable, build
@@ -148,20 +148,20 @@ class Collect:
 def make_batch(pkts: list[Pkt]) -> PacketBatch:
     b = PacketBatch.allocate(np.zeros(0, np.uint8), len(pkts))
     for i, p in enumerate(pkts):
-        b.number[i] = i + 1
-        b.ts_ns[i] = p.ts
-        b.ip_version[i] = 4 if (p.saddr >> 32) == 0xFFFF else 6
-        b.saddr_hi[i] = p.saddr >> 64
-        b.saddr_lo[i] = p.saddr & (2**64 - 1)
-        b.daddr_hi[i] = p.daddr >> 64
-        b.daddr_lo[i] = p.daddr & (2**64 - 1)
-        b.sport[i] = p.sport
-        b.dport[i] = p.dport
-        b.protocol[i] = p.proto
-        b.ds_byte[i] = p.ds
-        b.ip_len[i] = p.length
-        b.projid[i] = p.projid
-        b.uid[i] = p.uid
+        b.cols.number[i] = i + 1
+        b.cols.ts_ns[i] = p.ts
+        b.cols.ip_version[i] = 4 if (p.saddr >> 32) == 0xFFFF else 6
+        b.cols.saddr_hi[i] = p.saddr >> 64
+        b.cols.saddr_lo[i] = p.saddr & (2**64 - 1)
+        b.cols.daddr_hi[i] = p.daddr >> 64
+        b.cols.daddr_lo[i] = p.daddr & (2**64 - 1)
+        b.cols.sport[i] = p.sport
+        b.cols.dport[i] = p.dport
+        b.cols.protocol[i] = p.proto
+        b.cols.ds_byte[i] = p.ds
+        b.cols.ip_len[i] = p.length
+        b.cols.projid[i] = p.projid
+        b.cols.uid[i] = p.uid
     return b
 
 
@@ -255,7 +255,7 @@ def test_full_table_fails_the_packet_and_drops_it() -> None:
 def test_non_ip_packets_pass_unaccounted() -> None:
     op, _ = make_op(timer=None, timeout=None, max_limit=10)
     batch = make_batch([udp(0, 1), udp(1, 2)])
-    batch.ip_version[0] = 0
+    batch.cols.ip_version[0] = 0
     assert op.process(batch, np.array([0, 1], dtype=np.int64)).tolist() == [ACTION_CONTINUE] * 2
     assert op.counters()["npackets"] == 1
 
@@ -263,7 +263,7 @@ def test_non_ip_packets_pass_unaccounted() -> None:
 def test_dsfield_is_the_byte_as_marked_by_earlier_actions() -> None:
     op, sink = make_op(timer=None, timeout=None, max_limit=10)
     batch = make_batch([udp(0, 1, ds=1)])
-    batch.new_ds[0] = 46 << 2 | 1
+    batch.cols.new_ds[0] = 46 << 2 | 1
     op.process(batch, np.array([0], dtype=np.int64))
     op.finish()
     assert sink.records()[0][5] == 46 << 2 | 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from engine_helpers import classifier_policy, make_batch
 
-from diffserv.engine.batch import ACTION_CONTINUE, ACTION_DROP, PacketBatch
+from diffserv.columns import ACTION_CONTINUE, ACTION_DROP, PacketBatch, columns_of
 from diffserv.engine.graph import compile_policy, topological_order
 from diffserv.engine.pipeline import run_batches
 from diffserv.errors import PolicyFileError
@@ -46,7 +46,12 @@ def test_drop_continue_and_non_ip() -> None:
     graph = compile_policy(_policy())
     batch = make_batch([{"dport": 80}, {"dport": 666}, {"dport": 1}, {"ip": False}])
     graph.run(batch)
-    assert list(batch.action) == [ACTION_CONTINUE, ACTION_DROP, ACTION_CONTINUE, ACTION_CONTINUE]
+    assert list(batch.cols.action) == [
+        ACTION_CONTINUE,
+        ACTION_DROP,
+        ACTION_CONTINUE,
+        ACTION_CONTINUE,
+    ]
     assert graph.outcomes["drop"].packets == 1
     assert graph.outcomes["continue"].packets == 2
     assert graph.not_ip.packets == 1
@@ -56,12 +61,8 @@ def test_drop_continue_and_non_ip() -> None:
 def _split(batch: PacketBatch, size: int) -> list[PacketBatch]:
     out = []
     for start in range(0, batch.n, size):
-        part = PacketBatch.allocate(batch.buf, min(size, batch.n - start))
-        for name in PacketBatch.__slots__:  # type: ignore[attr-defined]
-            value = getattr(batch, name)
-            if isinstance(value, np.ndarray) and name != "buf":
-                setattr(part, name, value[start : start + size].copy())
-        out.append(part)
+        cols = columns_of(array[start : start + size].copy() for array in batch.cols)
+        out.append(PacketBatch(buf=batch.buf, cols=cols, interfaces=batch.interfaces))
     return out
 
 
@@ -76,8 +77,8 @@ def test_results_do_not_depend_on_batch_size(size: int) -> None:
     ref = run_batches(compile_policy(_policy()), [whole], None, rewrite=lambda b: None)
     parts = _split(make_batch(packets), size)
     got = run_batches(compile_policy(_policy()), parts, None, rewrite=lambda b: None)
-    assert np.array_equal(np.concatenate([p.new_ds for p in parts]), whole.new_ds)
-    assert np.array_equal(np.concatenate([p.action for p in parts]), whole.action)
+    assert np.array_equal(np.concatenate([p.cols.new_ds for p in parts]), whole.cols.new_ds)
+    assert np.array_equal(np.concatenate([p.cols.action for p in parts]), whole.cols.action)
     for key in ("actions", "classes", "dscp_transitions", "written", "dropped"):
         assert got.stats[key] == ref.stats[key]
 

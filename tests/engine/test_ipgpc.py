@@ -9,12 +9,9 @@ from engine_helpers import classes_of, classifier_policy, graph_for, make_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diffserv.engine.batch import FLAG_MALFORMED
+from diffserv.columns import FLAG_MALFORMED
+from diffserv.directions import FWD_IN, FWD_OUT, LOCAL_IN, LOCAL_OUT
 from diffserv.policy.model import (
-    FWD_IN,
-    FWD_OUT,
-    LOCAL_IN,
-    LOCAL_OUT,
     Class,
     Filter,
     HostName,
@@ -187,7 +184,7 @@ def test_statistics_global_and_per_class() -> None:
     per_class = graph.classifier.class_counters()  # type: ignore[attr-defined]
     assert per_class["web"] == {"npackets": 2, "nbytes": 160, "last_match": 9}
     assert per_class["default"] == {"npackets": 1, "nbytes": 40, "last_match": 7}
-    assert list(batch.class_id[3:]) == [-1, -1]
+    assert list(batch.cols.class_id[3:]) == [-1, -1]
     assert graph.malformed_count == 1 and graph.malformed_numbers == [4]
     assert graph.not_ip.packets == 1
 
@@ -198,7 +195,7 @@ def test_malformed_frame_without_ip_version_counts_as_ipgpc_error() -> None:
     graph.run(batch)
     assert graph.counters()["ipgpc.classify"]["epackets"] == 1
     assert graph.not_ip.packets == 1
-    assert list(batch.action) == [-2, -2] and list(batch.new_ds) == [-1, -1]
+    assert list(batch.cols.action) == [-2, -2] and list(batch.cols.new_ds) == [-1, -1]
 
 
 def test_class_default_may_be_redefined() -> None:
@@ -209,7 +206,7 @@ def test_class_default_may_be_redefined() -> None:
     graph = graph_for(policy)
     batch = make_batch([{"dport": 80}, {"dport": 81}])
     graph.run(batch)
-    assert list(batch.action) == [-2, -4]
+    assert list(batch.cols.action) == [-2, -4]
 
 
 # ---------------------------------------------------------------- reference comparison

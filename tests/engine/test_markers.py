@@ -10,9 +10,10 @@ from engine_helpers import classifier_policy, graph_for, make_batch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffserv.engine.batch import ACTION_CONTINUE
+from diffserv.columns import ACTION_CONTINUE
+from diffserv.directions import FWD_IN, FWD_OUT, LOCAL_IN, LOCAL_OUT
 from diffserv.errors import PolicyFileError
-from diffserv.policy.model import FWD_IN, FWD_OUT, LOCAL_IN, LOCAL_OUT, Action, Class, Filter
+from diffserv.policy.model import Action, Class, Filter
 
 
 def _marker_graph(marker: Action, **options: Any) -> Any:
@@ -47,7 +48,7 @@ def test_dscpmk_keeps_ecn_and_counts() -> None:
         ]
     )
     graph.run(batch)
-    assert list(batch.new_ds) == [0xB8, 0xBB, -1, -1, -1, 0xB8]
+    assert list(batch.cols.new_ds) == [0xB8, 0xBB, -1, -1, -1, 0xB8]
     assert list(batch.current_ds()) == [0xB8, 0xBB, 0x29, 0x01, 0x02, 0xB8]
     assert dict(graph.counters()["mark"]) == {
         "npackets": 6,
@@ -66,7 +67,7 @@ def test_dscpmk_default_map_is_identity() -> None:
     graph = _marker_graph(dscpmk())
     batch = make_batch([{"ds": 0xB9}])
     graph.run(batch)
-    assert list(batch.new_ds) == [-1]
+    assert list(batch.cols.new_ds) == [-1]
     assert graph.counters()["mark"]["dscp_unchanged"] == 1
 
 
@@ -81,8 +82,8 @@ def test_marker_chain_reads_earlier_marks() -> None:
     assert [op.name for op in graph.operators] == ["ipgpc.classify", "m1", "m2"]
     batch = make_batch([{"ds": 0x01}])
     graph.run(batch)
-    assert list(batch.new_ds) == [0xB9]
-    assert list(batch.action) == [ACTION_CONTINUE]
+    assert list(batch.cols.new_ds) == [0xB9]
+    assert list(batch.cols.action) == [ACTION_CONTINUE]
 
 
 def dlcosmk(cos: int) -> Action:
@@ -106,7 +107,7 @@ def test_dlcosmk_pcp_by_mode(cos: int, mode: str, pcp: int) -> None:
     graph = _marker_graph(dlcosmk(cos), cos_mode=mode)
     batch = make_batch([{"vlan": True}, {"vlan": False}, {"vlan": True, "dir": LOCAL_IN}])
     graph.run(batch)
-    assert list(batch.new_pcp) == [pcp, -1, -1]
+    assert list(batch.cols.new_pcp) == [pcp, -1, -1]
     counters = dict(graph.counters()["cos"])
     assert counters["npackets"] == 3 and counters["ipackets"] == 2
     assert counters["usr_pri"] == cos
@@ -123,7 +124,7 @@ def test_outbound_directions_marked() -> None:
     graph = _marker_graph(dscpmk((8,) * 64))
     batch = make_batch([{"dir": LOCAL_OUT}, {"dir": FWD_OUT}])
     graph.run(batch)
-    assert np.all(batch.new_ds == 0x20)
+    assert np.all(batch.cols.new_ds == 0x20)
 
 
 @settings(max_examples=60, deadline=None)

@@ -15,7 +15,7 @@ from meter_reference import (
     tokenmt_action,
 )
 
-from diffserv.engine.batch import NOT_IP
+from diffserv.columns import NOT_IP
 from diffserv.errors import PolicyFileError
 from diffserv.policy.model import GREEN, RED, YELLOW, Action, Location
 
@@ -144,7 +144,7 @@ def test_colour_aware_reads_the_ds_byte_as_earlier_actions_left_it() -> None:
     packets = [Packet(0, BYTES_500, ds=0), Packet(0, BYTES_500, ds=14 << 2)]
     batch = make_batch(packets, marked=[(14 << 2) | 1, 0])  # marker set AF13+ECN, then BE
     op.process(batch, np.arange(2, dtype=np.int64))
-    assert batch.colour.tolist() == [R, G]
+    assert batch.cols.colour.tolist() == [R, G]
 
 
 def test_custom_colour_map_is_used() -> None:
@@ -180,11 +180,11 @@ def test_malformed_and_non_ip_rows_are_dropped_uncoloured_and_leave_buckets_alon
     op = build(tokenmt_action(model))
     packets = [Packet(0, 1000), Packet(0, 1000, valid=False), Packet(0, 1000), Packet(SEC, 1000)]
     batch = make_batch(packets)
-    batch.ip_version[2] = NOT_IP
-    batch.colour[:] = YELLOW  # as an earlier meter might have left them
+    batch.cols.ip_version[2] = NOT_IP
+    batch.cols.colour[:] = YELLOW  # as an earlier meter might have left them
     nexts = op.process(batch, np.arange(4, dtype=np.int64)).tolist()
     assert nexts == [NEXT_OF_COLOUR[G], DROP_ID, DROP_ID, NEXT_OF_COLOUR[G]]
-    assert batch.colour.tolist() == [G, 0, 0, G]
+    assert batch.cols.colour.tolist() == [G, 0, 0, G]
     assert op.counters()["epackets"] == 2
 
 
@@ -194,7 +194,7 @@ def test_only_the_given_rows_are_touched() -> None:
     batch = make_batch([Packet(0, 10)] * 5)
     nexts = op.process(batch, np.array([1, 3], dtype=np.int64))
     assert nexts.tolist() == [NEXT_OF_COLOUR[G]] * 2
-    assert batch.colour.tolist() == [0, G, 0, G, 0]
+    assert batch.cols.colour.tolist() == [0, G, 0, G, 0]
 
 
 def _action(**params: int | str) -> Action:

@@ -24,7 +24,7 @@ from harness import FuzzTarget, scratch_path
 
 from diffserv.capture import CaptureWriter, synth
 from diffserv.capture.reader import CaptureReader
-from diffserv.engine.batch import FLAG_HEADER_CUT, FLAG_MALFORMED, IPV4, IPV6, PacketBatch
+from diffserv.columns import FLAG_HEADER_CUT, FLAG_MALFORMED, IPV4, IPV6, PacketBatch
 from diffserv.errors import DiffservError
 from diffserv.packet.checksum import internet_checksum
 from diffserv.packet.decode import SUPPORTED_LINKTYPES, decode_batch
@@ -38,9 +38,9 @@ CUT_EXTRA = 1000  # wire bytes a "cut" decode input claims beyond the captured o
 # ------------------------------------------------------------------- capture files
 def _mark(batch: PacketBatch) -> int:
     """Re-mark every IP packet of ``batch`` (DS byte inverted, PCP 5); return rows marked."""
-    ip = batch.ip_version != 0
-    batch.new_ds[ip] = (batch.ds_byte[ip] ^ 0xFF).astype(np.int16)
-    batch.new_pcp[ip] = 5
+    ip = batch.cols.ip_version != 0
+    batch.cols.new_ds[ip] = (batch.cols.ds_byte[ip] ^ 0xFF).astype(np.int16)
+    batch.cols.new_pcp[ip] = 5
     apply_marks(batch)
     return int(np.count_nonzero(ip))
 
@@ -125,10 +125,10 @@ def guarded_batch(frame: bytes, linktype: int, wire_len: int, guard: int = 0xA5)
     fill = bytes([guard]) * GUARD
     buf = np.frombuffer(fill + frame + fill, np.uint8).copy()
     batch = PacketBatch.allocate(buf, 1)
-    batch.number[0] = 1
-    batch.rec_off[0] = batch.pkt_off[0] = GUARD
-    batch.rec_len[0] = batch.cap_len[0] = len(frame)
-    batch.wire_len[0] = wire_len
+    batch.cols.number[0] = 1
+    batch.cols.rec_off[0] = batch.cols.pkt_off[0] = GUARD
+    batch.cols.rec_len[0] = batch.cols.cap_len[0] = len(frame)
+    batch.cols.wire_len[0] = wire_len
     batch.span_start, batch.span_end = GUARD, GUARD + len(frame)
     decode_batch(batch, np.array([linktype], np.int32))
     return batch
@@ -136,13 +136,13 @@ def guarded_batch(frame: bytes, linktype: int, wire_len: int, guard: int = 0xA5)
 
 def _allowed_changes(batch: PacketBatch) -> set[int]:
     allowed: set[int] = set()
-    l3 = int(batch.l3_off[0])
-    if batch.ip_version[0] == IPV4:
+    l3 = int(batch.cols.l3_off[0])
+    if batch.cols.ip_version[0] == IPV4:
         allowed |= {l3 + 1, l3 + 10, l3 + 11}
-    elif batch.ip_version[0] == IPV6:
+    elif batch.cols.ip_version[0] == IPV6:
         allowed |= {l3, l3 + 1}
-    if batch.vlan_off[0] >= 0:
-        allowed.add(int(batch.vlan_off[0]))
+    if batch.cols.vlan_off[0] >= 0:
+        allowed.add(int(batch.cols.vlan_off[0]))
     return allowed
 
 
@@ -151,33 +151,37 @@ def run_decode(data: bytes) -> None:
     batch = guarded_batch(frame, linktype, wire_len)
     other = guarded_batch(frame, linktype, wire_len, guard=0x5A)
     for name in DECODED:  # what lies around the frame must not change what is decoded
-        if getattr(batch, name)[0] != getattr(other, name)[0]:
+        if getattr(batch.cols, name)[0] != getattr(other.cols, name)[0]:
             raise AssertionError(f"decode read outside the frame ({name} depends on it)")
     start, end = GUARD, GUARD + len(frame)
-    flags = int(batch.flags[0])
-    l3 = int(batch.l3_off[0])
-    if batch.ip_version[0]:
+    flags = int(batch.cols.flags[0])
+    l3 = int(batch.cols.l3_off[0])
+    if batch.cols.ip_version[0]:
         if flags & FLAG_MALFORMED:
             raise AssertionError("a malformed frame was decoded as IP")
-        need = 2 if flags & FLAG_HEADER_CUT else (20 if batch.ip_version[0] == IPV4 else 40)
+        need = 2 if flags & FLAG_HEADER_CUT else (20 if batch.cols.ip_version[0] == IPV4 else 40)
         if not (start <= l3 and l3 + need <= end):
             raise AssertionError(f"IP header at {l3 - start} is not inside the frame")
-        if int(batch.ip_len[0]) > wire_len - (l3 - start):
+        if int(batch.cols.ip_len[0]) > wire_len - (l3 - start):
             raise AssertionError("ip_len is longer than the frame on the wire")
     elif l3 != -1:
         raise AssertionError("a non-IP frame has an IP header offset")
-    if batch.vlan_off[0] >= 0 and not (start <= batch.vlan_off[0] and batch.vlan_off[0] + 2 <= end):
+    if batch.cols.vlan_off[0] >= 0 and not (
+        start <= batch.cols.vlan_off[0] and batch.cols.vlan_off[0] + 2 <= end
+    ):
         raise AssertionError("the VLAN TCI is not inside the frame")
     before = batch.buf.tobytes()
-    batch.new_ds[0] = int(batch.ds_byte[0]) ^ 0xFF
-    batch.new_pcp[0] = (int(batch.buf[batch.vlan_off[0]]) >> 5 ^ 7) if batch.vlan_off[0] >= 0 else 3
+    batch.cols.new_ds[0] = int(batch.cols.ds_byte[0]) ^ 0xFF
+    batch.cols.new_pcp[0] = (
+        (int(batch.buf[batch.cols.vlan_off[0]]) >> 5 ^ 7) if batch.cols.vlan_off[0] >= 0 else 3
+    )
     apply_marks(batch)
     after = batch.buf.tobytes()
     allowed = set() if flags & FLAG_MALFORMED else _allowed_changes(batch)
     changed = {i for i in range(len(before)) if before[i] != after[i]}
     if not changed <= {i for i in allowed if start <= i < end}:
         raise AssertionError(f"bytes changed outside the marker's fields: {sorted(changed)}")
-    if batch.ip_version[0] == IPV4 and not flags & FLAG_HEADER_CUT:
+    if batch.cols.ip_version[0] == IPV4 and not flags & FLAG_HEADER_CUT:
         ihl = (before[l3] & 0x0F) * 4
         valid = l3 + ihl <= end and internet_checksum(before[l3 : l3 + ihl]) == 0
         if valid and internet_checksum(after[l3 : l3 + ihl]) != 0:

@@ -77,7 +77,7 @@ def test_incremental_equals_full(
     )
 
     batch = decode_frames([synth.ethernet(packet)])
-    batch.new_ds[0] = new_tos
+    batch.cols.new_ds[0] = new_tos
     apply_marks(batch)
     out = batch.buf[14 : 14 + header_len].tobytes()
     assert out[1] == new_tos

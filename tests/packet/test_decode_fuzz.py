@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diffserv.capture import synth
-from diffserv.engine.batch import FLAG_HEADER_CUT, FLAG_MALFORMED
+from diffserv.columns import FLAG_HEADER_CUT, FLAG_MALFORMED
 from diffserv.packet.decode import SUPPORTED_LINKTYPES, decode_frames
 from diffserv.packet.rewrite import apply_marks
 
@@ -54,34 +54,34 @@ def mutated(draw: st.DrawFn) -> bytes:
 def test_decode_never_reads_outside_a_frame(frames: list[bytes], linktype: int) -> None:
     batch = decode_frames(frames, linktype, wire_lens=[len(f) + 7 for f in frames])
     for i, frame in enumerate(frames):
-        start = int(batch.pkt_off[i])
+        start = int(batch.cols.pkt_off[i])
         end = start + len(frame)
-        if batch.ip_version[i]:
-            assert not batch.flags[i] & FLAG_MALFORMED
-            need = 2 if batch.flags[i] & FLAG_HEADER_CUT else 20
-            assert start <= batch.l3_off[i] and batch.l3_off[i] + need <= end
-            assert batch.ip_len[i] <= len(frame) + 7 - (batch.l3_off[i] - start)
+        if batch.cols.ip_version[i]:
+            assert not batch.cols.flags[i] & FLAG_MALFORMED
+            need = 2 if batch.cols.flags[i] & FLAG_HEADER_CUT else 20
+            assert start <= batch.cols.l3_off[i] and batch.cols.l3_off[i] + need <= end
+            assert batch.cols.ip_len[i] <= len(frame) + 7 - (batch.cols.l3_off[i] - start)
         else:
-            assert batch.l3_off[i] == -1
-        if batch.vlan_off[i] >= 0:
-            assert start <= batch.vlan_off[i] and batch.vlan_off[i] + 2 <= end
+            assert batch.cols.l3_off[i] == -1
+        if batch.cols.vlan_off[i] >= 0:
+            assert start <= batch.cols.vlan_off[i] and batch.cols.vlan_off[i] + 2 <= end
     before = batch.buf.tobytes()
-    batch.new_ds[:] = 0xB8
-    batch.new_pcp[:] = 5
+    batch.cols.new_ds[:] = 0xB8
+    batch.cols.new_pcp[:] = 5
     apply_marks(batch)
     after = batch.buf.tobytes()
     # only the marker's bytes change, each inside its own frame; malformed frames never
     allowed: set[int] = set()
     for i, frame in enumerate(frames):
-        if batch.flags[i] & FLAG_MALFORMED:
+        if batch.cols.flags[i] & FLAG_MALFORMED:
             continue
-        l3 = int(batch.l3_off[i])
-        if batch.ip_version[i] == 4:
-            end = int(batch.pkt_off[i]) + len(frame)
+        l3 = int(batch.cols.l3_off[i])
+        if batch.cols.ip_version[i] == 4:
+            end = int(batch.cols.pkt_off[i]) + len(frame)
             allowed |= {p for p in (l3 + 1, l3 + 10, l3 + 11) if p < end}
-        elif batch.ip_version[i] == 6:
+        elif batch.cols.ip_version[i] == 6:
             allowed |= {l3, l3 + 1}
-        if batch.vlan_off[i] >= 0:
-            allowed.add(int(batch.vlan_off[i]))
+        if batch.cols.vlan_off[i] >= 0:
+            allowed.add(int(batch.cols.vlan_off[i]))
     changed = {p for p in range(len(before)) if before[p] != after[p]}
     assert changed <= allowed

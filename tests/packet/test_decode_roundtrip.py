@@ -70,5 +70,5 @@ def packets(draw: st.DrawFn) -> tuple[bytes, int, dict[str, int]]:
 def test_decoder_reads_back_what_the_builder_wrote(case: tuple[bytes, int, dict[str, int]]) -> None:
     frame, link, expect = case
     batch = decode_frames([frame], link)
-    got = {name: int(getattr(batch, name)[0]) for name in expect}
+    got = {name: int(getattr(batch.cols, name)[0]) for name in expect}
     assert got == expect

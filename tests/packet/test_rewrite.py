@@ -11,7 +11,7 @@ from diffserv.packet.rewrite import apply_marks
 def test_ipv4_tos_rewrite_keeps_checksum_valid() -> None:
     frame = synth.ethernet(synth.ipv4(payload=synth.tcp(), dscp=10, ecn=2))
     b = decode_frames([frame])
-    b.new_ds[0] = 46 << 2 | 2
+    b.cols.new_ds[0] = 46 << 2 | 2
     assert apply_marks(b) == 1
     out = b.buf.tobytes()
     assert out[15] == 46 << 2 | 2
@@ -22,7 +22,7 @@ def test_ipv4_tos_rewrite_keeps_checksum_valid() -> None:
 def test_ipv6_traffic_class_rewrite_keeps_version_and_flow_label() -> None:
     frame = synth.ethernet(synth.ipv6(payload=synth.udp(), dscp=0, ecn=1, flow_label=0xABCDE))
     b = decode_frames([frame])
-    b.new_ds[0] = 0xB9
+    b.cols.new_ds[0] = 0xB9
     apply_marks(b)
     word = int.from_bytes(b.buf[14:18].tobytes(), "big")
     assert (word >> 28, (word >> 20) & 0xFF, word & 0xFFFFF) == (6, 0xB9, 0xABCDE)
@@ -32,7 +32,7 @@ def test_ipv6_traffic_class_rewrite_keeps_version_and_flow_label() -> None:
 def test_pcp_rewrite_keeps_dei_and_vid() -> None:
     frame = synth.ethernet(synth.ipv4(), vlans=[synth.Vlan(0xABC, pcp=1, dei=1), synth.Vlan(7)])
     b = decode_frames([frame])
-    b.new_pcp[0] = 6
+    b.cols.new_pcp[0] = 6
     apply_marks(b)
     tci = int.from_bytes(b.buf[14:16].tobytes(), "big")
     assert (tci >> 13, (tci >> 12) & 1, tci & 0xFFF) == (6, 1, 0xABC)
@@ -47,9 +47,9 @@ def test_unchanged_values_and_unmarked_rows_write_nothing() -> None:
     ]
     b = decode_frames(frames)
     before = b.buf.tobytes()
-    b.new_ds[0] = 8 << 2
-    b.new_ds[1] = 8 << 2
-    b.new_pcp[2] = 5  # no VLAN tag
+    b.cols.new_ds[0] = 8 << 2
+    b.cols.new_ds[1] = 8 << 2
+    b.cols.new_pcp[2] = 5  # no VLAN tag
     assert apply_marks(b) == 0
     assert b.buf.tobytes() == before
 
@@ -59,8 +59,8 @@ def test_malformed_and_non_ip_frames_are_never_modified() -> None:
     arp = synth.ethernet(bytes(28), ethertype=0x0806, vlans=[synth.Vlan(5)])
     b = decode_frames([bad, arp])
     before = b.buf.tobytes()
-    b.new_ds[:] = 184
-    b.new_pcp[0] = 7
+    b.cols.new_ds[:] = 184
+    b.cols.new_pcp[0] = 7
     apply_marks(b)
     assert b.buf[: len(bad)].tobytes() == before[: len(bad)]
     assert b.buf[len(bad) :].tobytes() == before[len(bad) :]
@@ -69,7 +69,7 @@ def test_malformed_and_non_ip_frames_are_never_modified() -> None:
 def _marked(frame: bytes, ds: int, cut: int | None = None) -> bytes:
     stored = frame if cut is None else frame[:cut]
     b = decode_frames([stored], wire_lens=[len(frame)])
-    b.new_ds[0] = ds
+    b.cols.new_ds[0] = ds
     apply_marks(b)
     return b.buf.tobytes()
 
@@ -98,7 +98,7 @@ def test_offload_and_jumbogram_marks_keep_the_checksum_valid() -> None:
     v4 = synth.ipv4(payload=synth.tcp(payload=bytes(70_000)), total_length=0, dscp=0)
     v6 = synth.ipv6(payload=synth.tcp(payload=bytes(70_000)), jumbo=True)
     b = decode_frames([synth.ethernet(v4), synth.ethernet(v6)])
-    b.new_ds[:] = 0xB8
+    b.cols.new_ds[:] = 0xB8
     assert apply_marks(b) == 2
     out = b.buf.tobytes()
     assert out[15] == 0xB8 and internet_checksum(out[14:34]) == 0

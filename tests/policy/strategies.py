@@ -14,17 +14,14 @@ from collections.abc import Callable
 
 from hypothesis import strategies as st
 
+from diffserv.directions import FWD_IN, FWD_OUT, LOCAL_IN, LOCAL_OUT
 from diffserv.policy.model import (
     CLASSIFIER_ACTION,
     CONTINUE,
     DEFER,
     DROP,
-    FWD_IN,
-    FWD_OUT,
     IP_V4,
     IP_V6,
-    LOCAL_IN,
-    LOCAL_OUT,
     Action,
     Class,
     Filter,

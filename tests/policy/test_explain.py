@@ -7,6 +7,7 @@ import ipaddress
 from hypothesis import HealthCheck, given, settings
 from strategies import policies
 
+from diffserv.directions import FWD_OUT, LOCAL_OUT
 from diffserv.policy import parse, static_resolver
 from diffserv.policy.explain import (
     covers,
@@ -20,7 +21,7 @@ from diffserv.policy.explain import (
     shadowed_filters,
     summary_line,
 )
-from diffserv.policy.model import FWD_OUT, LOCAL_OUT, Filter, Policy
+from diffserv.policy.model import Filter, Policy
 from diffserv.policy.schema import DEFAULT_COLOR_MAP
 
 HEAD = "fmt_version 1.0\n"

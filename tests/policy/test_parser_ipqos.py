@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from diffserv.directions import FWD_OUT, LOCAL_OUT
 from diffserv.errors import PolicyFileError, UsageError
 from diffserv.policy import (
     PolicyCheckError,
@@ -22,11 +23,9 @@ from diffserv.policy.model import (
     CONTINUE,
     DEFER,
     DROP,
-    FWD_OUT,
     GREEN,
     IP_V4,
     IP_V6,
-    LOCAL_OUT,
     RED,
     YELLOW,
     HostName,

@@ -5,17 +5,15 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from diffserv.directions import FWD_OUT, LOCAL_IN, LOCAL_OUT
 from diffserv.policy import parse
 from diffserv.policy.model import (
     CLASSIFIER_ACTION,
     CONTINUE,
     DEFER,
     DROP,
-    FWD_OUT,
     IP_V4,
     IP_V6,
-    LOCAL_IN,
-    LOCAL_OUT,
     Action,
     Class,
     Filter,

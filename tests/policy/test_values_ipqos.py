@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from diffserv.directions import FWD_OUT, LOCAL_OUT
 from diffserv.policy import hosts
-from diffserv.policy.model import FWD_OUT, GREEN, IP_V4, IP_V6, LOCAL_OUT, RED, YELLOW
+from diffserv.policy.model import GREEN, IP_V4, IP_V6, RED, YELLOW
 from diffserv.policy.schema import (
     DEFAULT_COLOR_MAP,
     IDENTITY_DSCP_MAP,

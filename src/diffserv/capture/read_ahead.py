@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from diffserv.capture.lease import BufferLease
 from diffserv.capture.reader import CaptureReader
-from diffserv.engine.batch import PacketBatch
+from diffserv.columns import PacketBatch
 
 _DONE = object()
 STOP_WAIT_S = 2.0  # how long a consumer that stops early waits for the helper thread

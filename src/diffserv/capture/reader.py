@@ -33,15 +33,19 @@ from numpy.typing import NDArray
 
 from diffserv.capture import pcap, pcapng
 from diffserv.capture.file_lease import lease_broken, take_read_lease
-from diffserv.engine.batch import (
+from diffserv.columns import (
     FLAG_HEADER_CUT,
     FLAG_LENGTH_FROM_FRAME,
     FLAG_MALFORMED,
     FLAG_TRUNCATED,
     NOT_IP,
     UNKNOWN_ID,
+    Filler,
     PacketBatch,
+    allocate_columns,
+    reset_columns,
 )
+from diffserv.directions import DEFAULT as DEFAULT_DIRECTION
 from diffserv.errors import InputDataError
 from diffserv.packet.decode import SUPPORTED_LINKTYPES
 from diffserv.packet.linktypes import linktype_text, supported_text
@@ -54,7 +58,7 @@ CLOSE_WAIT_S = 2.0  # close() waits this long for a read in flight, then leaves 
 RESERVE = 1 << 20  # room in front of a read-ahead chunk for the record cut by the last one
 MMAP_ENV = "DIFFSERV_CAPTURE_MMAP"  # "0": always read() into buffers, never map the input
 _MADV_POPULATE_READ = 22  # Linux >= 5.14: map pages now (in the helper thread), not on first touch
-LOCAL_OUT = 2
+
 MAX_MALFORMED_NUMBERS = 1000
 # which of the 256 flag-byte values each counter counts (malformed rows are not
 # counted as header cuts or offload lengths; decode never sets FLAG_HEADER_CUT on them)
@@ -63,11 +67,6 @@ _MALFORMED_VALUES = (_FLAG_BYTES & FLAG_MALFORMED) != 0
 _TRUNCATED_VALUES = (_FLAG_BYTES & FLAG_TRUNCATED) != 0
 _HEADER_CUT_VALUES = ((_FLAG_BYTES & FLAG_HEADER_CUT) != 0) & ~_MALFORMED_VALUES
 _FROM_FRAME_VALUES = ((_FLAG_BYTES & FLAG_LENGTH_FROM_FRAME) != 0) & ~_MALFORMED_VALUES
-_COLUMNS = tuple(
-    name
-    for name in PacketBatch.__dataclass_fields__
-    if name not in ("buf", "interfaces", "span_start", "span_end")
-)
 
 
 @dataclass(slots=True)
@@ -436,87 +435,51 @@ class CaptureReader:
 
     def _capacity_batch(self) -> PacketBatch:
         """Uninitialised columns for ``batch_size`` rows; only the rows used are ever touched."""
-        n = self.batch_size
-        return PacketBatch(
-            buf=self._buf,
-            number=np.empty(n, np.int64),
-            rec_off=np.empty(n, np.int64),
-            rec_len=np.empty(n, np.int64),
-            ts_ns=np.empty(n, np.int64),
-            wire_len=np.empty(n, np.uint32),
-            cap_len=np.empty(n, np.uint32),
-            pkt_off=np.empty(n, np.int64),
-            l3_off=np.empty(n, np.int64),
-            vlan_off=np.empty(n, np.int64),
-            ip_version=np.empty(n, np.uint8),
-            ds_byte=np.empty(n, np.uint8),
-            protocol=np.empty(n, np.uint8),
-            saddr_hi=np.empty(n, np.uint64),
-            saddr_lo=np.empty(n, np.uint64),
-            daddr_hi=np.empty(n, np.uint64),
-            daddr_lo=np.empty(n, np.uint64),
-            sport=np.empty(n, np.uint16),
-            dport=np.empty(n, np.uint16),
-            ip_len=np.empty(n, np.uint32),
-            ifindex=np.empty(n, np.int32),
-            direction=np.empty(n, np.uint8),
-            uid=np.empty(n, np.int32),
-            projid=np.empty(n, np.int32),
-            flags=np.empty(n, np.uint8),
-            class_id=np.empty(n, np.int32),
-            action=np.empty(n, np.int32),
-            new_ds=np.empty(n, np.int16),
-            new_pcp=np.empty(n, np.int8),
-            colour=np.empty(n, np.uint8),
-        )
+        return PacketBatch(buf=self._buf, cols=allocate_columns(self.batch_size, initialise=False))
 
     def _scan_args(self, cap: PacketBatch) -> tuple[NDArray[Any], ...]:
         return (
-            cap.rec_off,
-            cap.rec_len,
-            cap.ts_ns,
-            cap.wire_len,
-            cap.cap_len,
-            cap.pkt_off,
+            cap.cols.rec_off,
+            cap.cols.rec_len,
+            cap.cols.ts_ns,
+            cap.cols.wire_len,
+            cap.cols.cap_len,
+            cap.cols.pkt_off,
         )
 
     def _decoded_args(self, cap: PacketBatch) -> tuple[NDArray[Any], ...]:
         return (
-            cap.l3_off,
-            cap.vlan_off,
-            cap.ip_version,
-            cap.ds_byte,
-            cap.protocol,
-            cap.saddr_hi,
-            cap.saddr_lo,
-            cap.daddr_hi,
-            cap.daddr_lo,
-            cap.sport,
-            cap.dport,
-            cap.ip_len,
-            cap.direction,
-            cap.flags,
+            cap.cols.l3_off,
+            cap.cols.vlan_off,
+            cap.cols.ip_version,
+            cap.cols.ds_byte,
+            cap.cols.protocol,
+            cap.cols.saddr_hi,
+            cap.cols.saddr_lo,
+            cap.cols.daddr_hi,
+            cap.cols.daddr_lo,
+            cap.cols.sport,
+            cap.cols.dport,
+            cap.cols.ip_len,
+            cap.cols.direction,
+            cap.cols.flags,
         )
 
     def _make_batch(self, cap: PacketBatch, n: int, span_start: int, span_end: int) -> PacketBatch:
         """The first ``n`` rows of ``cap`` as a batch; a new ``cap`` is needed afterwards."""
-        columns = {name: getattr(cap, name)[:n] for name in _COLUMNS}
-        batch = PacketBatch(buf=self._buf, **columns)
+        batch = cap.head(n)
+        batch.buf = self._buf  # the window may have moved since ``cap`` was made
         first = self.counters.packets + 1
-        batch.number[:] = np.arange(first, first + n, dtype=np.int64)
+        batch.cols.number[:] = np.arange(first, first + n, dtype=np.int64)
         if self.format == "pcap":
-            batch.ifindex[:] = 1 if self._default_interface else 0
-        batch.uid[:] = UNKNOWN_ID
-        batch.projid[:] = UNKNOWN_ID
-        batch.class_id[:] = -1
-        batch.action[:] = 0
-        batch.new_ds[:] = -1
-        batch.new_pcp[:] = -1
-        batch.colour[:] = 0
+            batch.cols.ifindex[:] = 1 if self._default_interface else 0
+        batch.cols.uid[:] = UNKNOWN_ID
+        batch.cols.projid[:] = UNKNOWN_ID
+        reset_columns(batch.cols, Filler.ENGINE)
         if self.direction is not None:
-            batch.direction[:] = self.direction
+            batch.cols.direction[:] = self.direction
         else:
-            batch.direction[batch.direction == 0] = LOCAL_OUT
+            batch.cols.direction[batch.cols.direction == 0] = DEFAULT_DIRECTION
         batch.interfaces = self._interface_names()
         batch.span_start = span_start
         batch.span_end = span_end
@@ -528,17 +491,17 @@ class CaptureReader:
         c.packets += batch.n
         if batch.n == 0:
             return
-        by_flags = np.bincount(batch.flags, minlength=256)  # one pass for every counter
+        by_flags = np.bincount(batch.cols.flags, minlength=256)  # one pass for every counter
         n_bad = int(by_flags[_MALFORMED_VALUES].sum())
         c.malformed += n_bad
-        c.non_ip += int(np.count_nonzero(batch.ip_version == NOT_IP)) - n_bad
+        c.non_ip += int(np.count_nonzero(batch.cols.ip_version == NOT_IP)) - n_bad
         c.truncated += int(by_flags[_TRUNCATED_VALUES].sum())
         c.header_cut += int(by_flags[_HEADER_CUT_VALUES].sum())
         c.length_from_frame += int(by_flags[_FROM_FRAME_VALUES].sum())
         if n_bad and len(c.malformed_numbers) < MAX_MALFORMED_NUMBERS:
             room = MAX_MALFORMED_NUMBERS - len(c.malformed_numbers)
-            malformed = (batch.flags & FLAG_MALFORMED) != 0
-            c.malformed_numbers.extend(int(x) for x in batch.number[malformed][:room])
+            malformed = (batch.cols.flags & FLAG_MALFORMED) != 0
+            c.malformed_numbers.extend(int(x) for x in batch.cols.number[malformed][:room])
 
     def _where_packet(self, number: int) -> str:
         return f"{self.name}: packet {number}"
@@ -612,7 +575,7 @@ class CaptureReader:
                 n,
                 self.batch_size,
                 *self._scan_args(cap),
-                cap.ifindex,
+                cap.cols.ifindex,
                 *self._decoded_args(cap),
             )
             if status in (pcapng.SCAN_BAD, pcapng.SCAN_BAD_IFACE, pcapng.SCAN_BAD_TIME) and (

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from diffserv.capture.lease import BufferLease
 from diffserv.capture.reader import CaptureReader
-from diffserv.engine.batch import ACTION_DROP, PacketBatch
+from diffserv.columns import ACTION_DROP, PacketBatch
 from diffserv.errors import HostSystemError
 
 ABORT_WAIT_S = 2.0  # how long abort() waits for a write already under way
@@ -149,7 +149,7 @@ class CaptureWriter:
     def write(self, batch: PacketBatch) -> None:
         """Write the batch's span, leaving out packets whose action is ACTION_DROP."""
         self._header()
-        drop = batch.action == ACTION_DROP
+        drop = batch.cols.action == ACTION_DROP
         n_drop = int(np.count_nonzero(drop))
         self.packets_dropped += n_drop
         self.packets_written += batch.n - n_drop
@@ -166,8 +166,8 @@ class CaptureWriter:
             batch.buf,
             batch.span_start,
             batch.span_end,
-            batch.rec_off,
-            batch.rec_len,
+            batch.cols.rec_off,
+            batch.cols.rec_len,
             drop,
             self._scratch,
         )

@@ -29,6 +29,7 @@ from diffserv.cli.outputs import (
     write_text_atomically,
 )
 from diffserv.cli.position import set_position
+from diffserv.directions import BY_OPTION
 from diffserv.errors import (
     DiffservError,
     InputDataError,
@@ -38,9 +39,8 @@ from diffserv.errors import (
 )
 
 if TYPE_CHECKING:
-    from diffserv.engine.batch import PacketBatch
+    from diffserv.columns import PacketBatch
 
-DIRECTIONS = {"local-in": 0x01, "local-out": 0x02, "fwd-in": 0x04, "fwd-out": 0x08}
 REWRITING_MODULES = frozenset({"dscpmk", "dlcosmk"})  # the actions that write packet bytes
 PROGRESS_AFTER_S = 0.5  # the progress line appears only once a run has taken this long
 MAX_BATCH_SIZE = 1 << 20  # rows of one batch: its columns take ~100 bytes a packet, twice
@@ -68,7 +68,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--stats", metavar="FILE.json", help="write every counter as JSON")
     parser.add_argument(
         "--direction",
-        choices=sorted(DIRECTIONS),
+        choices=sorted(BY_OPTION),
         help="callout position of every packet (default: from the capture, else local-out)",
     )
     parser.add_argument(
@@ -210,7 +210,7 @@ def _run_capture(policy: Any, args: argparse.Namespace, done: _Outputs) -> dict[
     """Open the input, then the flow records, compile, run; a failure removes what it made."""
     from diffserv.capture import open_capture
 
-    direction = DIRECTIONS[args.direction] if args.direction else None
+    direction = BY_OPTION[args.direction] if args.direction else None
     # a mapped input saves copying it, but every page a marker writes is copied on the
     # fault instead, which costs more: map only when no action rewrites packets
     rewrites = any(action.module in REWRITING_MODULES for action in policy.actions)

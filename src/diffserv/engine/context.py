@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from diffserv.engine.batch import ACTION_CONTINUE, ACTION_DEFER, ACTION_DROP
+from diffserv.columns import ACTION_CONTINUE, ACTION_DEFER, ACTION_DROP
 from diffserv.policy.model import CONTINUE, DEFER, DROP
 
 DEFAULT_SEED = 20260101  # tswtclmt's random source; fixed so runs are reproducible

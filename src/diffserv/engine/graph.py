@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import (
+from diffserv.columns import (
     ACTION_CONTINUE,
     ACTION_DEFER,
     ACTION_DROP,
@@ -59,15 +59,15 @@ def _address(hi: int, lo: int, version: int) -> str:
 
 def _packet_head(batch: PacketBatch, row: int) -> str:
     """``10.0.0.1:5060 > 10.0.0.2:5060 proto 17`` for a trace line."""
-    version = int(batch.ip_version[row])
-    src = _address(int(batch.saddr_hi[row]), int(batch.saddr_lo[row]), version)
-    dst = _address(int(batch.daddr_hi[row]), int(batch.daddr_lo[row]), version)
+    version = int(batch.cols.ip_version[row])
+    src = _address(int(batch.cols.saddr_hi[row]), int(batch.cols.saddr_lo[row]), version)
+    dst = _address(int(batch.cols.daddr_hi[row]), int(batch.cols.daddr_lo[row]), version)
     if version == 6:
         src, dst = f"[{src}]", f"[{dst}]"
-    sport, dport = int(batch.sport[row]), int(batch.dport[row])
+    sport, dport = int(batch.cols.sport[row]), int(batch.cols.dport[row])
     if sport or dport:
         src, dst = f"{src}:{sport}", f"{dst}:{dport}"
-    return f"{src} > {dst} proto {int(batch.protocol[row])}"
+    return f"{src} > {dst} proto {int(batch.cols.protocol[row])}"
 
 
 def topological_order(policy: Policy) -> list[Action]:
@@ -139,24 +139,24 @@ class ActionGraph:
         """Classify and process every packet of ``batch``; leaves virtual ids in ``action``."""
         n = batch.n
         self.packets += n
-        self.bytes += int(batch.wire_len.sum())
-        action = batch.action
+        self.bytes += int(batch.cols.wire_len.sum())
+        action = batch.cols.action
         action[:] = ACTION_CONTINUE
-        malformed = (batch.flags & FLAG_MALFORMED) != 0
+        malformed = (batch.cols.flags & FLAG_MALFORMED) != 0
         nmal = int(malformed.sum())
         if nmal:
             self.malformed_count += nmal
             room = MALFORMED_KEPT - len(self.malformed_numbers)
             if room > 0:
-                self.malformed_numbers.extend(int(x) for x in batch.number[malformed][:room])
+                self.malformed_numbers.extend(int(x) for x in batch.cols.number[malformed][:room])
         # malformed frames go to ipgpc, which passes them on unclassified (epackets)
-        is_ip = (batch.ip_version != NOT_IP) | malformed
+        is_ip = (batch.cols.ip_version != NOT_IP) | malformed
         non_ip = ~is_ip
         if non_ip.any():
             self.not_ip.packets += int(non_ip.sum())
-            self.not_ip.bytes += int(batch.wire_len[non_ip].sum())
+            self.not_ip.bytes += int(batch.cols.wire_len[non_ip].sum())
         rows = np.flatnonzero(is_ip).astype(np.int64)
-        traced = self.trace_limit > 0 and n > 0 and int(batch.number[0]) <= self.trace_limit
+        traced = self.trace_limit > 0 and n > 0 and int(batch.cols.number[0]) <= self.trace_limit
         if rows.shape[0]:
             action[rows] = self._checked(0, rows, self.classifier.process(batch, rows))
             if traced:
@@ -174,26 +174,26 @@ class ActionGraph:
             at = (action == vid) & is_ip
             outcome = self.outcomes.setdefault(name, Outcome())
             outcome.packets += int(at.sum())
-            outcome.bytes += int(batch.wire_len[at].sum())
+            outcome.bytes += int(batch.cols.wire_len[at].sum())
 
     def _trace_step(self, batch: PacketBatch, aid: int, rows: NDArray[np.int64]) -> None:
         op = self.operators[aid]
         classes = getattr(op, "classes", None)
-        for row in rows[batch.number[rows] <= self.trace_limit]:
+        for row in rows[batch.cols.number[rows] <= self.trace_limit]:
             step = op.name
             if aid == 0:
-                cid = int(batch.class_id[row])
+                cid = int(batch.cols.class_id[row])
                 step = f"class {classes[cid].name}" if classes and cid >= 0 else "unclassified"
             elif "green_packets" in op.counters():
-                step += f" [{COLOUR_NAMES.get(int(batch.colour[row]), 'no colour')}]"
-            self.trace.setdefault(int(batch.number[row]), []).append(step)
+                step += f" [{COLOUR_NAMES.get(int(batch.cols.colour[row]), 'no colour')}]"
+            self.trace.setdefault(int(batch.cols.number[row]), []).append(step)
 
     def _trace_end(
         self, batch: PacketBatch, is_ip: NDArray[np.bool_], malformed: NDArray[np.bool_]
     ) -> None:
         current = batch.current_ds()
-        for row in np.flatnonzero(batch.number <= self.trace_limit):
-            steps = self.trace.setdefault(int(batch.number[row]), [])
+        for row in np.flatnonzero(batch.cols.number <= self.trace_limit):
+            steps = self.trace.setdefault(int(batch.cols.number[row]), [])
             if malformed[row]:
                 steps.append("malformed: passed unmodified")
                 continue
@@ -201,11 +201,11 @@ class ActionGraph:
                 steps.append("not IP: passed unchanged")
                 continue
             steps.insert(0, _packet_head(batch, int(row)))
-            steps.append(OUTCOMES.get(int(batch.action[row]), "?"))
-            before, after = int(batch.ds_byte[row]), int(current[row])
+            steps.append(OUTCOMES.get(int(batch.cols.action[row]), "?"))
+            before, after = int(batch.cols.ds_byte[row]), int(current[row])
             marks = [f"DS 0x{before:02x}" + (f" → 0x{after:02x}" if after != before else "")]
-            if batch.new_pcp[row] >= 0:
-                marks.append(f"PCP {int(batch.new_pcp[row])}")
+            if batch.cols.new_pcp[row] >= 0:
+                marks.append(f"PCP {int(batch.cols.new_pcp[row])}")
             steps.append(", ".join(marks))
 
     def _checked(

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import PacketBatch
+from diffserv.columns import PacketBatch
 
 
 class Operator(Protocol):

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from diffserv.engine.batch import ACTION_DEFER, ACTION_DROP, PacketBatch
+from diffserv.columns import ACTION_DEFER, ACTION_DROP, PacketBatch
 from diffserv.engine.graph import ActionGraph
 from diffserv.engine.stats import DscpTransitions, RunInfo, run_stats
 
@@ -77,11 +77,11 @@ def run_batches(
             if batch.n:
                 graph.run(batch)
                 transitions.update(batch)
-                deferred = batch.action == ACTION_DEFER
+                deferred = batch.cols.action == ACTION_DEFER
                 if deferred.any():
-                    batch.action[deferred] = ACTION_DROP
+                    batch.cols.action[deferred] = ACTION_DROP
                 rewrite(batch)
-                written += batch.n - int(np.count_nonzero(batch.action == ACTION_DROP))
+                written += batch.n - int(np.count_nonzero(batch.cols.action == ACTION_DROP))
                 done += batch.n
             if sink is not None:
                 sink.write(batch)

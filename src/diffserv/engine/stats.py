@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import ACTION_CONTINUE, NOT_IP, PacketBatch
+from diffserv.columns import ACTION_CONTINUE, NOT_IP, PacketBatch
 from diffserv.engine.graph import ActionGraph
 
 STATS_FORMAT = "diffserv-run-stats/1"
@@ -29,8 +29,8 @@ class DscpTransitions:
     counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(64 * 64, np.int64))
 
     def update(self, batch: PacketBatch) -> None:
-        keep = (batch.action == ACTION_CONTINUE) & (batch.ip_version != NOT_IP)
-        before = batch.ds_byte[keep] >> 2
+        keep = (batch.cols.action == ACTION_CONTINUE) & (batch.cols.ip_version != NOT_IP)
+        before = batch.cols.ds_byte[keep] >> 2
         after = batch.current_ds()[keep] >> 2
         pair = before.astype(np.int64) * 64 + after.astype(np.int64)
         self.counts += np.bincount(pair, minlength=64 * 64)

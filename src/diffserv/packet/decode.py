@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import (
+from diffserv.columns import (
     FLAG_FRAGMENT,
     FLAG_HEADER_CUT,
     FLAG_LENGTH_FROM_FRAME,
@@ -28,6 +28,7 @@ from diffserv.engine.batch import (
     IPV6,
     PacketBatch,
 )
+from diffserv.directions import LOCAL_IN, LOCAL_OUT
 
 # Link-layer header types (tcpdump.org LINKTYPE_* values) the decoder understands.
 LINKTYPE_NULL = 0
@@ -76,8 +77,8 @@ PPP_MPLS_MULTICAST = 0x0283
 IPV6_OPT_JUMBO = 0xC2
 JUMBO_MIN = 65536  # RFC 2675: a jumbo payload length is at least this
 
-_DIR_IN = 1  # LOCAL_IN
-_DIR_OUT = 2  # LOCAL_OUT
+_DIR_IN = LOCAL_IN
+_DIR_OUT = LOCAL_OUT
 
 # _link() results for the L3 offset
 _NOT_IP = -1
@@ -584,24 +585,24 @@ def decode_batch(batch: PacketBatch, linktype: NDArray[np.int32]) -> None:
     """
     decode_rows(
         batch.buf,
-        batch.pkt_off,
-        batch.cap_len,
-        batch.wire_len,
+        batch.cols.pkt_off,
+        batch.cols.cap_len,
+        batch.cols.wire_len,
         linktype,
-        batch.l3_off,
-        batch.vlan_off,
-        batch.ip_version,
-        batch.ds_byte,
-        batch.protocol,
-        batch.saddr_hi,
-        batch.saddr_lo,
-        batch.daddr_hi,
-        batch.daddr_lo,
-        batch.sport,
-        batch.dport,
-        batch.ip_len,
-        batch.direction,
-        batch.flags,
+        batch.cols.l3_off,
+        batch.cols.vlan_off,
+        batch.cols.ip_version,
+        batch.cols.ds_byte,
+        batch.cols.protocol,
+        batch.cols.saddr_hi,
+        batch.cols.saddr_lo,
+        batch.cols.daddr_hi,
+        batch.cols.daddr_lo,
+        batch.cols.sport,
+        batch.cols.dport,
+        batch.cols.ip_len,
+        batch.cols.direction,
+        batch.cols.flags,
     )
 
 
@@ -623,13 +624,13 @@ def decode_frames(
         np.cumsum(lengths[:-1], out=offsets[1:])
     buf = np.frombuffer(b"".join(frames), np.uint8).copy()
     batch = PacketBatch.allocate(buf, n)
-    batch.number[:] = np.arange(1, n + 1)
-    batch.rec_off[:] = offsets
-    batch.rec_len[:] = lengths
-    batch.pkt_off[:] = offsets
-    batch.cap_len[:] = lengths
-    batch.wire_len[:] = lengths if wire_lens is None else np.array(wire_lens, np.int64)
+    batch.cols.number[:] = np.arange(1, n + 1)
+    batch.cols.rec_off[:] = offsets
+    batch.cols.rec_len[:] = lengths
+    batch.cols.pkt_off[:] = offsets
+    batch.cols.cap_len[:] = lengths
+    batch.cols.wire_len[:] = lengths if wire_lens is None else np.array(wire_lens, np.int64)
     batch.span_end = int(lengths.sum())
     decode_batch(batch, np.full(n, linktype, np.int32))
-    batch.direction[batch.direction == 0] = direction
+    batch.cols.direction[batch.cols.direction == 0] = direction
     return batch

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import FLAG_MALFORMED, IPV4, IPV6, PacketBatch
+from diffserv.columns import FLAG_MALFORMED, IPV4, IPV6, PacketBatch
 from diffserv.packet import checksum
 from diffserv.packet.checksum import incremental_checksum
 from diffserv.packet.kernel_cache import invalidate_if_stale
@@ -86,14 +86,14 @@ def apply_marks(batch: PacketBatch) -> int:
     return int(
         mark_rows(
             batch.buf,
-            batch.pkt_off,
-            batch.cap_len,
-            batch.l3_off,
-            batch.vlan_off,
-            batch.ip_version,
-            batch.flags,
-            batch.new_ds,
-            batch.new_pcp,
+            batch.cols.pkt_off,
+            batch.cols.cap_len,
+            batch.cols.l3_off,
+            batch.cols.vlan_off,
+            batch.cols.ip_version,
+            batch.cols.flags,
+            batch.cols.new_ds,
+            batch.cols.new_pcp,
         )
     )
 

@@ -13,17 +13,14 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from diffserv.directions import DIRECTIONS
 from diffserv.policy.model import (
     CONTINUE,
     DEFAULT_CLASS,
     DEFER,
     DROP,
-    FWD_IN,
-    FWD_OUT,
     IP_V4,
     IP_V6,
-    LOCAL_IN,
-    LOCAL_OUT,
     RED,
     YELLOW,
     Action,
@@ -138,12 +135,7 @@ def format_ms(ms: int) -> str:
 
 # --- filters --------------------------------------------------------------------------
 
-_DIRECTION_WORDS = (
-    (LOCAL_IN, "inbound to this host (LOCAL_IN)"),
-    (LOCAL_OUT, "outbound from this host (LOCAL_OUT)"),
-    (FWD_IN, "forwarded, arriving (FWD_IN)"),
-    (FWD_OUT, "forwarded, leaving (FWD_OUT)"),
-)
+_DIRECTION_WORDS = tuple((d.value, f"{d.meaning} ({d.keyword})") for d in DIRECTIONS)
 
 
 def _address_words(address: object) -> str:

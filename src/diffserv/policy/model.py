@@ -24,11 +24,6 @@ VIRTUAL_ACTIONS: Final = frozenset({CONTINUE, DROP, DEFER})
 CLASSIFIER_ACTION: Final = "ipgpc.classify"
 DEFAULT_CLASS: Final = "default"
 
-# Callout positions, also the values of the ipgpc `direction` selector.
-LOCAL_IN: Final = 0x01
-LOCAL_OUT: Final = 0x02
-FWD_IN: Final = 0x04
-FWD_OUT: Final = 0x08
 
 # ipgpc `ip_version` enum bits.
 IP_V4: Final = 0x01

@@ -15,14 +15,11 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Final
 
+from diffserv.directions import DIRECTIONS
 from diffserv.policy.model import (
-    FWD_IN,
-    FWD_OUT,
     GREEN,
     IP_V4,
     IP_V6,
-    LOCAL_IN,
-    LOCAL_OUT,
     PRECEDENCE_UNSET,
     RED,
     YELLOW,
@@ -197,11 +194,8 @@ COLOR_NAMES: Final[tuple[tuple[str, int], ...]] = (
 COS_BBAND_MAP: Final[tuple[int, ...]] = (0, 0, 0, 96, 128, 160, 192, 224)
 COS_DLPRI_MAP: Final[tuple[int, ...]] = (0, 0, 0, 3, 4, 5, 6, 7)
 
-DIRECTION_NAMES: Final[tuple[tuple[str, int], ...]] = (
-    ("LOCAL_IN", LOCAL_IN),
-    ("LOCAL_OUT", LOCAL_OUT),
-    ("FWD_IN", FWD_IN),
-    ("FWD_OUT", FWD_OUT),
+DIRECTION_NAMES: Final[tuple[tuple[str, int], ...]] = tuple(
+    (direction.keyword, direction.value) for direction in DIRECTIONS
 )
 IP_VERSION_NAMES: Final[tuple[tuple[str, int], ...]] = (("V4", IP_V4), ("V6", IP_V6))
 

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import ACTION_DROP, FLAG_MALFORMED, NOT_IP
+from diffserv.columns import ACTION_DROP, FLAG_MALFORMED, NOT_IP
 from diffserv.engine.context import BuildContext
 from diffserv.errors import PolicyFileError
 from diffserv.policy.model import GREEN, RED, YELLOW, Action

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import FLAG_HEADER_CUT
+from diffserv.columns import FLAG_HEADER_CUT
 
 # Flow pool columns.
 F_SHI: Final = 0

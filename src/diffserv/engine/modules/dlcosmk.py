@@ -14,9 +14,10 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import PacketBatch
+from diffserv.columns import PacketBatch
+from diffserv.directions import FWD_IN, LOCAL_IN
 from diffserv.engine.context import BuildContext
-from diffserv.policy.model import FWD_IN, LOCAL_IN, Action
+from diffserv.policy.model import Action
 
 # dlcosmk.types maps: cos -> b_band and cos -> dl_priority.dl_max
 B_BAND_MAP = (0, 0, 0, 96, 128, 160, 192, 224)
@@ -50,12 +51,12 @@ class Dlcosmk:
     def process(self, batch: PacketBatch, idx: NDArray[np.int64]) -> NDArray[np.int32]:
         n = idx.shape[0]
         self.npackets += n
-        direction = batch.direction[idx]
+        direction = batch.cols.direction[idx]
         inbound = (direction == LOCAL_IN) | (direction == FWD_IN)
-        untagged = batch.vlan_off[idx] < 0
+        untagged = batch.cols.vlan_off[idx] < 0
         passed = inbound | untagged
         self.ipackets += int(passed.sum())
-        batch.new_pcp[idx[~passed]] = self.pcp
+        batch.cols.new_pcp[idx[~passed]] = self.pcp
         return np.full(n, self.next_action, np.int32)
 
     def finish(self) -> None:

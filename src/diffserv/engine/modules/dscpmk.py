@@ -13,9 +13,10 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import PacketBatch
+from diffserv.columns import PacketBatch
+from diffserv.directions import FWD_IN, LOCAL_IN
 from diffserv.engine.context import BuildContext
-from diffserv.policy.model import FWD_IN, LOCAL_IN, Action
+from diffserv.policy.model import Action
 
 IDENTITY_MAP = tuple(range(64))
 
@@ -49,16 +50,16 @@ class Dscpmk:
     def process(self, batch: PacketBatch, idx: NDArray[np.int64]) -> NDArray[np.int32]:
         n = idx.shape[0]
         self.npackets += n
-        direction = batch.direction[idx]
+        direction = batch.cols.direction[idx]
         inbound = (direction == LOCAL_IN) | (direction == FWD_IN)
-        not_ip = batch.ip_version[idx] == 0
+        not_ip = batch.cols.ip_version[idx] == 0
         self.ipackets += int(inbound.sum())
         self.epackets += int((not_ip & ~inbound).sum())
         work = ~(inbound | not_ip)
         rows = idx[work]
         if rows.shape[0]:
-            new_ds = batch.new_ds[rows]
-            old = np.where(new_ds >= 0, new_ds, batch.ds_byte[rows]).astype(np.uint8)
+            new_ds = batch.cols.new_ds[rows]
+            old = np.where(new_ds >= 0, new_ds, batch.cols.ds_byte[rows]).astype(np.uint8)
             old6 = old >> 2
             new6 = self.dscp_map[old6]
             self.per_dscp += np.bincount(new6, minlength=64).astype(np.int64)
@@ -68,7 +69,7 @@ class Dscpmk:
             self.dscp_unchanged += rows.shape[0] - nchanged
             if nchanged:
                 marked = (new6[changed].astype(np.int16) << 2) | (old[changed] & 3)
-                batch.new_ds[rows[changed]] = marked
+                batch.cols.new_ds[rows[changed]] = marked
         return np.full(n, self.next_action, np.int32)
 
     def finish(self) -> None:

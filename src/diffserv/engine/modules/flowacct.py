@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import ACTION_DROP, PacketBatch
+from diffserv.columns import ACTION_DROP, PacketBatch
 from diffserv.engine.context import BuildContext
 from diffserv.engine.modules import _flow_table as ft
 from diffserv.flows.records import FlowRecords
@@ -126,21 +126,21 @@ class FlowTable:
                 self.max_limit,
                 rows,
                 position,
-                batch.ts_ns,
-                batch.saddr_hi,
-                batch.saddr_lo,
-                batch.daddr_hi,
-                batch.daddr_lo,
-                batch.sport,
-                batch.dport,
-                batch.protocol,
-                batch.ds_byte,
-                batch.new_ds,
-                batch.ip_version,
-                batch.flags,
-                batch.projid,
-                batch.uid,
-                batch.ip_len,
+                batch.cols.ts_ns,
+                batch.cols.saddr_hi,
+                batch.cols.saddr_lo,
+                batch.cols.daddr_hi,
+                batch.cols.daddr_lo,
+                batch.cols.sport,
+                batch.cols.dport,
+                batch.cols.protocol,
+                batch.cols.ds_byte,
+                batch.cols.new_ds,
+                batch.cols.ip_version,
+                batch.cols.flags,
+                batch.cols.projid,
+                batch.cols.uid,
+                batch.cols.ip_len,
                 verdict,
             )
             if status == ft.NEED_GROW:

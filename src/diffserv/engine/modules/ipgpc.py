@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import ACTION_CONTINUE, FLAG_MALFORMED, PacketBatch
+from diffserv.columns import ACTION_CONTINUE, FLAG_MALFORMED, PacketBatch
 from diffserv.engine.context import BuildContext
 from diffserv.engine.modules.ipgpc_index import (
     F_DADDR_HI,
@@ -184,13 +184,13 @@ class Ipgpc:
             cache = (names, np.concatenate([table, added]))
             self._if_cache = cache
         table = cache[1]
-        ifindex = batch.ifindex.astype(np.int64)
+        ifindex = batch.cols.ifindex.astype(np.int64)
         inside = (ifindex >= 0) & (ifindex < table.shape[0])
         return np.where(inside, table[np.clip(ifindex, 0, table.shape[0] - 1)], -1)
 
     def process(self, batch: PacketBatch, idx: NDArray[np.int64]) -> NDArray[np.int32]:
         nxt = np.full(idx.shape[0], ACTION_CONTINUE, np.int32)
-        malformed = (batch.flags[idx] & FLAG_MALFORMED) != 0
+        malformed = (batch.cols.flags[idx] & FLAG_MALFORMED) != 0
         if malformed.any():
             self.epackets += int(malformed.sum())
             keep = ~malformed
@@ -201,20 +201,20 @@ class Ipgpc:
         index = self.index
         cls = classify_rows(
             rows,
-            batch.ip_version,
-            batch.saddr_hi,
-            batch.saddr_lo,
-            batch.daddr_hi,
-            batch.daddr_lo,
-            batch.protocol,
-            batch.sport,
-            batch.dport,
-            batch.ds_byte,  # ipgpc runs first: the DS byte as received
+            batch.cols.ip_version,
+            batch.cols.saddr_hi,
+            batch.cols.saddr_lo,
+            batch.cols.daddr_hi,
+            batch.cols.daddr_lo,
+            batch.cols.protocol,
+            batch.cols.sport,
+            batch.cols.dport,
+            batch.cols.ds_byte,  # ipgpc runs first: the DS byte as received
             self._interface_ids(batch),
-            batch.direction,
-            batch.uid,
-            batch.projid,
-            batch.flags,
+            batch.cols.direction,
+            batch.cols.uid,
+            batch.cols.projid,
+            batch.cols.flags,
             index.g_family,
             index.g_mask,
             index.g_fields,
@@ -232,13 +232,13 @@ class Ipgpc:
             index.i_rank,
             index.i_class,
             self.default_class,
-            batch.ip_len,
-            batch.ts_ns,
+            batch.cols.ip_len,
+            batch.cols.ts_ns,
             self.c_packets,
             self.c_bytes,
             self.c_last,
         )
-        batch.class_id[rows] = cls
+        batch.cols.class_id[rows] = cls
         if keep is None:
             return self.class_next[cls]
         nxt[keep] = self.class_next[cls]

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import FLAG_HEADER_CUT
+from diffserv.columns import FLAG_HEADER_CUT
 
 # Key fields, in this order, as uint64 words.
 F_SADDR_HI = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import PacketBatch
+from diffserv.columns import PacketBatch
 from diffserv.engine.context import BuildContext
 from diffserv.engine.meters.common import MeterBase, invalid, required_int
 from diffserv.engine.meters.token_bucket import (
@@ -90,18 +90,18 @@ class TokenMeter(MeterBase):
         next_out = np.empty(rows.shape[0], dtype=np.int32)
         token_meter_kernel(
             rows,
-            batch.ts_ns,
-            batch.ip_len,
-            batch.ip_version,
-            batch.flags,
-            batch.ds_byte,
-            batch.new_ds,
+            batch.cols.ts_ns,
+            batch.cols.ip_len,
+            batch.cols.ip_version,
+            batch.cols.flags,
+            batch.cols.ds_byte,
+            batch.cols.new_ds,
             self._colour_map,
             self._config,
             self._next_ids,
             self._state,
             self._counters,
-            batch.colour,
+            batch.cols.colour,
             next_out,
         )
         return next_out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.engine.batch import PacketBatch
+from diffserv.columns import PacketBatch
 from diffserv.engine.context import BuildContext
 from diffserv.engine.meters.common import (
     MeterBase,
@@ -84,16 +84,16 @@ class TimeSlidingWindowMeter(MeterBase):
         next_out = np.empty(rows.shape[0], dtype=np.int32)
         tsw_meter_kernel(
             rows,
-            batch.ts_ns,
-            batch.ip_len,
-            batch.ip_version,
-            batch.flags,
+            batch.cols.ts_ns,
+            batch.cols.ip_len,
+            batch.cols.ip_version,
+            batch.cols.flags,
             self._config,
             self._next_ids,
             self._state,
             self._rng,
             self._counters,
-            batch.colour,
+            batch.cols.colour,
             next_out,
         )
         return next_out

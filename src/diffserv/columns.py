@@ -1,0 +1,188 @@
+"""The packet column table: every per-packet field a batch carries, declared once.
+
+A :class:`PacketBatch` is a run of packets held as columns, the unit every operator works
+on. The columns are the fields of :class:`PacketColumns`, each declared on one line with
+its dtype, its neutral value, who fills it and what it means; batches are allocated from
+that declaration, and compiled kernels take the whole :class:`PacketColumns` tuple as one
+argument (numba passes a named tuple of arrays as a struct). Adding a column, such as the
+NFQUEUE packet id, is one line here plus the code that fills it.
+
+This module sits below ``packet/`` (which decodes into the columns), ``capture/`` and the
+live sources (which frame packets into them) and ``engine/`` (which writes the result
+columns). Packet bytes stay in the source's own buffer: ``buf`` plus per-packet offsets,
+so rewriting happens in place and every byte an action does not touch is carried through.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, NamedTuple, get_args, get_origin, get_type_hints
+
+import numpy as np
+from numpy.typing import NDArray
+
+# ip_version column values
+NOT_IP: Final = 0
+IPV4: Final = 4
+IPV6: Final = 6
+
+# flags column bits
+FLAG_MALFORMED: Final = 0x01  # header lengths inconsistent/truncated: passes unmodified
+FLAG_FRAGMENT: Final = 0x02  # IPv4 non-first fragment or MF set, or IPv6 fragment header
+FLAG_NO_PORTS: Final = 0x04  # ports not available (truncated L4, fragment, other protocol)
+FLAG_TRUNCATED: Final = 0x08  # capture snap length cut the packet (caplen < wire length)
+FLAG_LENGTH_FROM_FRAME: Final = 0x10  # IP length field 0 (offload): ip_len from the frame
+FLAG_HEADER_CUT: Final = 0x20  # snap length cut inside the IP header: only the DS byte known
+
+# Verdicts (action column at the end of the graph): ids of the virtual actions (ipp.h).
+ACTION_CONTINUE: Final = -2
+ACTION_DEFER: Final = -3
+ACTION_DROP: Final = -4
+
+UNKNOWN_ID: Final = -1  # uid/projid not known (always so in captures)
+NO_CLASS: Final = -1  # class_id before ipgpc has classified the packet
+UNCHANGED: Final = -1  # new_ds / new_pcp: leave the packet's field as it is
+
+
+class Filler(enum.Enum):
+    """Who writes a column."""
+
+    SOURCE = "source"  # the packet source: framing (capture record, NFQUEUE message)
+    DECODE = "decode"  # the L2-L4 decoder, from the packet bytes
+    ENGINE = "engine"  # the actions of the policy: results
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One line of the table: a column's neutral value, its filler and its meaning."""
+
+    default: int
+    filled_by: Filler
+    doc: str
+    name: str = ""
+    dtype: type[np.generic] = np.int64
+
+
+_S, _D, _E = Filler.SOURCE, Filler.DECODE, Filler.ENGINE
+
+
+class PacketColumns(NamedTuple):
+    """The columns of a batch, all of the same length. This class *is* the table."""
+
+    number: Annotated[NDArray[np.int64], Column(0, _S, "1-based packet number in the input")]
+    rec_off: Annotated[NDArray[np.int64], Column(0, _S, "offset in buf of the whole record")]
+    rec_len: Annotated[NDArray[np.int64], Column(0, _S, "length in buf of that record")]
+    ts_ns: Annotated[NDArray[np.int64], Column(0, _S, "time stamp, ns since the epoch")]
+    wire_len: Annotated[NDArray[np.uint32], Column(0, _S, "length on the wire")]
+    cap_len: Annotated[NDArray[np.uint32], Column(0, _S, "bytes of the packet present in buf")]
+    pkt_off: Annotated[NDArray[np.int64], Column(0, _S, "offset in buf of the first L2 byte")]
+    ifindex: Annotated[NDArray[np.int32], Column(0, _S, "index into interfaces, 0 unknown")]
+    direction: Annotated[NDArray[np.uint8], Column(0, _S, "callout position, 0 unknown")]
+    uid: Annotated[NDArray[np.int32], Column(UNKNOWN_ID, _S, "sending user, -1 unknown")]
+    projid: Annotated[NDArray[np.int32], Column(UNKNOWN_ID, _S, "project id, -1 unknown")]
+    l3_off: Annotated[NDArray[np.int64], Column(-1, _D, "offset of the IP header, -1 not IP")]
+    vlan_off: Annotated[NDArray[np.int64], Column(-1, _D, "offset of the outer 802.1Q TCI")]
+    ip_version: Annotated[NDArray[np.uint8], Column(NOT_IP, _D, "0 (not IP), 4 or 6")]
+    ds_byte: Annotated[NDArray[np.uint8], Column(0, _D, "the whole DS byte as received")]
+    protocol: Annotated[NDArray[np.uint8], Column(0, _D, "transport protocol after ext hdrs")]
+    saddr_hi: Annotated[NDArray[np.uint64], Column(0, _D, "source address, high 64 bits")]
+    saddr_lo: Annotated[NDArray[np.uint64], Column(0, _D, "source address, low 64 (v4-mapped)")]
+    daddr_hi: Annotated[NDArray[np.uint64], Column(0, _D, "destination address, high 64 bits")]
+    daddr_lo: Annotated[NDArray[np.uint64], Column(0, _D, "destination address, low 64 bits")]
+    sport: Annotated[NDArray[np.uint16], Column(0, _D, "source port, 0 if none")]
+    dport: Annotated[NDArray[np.uint16], Column(0, _D, "destination port, 0 if none")]
+    ip_len: Annotated[NDArray[np.uint32], Column(0, _D, "IP datagram length")]
+    flags: Annotated[NDArray[np.uint8], Column(0, _D, "FLAG_* bits")]
+    class_id: Annotated[NDArray[np.int32], Column(NO_CLASS, _E, "ipgpc class index, -1 none")]
+    action: Annotated[NDArray[np.int32], Column(0, _E, "next action id; at the end a verdict")]
+    new_ds: Annotated[NDArray[np.int16], Column(UNCHANGED, _E, "DS byte to write, -1 keep")]
+    new_pcp: Annotated[NDArray[np.int8], Column(UNCHANGED, _E, "802.1Q PCP to write, -1 keep")]
+    colour: Annotated[NDArray[np.uint8], Column(0, _E, "last meter colour (1 g, 2 y, 4 r), 0")]
+
+
+def _dtype_of(array_hint: Any) -> type[np.generic]:
+    """``np.int64`` from the hint ``NDArray[np.int64]``."""
+    dtype_hint = get_args(array_hint)[-1]
+    scalar: type[np.generic] = get_args(dtype_hint)[0]
+    return scalar
+
+
+def _table() -> tuple[Column, ...]:
+    hints = get_type_hints(PacketColumns, include_extras=True)
+    table = []
+    for name in PacketColumns._fields:
+        hint = hints[name]
+        assert get_origin(hint) is Annotated, name
+        array_hint, column = get_args(hint)[:2]
+        table.append(
+            Column(column.default, column.filled_by, column.doc, name, _dtype_of(array_hint))
+        )
+    return tuple(table)
+
+
+COLUMNS: Final[tuple[Column, ...]] = _table()
+COLUMN: Final[dict[str, Column]] = {column.name: column for column in COLUMNS}
+
+
+def columns_of(arrays: Iterable[NDArray[Any]]) -> PacketColumns:
+    """Columns from arrays given in table order (each of the column's dtype)."""
+    return PacketColumns(*arrays)
+
+
+def allocate_columns(n: int, *, initialise: bool = True) -> PacketColumns:
+    """Columns for ``n`` packets at their neutral values (uninitialised if not ``initialise``).
+
+    A packet source that writes every row it uses before reading it (a capture reader's
+    reusable capacity) may skip the fill.
+    """
+    if not initialise:
+        return columns_of(np.empty(n, column.dtype) for column in COLUMNS)
+    return columns_of(np.full(n, column.default, column.dtype) for column in COLUMNS)
+
+
+def reset_columns(columns: PacketColumns, filled_by: Filler) -> None:
+    """Put every column one filler writes back to its neutral value."""
+    arrays: tuple[NDArray[Any], ...] = columns
+    for column, array in zip(COLUMNS, arrays, strict=True):
+        if column.filled_by is filled_by:
+            array.fill(column.default)
+
+
+@dataclass(slots=True)
+class PacketBatch:
+    """``n`` packets: their columns, the buffer their bytes live in, and their interfaces."""
+
+    buf: NDArray[np.uint8]
+    cols: PacketColumns
+    # names of the interfaces ifindex refers to; index 0 is "" (unknown)
+    interfaces: tuple[str, ...] = ("",)
+    # [span_start, span_end) of buf belongs to this batch, in input order: packet
+    # records plus any non-packet blocks between them, which a writer keeps as they are
+    span_start: int = 0
+    span_end: int = 0
+
+    @property
+    def n(self) -> int:
+        return int(self.cols.number.shape[0])
+
+    @classmethod
+    def allocate(cls, buf: NDArray[np.uint8], n: int) -> PacketBatch:
+        """A batch of ``n`` packets over ``buf`` with every column at its neutral value."""
+        return cls(buf=buf, cols=allocate_columns(n))
+
+    def head(self, n: int) -> PacketBatch:
+        """The first ``n`` rows (views of the same arrays) over the same buffer."""
+        return PacketBatch(
+            buf=self.buf,
+            cols=columns_of(array[:n] for array in self.cols),
+            interfaces=self.interfaces,
+            span_start=self.span_start,
+            span_end=self.span_end,
+        )
+
+    def current_ds(self) -> NDArray[np.uint8]:
+        """The DS byte as earlier actions left it (what later actions see)."""
+        cols = self.cols
+        return np.where(cols.new_ds >= 0, cols.new_ds, cols.ds_byte).astype(np.uint8)
