@@ -31,7 +31,7 @@ def our_pass(src: str, dst: str) -> None:
     from diffserv.packet.rewrite import apply_marks
 
     with open_capture(src) as reader, open(dst, "wb", buffering=0) as out:
-        writer = CaptureWriter(out, reader)
+        writer = CaptureWriter(out, reader.capture_format)
         for batch in reader:
             batch.cols.new_ds[batch.cols.ip_version != 0] = TOS
             apply_marks(batch)

@@ -21,6 +21,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
+
+from diffserv.capture import open_capture
+from diffserv.engine.modules.flowacct import FlowTable
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -92,10 +98,6 @@ def policy_text() -> str:
 
 def operator_only(src: Path) -> tuple[float, int]:
     """CPU seconds spent in flowacct alone over decoded batches (decode time excluded)."""
-    import numpy as np
-
-    from diffserv.capture import open_capture
-    from diffserv.engine.modules.flowacct import FlowTable
 
     class Discard:
         def __init__(self) -> None:
@@ -151,8 +153,6 @@ def main(argv: list[str] | None = None) -> int:
             ours_runs.append(timed(ours(src), quiet_stderr=True))
             if softflowd is not None:
                 theirs_runs.append(timed(theirs_cmd, quiet_stderr=True))
-    import pyarrow.parquet as pq
-
     n_records = pq.ParquetFile(records).metadata.num_rows
     small_rss = timed(ours(small), quiet_stderr=True).peak_rss_kib
     ours_s, ours_cpu = min(r.wall_s for r in ours_runs), min(r.cpu_s for r in ours_runs)

@@ -22,6 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from diffserv.columns import IPV4, PacketBatch
+from diffserv.engine.context import BuildContext, EngineOptions
+from diffserv.engine.modules import factory_for
+from diffserv.policy.model import Action
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -121,11 +126,6 @@ def meter_counters(stats: Path) -> dict[str, int]:
 
 def kernel_alone(rows: int) -> None:
     """Meter operators alone on synthetic rows, against a dscpmk-like numpy pass."""
-    from diffserv.columns import IPV4, PacketBatch
-    from diffserv.engine.context import BuildContext, EngineOptions
-    from diffserv.engine.modules import factory_for
-    from diffserv.policy.model import Action
-
     rng = np.random.default_rng(1)
     batch = PacketBatch.allocate(np.zeros(0, np.uint8), rows)
     batch.cols.ts_ns[:] = np.cumsum(rng.integers(0, 7000, rows))

@@ -14,11 +14,15 @@ while the meters still see their full 1500-byte size.
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 
-from diffserv.capture import synth
-
 HERE = Path(__file__).resolve().parent
+# the frame builders are test support (tests/support), not part of the shipped package
+sys.path.insert(0, str(HERE.parents[1] / "tests"))
+
+from support import synth  # noqa: E402
+
 START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 SNAP = 64
 

@@ -36,6 +36,14 @@ class HostSystemError(DiffservError):
     """The operating system refused something (file, socket, netlink, kernel)."""
 
 
+class InternalError(Exception):
+    """diffserv broke one of its own rules: a bug, never the user's fault.
+
+    Deliberately not a DiffservError: the command reports it as an internal error, with
+    its own exit status and a request to report it, never as a problem with the input.
+    """
+
+
 class Interrupted(BaseException):
     """A signal asked the command to stop (SIGINT, SIGTERM, SIGHUP); exit 128 + signal.
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from diffserv.capture import open_capture, synth
+from diffserv.capture import open_capture
 from diffserv.capture.reader import CaptureReader
 from diffserv.errors import InputDataError
+from support import synth
 
 CHUNK = 1 << 16  # the smallest window: a small file still spans many
 
@@ -42,7 +43,7 @@ def test_truncation_while_mapped_stops_with_a_message_and_waits_for_us(tmp_path:
     _capture(path)
     size = path.stat().st_size
     with CaptureReader(path, batch_size=256, chunk_size=CHUNK) as reader:  # many windows
-        assert reader._map is not None, "a regular file is mapped"
+        assert reader.source.mapped, "a regular file is mapped"
         batches = iter(reader)
         first = next(batches)
         assert 0 < first.n <= 256
@@ -50,7 +51,7 @@ def test_truncation_while_mapped_stops_with_a_message_and_waits_for_us(tmp_path:
         truncator = subprocess.Popen(
             [sys.executable, "-c", f"import os; os.truncate({str(path)!r}, 100)"]
         )
-        fd = reader._fd
+        fd = reader.source.fd
         _wait_until(
             lambda: fcntl.fcntl(fd, fcntl.F_GETLEASE) != fcntl.F_RDLCK,
             "the lease break never showed",
@@ -94,7 +95,7 @@ def test_a_file_open_for_writing_is_read_not_mapped(tmp_path: Path) -> None:
     path = tmp_path / "live.pcap"
     _capture(path, 100)
     with open(path, "ab"), open_capture(path) as reader:
-        assert reader._map is None
+        assert not reader.source.mapped
         assert sum(batch.n for batch in reader) == 100
 
 

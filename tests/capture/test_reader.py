@@ -8,9 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from diffserv.capture import open_capture, synth
+from diffserv.capture import open_capture
 from diffserv.capture.reader import CaptureReader
+from diffserv.engine.session import Session, drive
 from diffserv.errors import InputDataError
+from diffserv.policy import parse
+from support import synth
 
 T0 = 1_767_225_600_123_456_789
 
@@ -46,7 +49,7 @@ def test_classic_pcap_variants(tmp_path: Path, nanosecond: bool, big_endian: boo
     assert cols["ts_ns"] == expect
     assert cols["direction"] == [2] * 5
     assert cols["ifindex"] == [0] * 5
-    assert reader.counters.packets == 5 and reader.counters.malformed == 0
+    assert reader.counters.packets == 5
 
 
 def test_classic_pcap_interface_and_direction_options(tmp_path: Path) -> None:
@@ -138,10 +141,12 @@ def test_counters_and_malformed_numbers(tmp_path: Path) -> None:
     cut = synth.Packet(synth.simple_frame(payload_len=100), caplen=60)
     items: list[synth.Packet | bytes] = [frames(1)[0], bad, arp, cut, bad]
     path = Path(synth.write_file(tmp_path / "a.pcap", synth.pcap_bytes(items)))
-    _, reader = collect(path)
-    c = reader.counters
-    assert (c.packets, c.malformed, c.non_ip, c.truncated) == (5, 2, 1, 1)
-    assert c.malformed_numbers == [2, 5]
+    policy = parse("fmt_version 1.0\naction {\n module ipgpc\n name ipgpc.classify\n}\n")
+    with open_capture(path) as reader:
+        stats = drive(Session(policy), reader)
+    assert reader.counters.packets == stats.packets == 5
+    assert (stats.malformed, stats.not_ip.packets, stats.truncated) == (2, 1, 1)
+    assert stats.malformed_first == (2, 5)
 
 
 @pytest.mark.parametrize(

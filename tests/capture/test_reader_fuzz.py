@@ -9,8 +9,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffserv.capture import CaptureWriter, open_capture, synth
+from diffserv.capture import CaptureWriter, open_capture
 from diffserv.errors import InputDataError
+from support import synth
 
 FRAMES = [synth.simple_frame(payload_len=i * 11, version=4 + 2 * (i % 2)) for i in range(6)]
 ORIGINALS = [
@@ -82,7 +83,7 @@ def test_damaged_files_fail_cleanly(data: bytes, batch_size: int) -> None:
         path.write_bytes(data)
         try:
             with open_capture(path, batch_size=batch_size) as reader:
-                writer = CaptureWriter(io.BytesIO(), reader)
+                writer = CaptureWriter(io.BytesIO(), reader.capture_format)
                 for batch in reader:
                     writer.write(batch)
                 writer.close()

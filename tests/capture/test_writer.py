@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffserv.capture import CaptureWriter, open_capture, synth
+from diffserv.capture import CaptureWriter, open_capture
 from diffserv.capture.reader import CaptureReader
 from diffserv.columns import ACTION_DROP
 from diffserv.packet.rewrite import apply_marks
+from support import synth
+from support.tools import require_tool
 
 
 def mixed_packets(n: int = 60) -> list[bytes]:
@@ -59,7 +59,7 @@ def write_through(
     out = io.BytesIO()
     kwargs = {} if chunk_size is None else {"chunk_size": chunk_size}
     with CaptureReader(src, batch_size=batch_size, **kwargs) as reader:
-        writer = CaptureWriter(out, reader, background=background)
+        writer = CaptureWriter(out, reader.capture_format, background=background)
         for batch in reader:
             if mark:
                 batch.cols.new_ds[:] = ((batch.cols.number * 5) % 64 << 2) | (
@@ -181,7 +181,7 @@ class _PipeLike:
 def test_writes_to_a_non_seekable_sink(captures: dict[str, Path]) -> None:
     sink = _PipeLike()
     with open_capture(captures["pcapng"]) as reader:
-        writer = CaptureWriter(sink, reader)  # type: ignore[arg-type]
+        writer = CaptureWriter(sink, reader.capture_format)  # type: ignore[arg-type]
         for batch in reader:
             writer.write(batch)
         writer.close()
@@ -194,20 +194,11 @@ def test_write_errors_surface(captures: dict[str, Path]) -> None:
             raise BrokenPipeError(32, "Broken pipe")
 
     with open_capture(captures["pcap"], batch_size=7) as reader:
-        writer = CaptureWriter(Broken(), reader)  # type: ignore[arg-type]
+        writer = CaptureWriter(Broken(), reader.capture_format)  # type: ignore[arg-type]
         with pytest.raises(BrokenPipeError):
             for batch in reader:
                 writer.write(batch)
             writer.close()
-
-
-def _tshark_require() -> str:
-    tshark = shutil.which("tshark")
-    if tshark is None:
-        if os.environ.get("CI") or os.environ.get("DIFFSERV_REQUIRE_TOOLS"):
-            pytest.fail("tshark is required")
-        pytest.skip("tshark not installed")
-    return tshark
 
 
 FIELDS = [
@@ -236,7 +227,7 @@ def tshark_fields(tshark: str, path: Path) -> list[dict[str, str]]:
 def test_tshark_confirms_marks_and_checksums(
     captures: dict[str, Path], tmp_path: Path, kind: str
 ) -> None:
-    tshark = _tshark_require()
+    tshark = require_tool("tshark")
     data, _ = write_through(captures[kind], mark=True)
     out = tmp_path / f"out.{kind}"
     out.write_bytes(data)
@@ -267,7 +258,7 @@ def test_standard_input_to_standard_output(captures: dict[str, Path]) -> None:
         "import sys\n"
         "from diffserv.capture import CaptureWriter, open_capture\n"
         "with open_capture('-') as r:\n"
-        "    w = CaptureWriter(sys.stdout.buffer, r)\n"
+        "    w = CaptureWriter(sys.stdout.buffer, r.capture_format)\n"
         "    for b in r:\n"
         "        w.write(b)\n"
         "    w.close()\n"
@@ -293,7 +284,7 @@ def test_pcapng_without_packets_round_trips(tmp_path: Path) -> None:
 @pytest.mark.tools
 @pytest.mark.parametrize("linktype", [0, 101, 108, 113, 228, 229, 276])
 def test_tshark_confirms_marks_on_other_link_types(tmp_path: Path, linktype: int) -> None:
-    tshark = _tshark_require()
+    tshark = require_tool("tshark")
     versions = {228: [4], 229: [6]}.get(linktype, [4, 6])
     frames = [
         synth.link_frame(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from diffserv.capture import synth
 from diffserv.cli.main import main
+from support import synth
 
 T0 = 1_767_225_600_000_000_000
 

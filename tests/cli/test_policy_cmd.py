@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from diffserv.cli import main as cli_main
+from diffserv.cli import policy_cmd
+from diffserv.errors import InputDataError
+from diffserv.policy import load
+from diffserv.policy.build import UnreadablePolicyError
 
 VALID = """\
 fmt_version 1.0
@@ -101,6 +105,17 @@ def test_check_several_files_worst_status_wins(
     status, _, err = run(["check", good, str(tmp_path / "missing.conf")], capsys)
     assert status == 2
     assert f"error: cannot read {tmp_path / 'missing.conf'}: No such file or directory" in err
+
+
+def test_an_unreadable_policy_is_the_same_error_as_an_unreadable_capture(tmp_path: Path) -> None:
+    # one reader for every policy file: the commands, `run` and diffserv.policy.load
+    with pytest.raises(InputDataError) as info:
+        policy_cmd.load_policy(str(tmp_path / "gone.conf"))
+    assert isinstance(info.value, UnreadablePolicyError)
+    assert str(info.value) == f"cannot read {tmp_path / 'gone.conf'}: No such file or directory"
+    assert policy_cmd.UnreadableFileError is UnreadablePolicyError
+    with pytest.raises(UnreadablePolicyError, match="is a directory"):
+        load(tmp_path)
 
 
 def test_check_directory_is_unreadable_not_a_crash(

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from diffserv.capture import open_capture, synth
+from diffserv.capture import open_capture
 from diffserv.cli.main import main
 from diffserv.packet.checksum import internet_checksum
+from support import synth
+from support.tools import require_tool
 
 POLICY = """\
 fmt_version 1.0
@@ -302,19 +303,10 @@ def test_inbound_direction_is_never_marked(files: dict[str, Path]) -> None:
     assert out.read_bytes() == _kept_input()
 
 
-def _need_tshark() -> str:
-    path = shutil.which("tshark")
-    if path is None:
-        if os.environ.get("CI") or os.environ.get("DIFFSERV_REQUIRE_TOOLS"):
-            pytest.fail("tshark is required")
-        pytest.skip("tshark not installed")
-    return path
-
-
 @pytest.mark.tools
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
 def test_tshark_sees_dscp_ecn_pcp_and_good_checksums(files: dict[str, Path], fmt: str) -> None:
-    tshark = _need_tshark()
+    tshark = require_tool("tshark")
     out = files["dir"] / f"out.{fmt}"
     assert _run(files["policy"], files[fmt], "-o", out, "-q") == 0
     fields = [

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from diffserv.capture import synth
 from diffserv.cli.main import EXIT_INTERNAL, main
+from support import synth
 
 MARKING_POLICY = """\
 fmt_version 1.0

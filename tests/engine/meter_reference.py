@@ -1,6 +1,6 @@
 """Deliberately simple scalar models of the meters, and helpers to drive the operators.
 
-The models follow the RFC / spec text one packet at a time with Python ints and
+The models follow the RFC text (and docs/meters.md) one packet at a time with Python ints and
 Fractions, with no cleverness about scaling or overflow, so that the compiled operators
 can be checked against them packet by packet.
 """
@@ -138,7 +138,7 @@ class SplitMix64:
 
 @dataclass
 class TswModel:
-    """RFC 2859 as spec ipqos.md §8 writes it, 64-bit average saturating at 2^62."""
+    """RFC 2859 as docs/meters.md describes it, 64-bit average saturating at 2^62."""
 
     cir: int
     pir: int

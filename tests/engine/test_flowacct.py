@@ -15,8 +15,8 @@ from diffserv.columns import ACTION_CONTINUE, ACTION_DROP, PacketBatch
 from diffserv.engine.context import BuildContext, EngineOptions
 from diffserv.engine.modules import factory_for
 from diffserv.engine.modules.flowacct import FlowacctOperator, FlowTable, build
-from diffserv.flows.records import FlowRecords
 from diffserv.policy.model import CONTINUE, Action
+from diffserv.records import FlowRecords
 
 MS = 1_000_000
 V4 = 0xFFFF << 32
@@ -179,7 +179,7 @@ def make_op(
     timer: int | None, timeout: int | None, max_limit: int, record_buffer: int | None = None
 ) -> tuple[FlowacctOperator, Collect]:
     sink = Collect()
-    ctx = BuildContext(action_ids={"acct": 0}, options=EngineOptions(flow_sink=sink))
+    ctx = BuildContext(action_ids={"acct": 0}, options=EngineOptions(record_sink=sink))
     op = build(flowacct_action(timer, timeout, max_limit), ctx)
     if record_buffer is not None:
         # a tiny record buffer makes sweeps stop and resume mid-way

@@ -6,8 +6,8 @@ import json
 import struct
 from pathlib import Path
 
-from diffserv.capture import synth
 from diffserv.cli.main import main
+from support import synth
 
 BASE_NS = 1_767_225_600 * 1_000_000_000
 SEC = 1_000_000_000

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from diffserv.errors import HostSystemError, InputDataError, UsageError
 from diffserv.flows.reader import read_records
-from diffserv.flows.records import (
+from diffserv.flows.writers import PARQUET_ROW_GROUP, open_record_writer
+from diffserv.records import (
     BASIC_FIELDS,
     EXTENDED_FIELDS,
     FlowRecords,
@@ -22,7 +23,6 @@ from diffserv.flows.records import (
     parse_address,
     parse_iso_time,
 )
-from diffserv.flows.writers import PARQUET_ROW_GROUP, open_record_writer
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 

@@ -37,7 +37,9 @@ from diffserv.cli.main import main
 from diffserv.errors import HostSystemError, InputDataError
 from diffserv.flows import writers
 from diffserv.flows.reader import MAX_LINE_BYTES, RecordTable, read_records
-from diffserv.flows.records import (
+from diffserv.flows.summary import render_text, service_port, summarize
+from diffserv.flows.writers import open_record_writer
+from diffserv.records import (
     TIME_MAX_NS,
     TIME_MIN_NS,
     FlowRecords,
@@ -46,8 +48,6 @@ from diffserv.flows.records import (
     iso_times,
     parse_iso_time,
 )
-from diffserv.flows.summary import render_text, service_port, summarize
-from diffserv.flows.writers import open_record_writer
 
 INT64_MAX = 2**63 - 1
 TIME_RANGE = r"\(1677-09-21T00:12:43\.145224192Z\.\.2262-04-11T23:47:16\.854775807Z\)"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from diffserv.capture import synth
 from diffserv.cli.main import main
 from diffserv.flows.reader import read_records
+from support import synth
 
 POLICY = """fmt_version 1.0
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))  # tests/: `support` (the seeds' frame builders)
 FINDINGS = HERE / "findings"
 RESULTS = HERE / "findings" / "last-run.json"
 README = ROOT / "README.md"

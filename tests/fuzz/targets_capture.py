@@ -9,7 +9,7 @@ but ours" they check that the output is the input, record for record, wherever n
 was re-marked. "decode" takes one frame (the first byte picks the link type and whether
 the snap length cut it), decodes and re-marks it inside guard bytes, and checks that only
 the DS byte, the IPv4 checksum and the VLAN PCP bits changed, and only inside the frame.
-Seeds come from ``diffserv.capture.synth``.
+Seeds come from ``support.synth`` (tests/support/synth.py).
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ from collections.abc import Callable
 import numpy as np
 from harness import FuzzTarget, scratch_path
 
-from diffserv.capture import CaptureWriter, synth
+from diffserv.capture import CaptureWriter
 from diffserv.capture.reader import CaptureReader
 from diffserv.columns import FLAG_HEADER_CUT, FLAG_MALFORMED, IPV4, IPV6, PacketBatch
 from diffserv.errors import DiffservError
 from diffserv.packet.checksum import internet_checksum
-from diffserv.packet.decode import SUPPORTED_LINKTYPES, decode_batch
+from diffserv.packet.decode import decode_batch
+from diffserv.packet.linktypes import SUPPORTED_LINKTYPES
 from diffserv.packet.rewrite import apply_marks
+from support import synth
 
 LINKTYPES = sorted(SUPPORTED_LINKTYPES)
 GUARD = 16  # bytes either side of a decoded frame that must never change
@@ -57,7 +59,7 @@ def read_and_write(path: str, use_mmap: bool, batch_size: int = 3) -> tuple[byte
         with CaptureReader(
             path, batch_size=batch_size, chunk_size=1 << 16, prefetch=False, use_mmap=use_mmap
         ) as reader:
-            writer = CaptureWriter(out, reader, background=False)
+            writer = CaptureWriter(out, reader.capture_format, background=False)
             try:
                 for batch in reader:
                     marked += _mark(batch)

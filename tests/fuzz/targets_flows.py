@@ -18,9 +18,9 @@ import numpy as np
 from harness import SCRATCH_DIR, FuzzTarget, remove_scratch, scratch_path
 
 from diffserv.flows.reader import read_records
-from diffserv.flows.records import TIME_MAX_NS, TIME_MIN_NS, FlowRecords, parse_address
 from diffserv.flows.summary import render_text, select_actions, summarize
 from diffserv.flows.writers import open_record_writer
+from diffserv.records import TIME_MAX_NS, TIME_MIN_NS, FlowRecords, parse_address
 
 
 def exercise(path: str) -> None:

@@ -6,7 +6,6 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffserv.capture import synth
 from diffserv.packet.checksum import (
     incremental_checksum,
     internet_checksum,
@@ -14,6 +13,7 @@ from diffserv.packet.checksum import (
 )
 from diffserv.packet.decode import decode_frames
 from diffserv.packet.rewrite import apply_marks
+from support import synth
 
 
 def test_internet_checksum_of_valid_header_is_zero() -> None:

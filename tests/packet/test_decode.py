@@ -6,7 +6,6 @@ import ipaddress
 
 import pytest
 
-from diffserv.capture import synth
 from diffserv.columns import (
     FLAG_FRAGMENT,
     FLAG_HEADER_CUT,
@@ -17,6 +16,7 @@ from diffserv.columns import (
     PacketBatch,
 )
 from diffserv.packet.decode import decode_frames
+from support import synth
 
 V4 = synth.ipv4("192.0.2.10", "198.51.100.20", synth.tcp(1234, 443), dscp=46, ecn=1)
 V6 = synth.ipv6("2001:db8::10", "2001:db8:1::20", synth.udp(5353, 53, b"x" * 10), dscp=10, ecn=3)

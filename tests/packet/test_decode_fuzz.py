@@ -5,10 +5,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffserv.capture import synth
 from diffserv.columns import FLAG_HEADER_CUT, FLAG_MALFORMED
-from diffserv.packet.decode import SUPPORTED_LINKTYPES, decode_frames
+from diffserv.packet.decode import decode_frames
+from diffserv.packet.linktypes import SUPPORTED_LINKTYPES
 from diffserv.packet.rewrite import apply_marks
+from support import synth
 
 LINKTYPES = sorted(SUPPORTED_LINKTYPES)
 

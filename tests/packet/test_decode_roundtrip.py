@@ -7,8 +7,8 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffserv.capture import synth
 from diffserv.packet.decode import decode_frames
+from support import synth
 
 LINKS = [1, 0, 101, 108, 113, 276]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from diffserv.capture import synth
 from diffserv.packet.checksum import internet_checksum
 from diffserv.packet.decode import decode_frames
 from diffserv.packet.rewrite import apply_marks
+from support import synth
 
 
 def test_ipv4_tos_rewrite_keeps_checksum_valid() -> None:

@@ -1,4 +1,4 @@
-"""One test per ipqosconf error of §3–§4: FILE:LINE:COL (ipqosconf's line) and the message."""
+"""One test per ipqosconf error: FILE:LINE:COL (ipqosconf's line) and the message."""
 
 from __future__ import annotations
 
@@ -36,13 +36,13 @@ def errors(text: str, *, strict: bool = False) -> list[str]:
 
 
 CASES: list[tuple[str, str, str]] = [
-    # §3.1 lexical
+    # lexical
     (
         "quoted string exceeds line",
         HEAD + '\tclass {\n\t\tname "c\n',
         "t.conf:6:8: error: quoted string exceeds line (no closing '\"' on this line)",
     ),
-    # §3.2 file level
+    # file level
     (
         "fmt_version missing",
         "action {\n",
@@ -152,7 +152,7 @@ CASES: list[tuple[str, str, str]] = [
         filter_policy("\t\tprotocol\n"),
         "t.conf:13:2: error: missing parameter value for `protocol`",
     ),
-    # §3.3 parameters
+    # parameters
     (
         "invalid parameter uid",
         filter_policy("\t\tuid 0\n"),
@@ -173,7 +173,7 @@ CASES: list[tuple[str, str, str]] = [
         filter_policy("\t\tglobal_stats true\n"),
         "t.conf:12:3: error: invalid parameter, global_stats, for module ipgpc",
     ),
-    # §3.5 values
+    # values
     (
         "invalid uint8",
         filter_policy("\t\tdsfield 256\n\t\tdsfield_mask 0xff\n"),
@@ -255,7 +255,7 @@ CASES: list[tuple[str, str, str]] = [
         filter_policy("\t\tprotocol { tcp }\n"),
         "t.conf:12:12: error: invalid protocol: `protocol` takes a single value",
     ),
-    # §3.6 names
+    # names
     (
         "action name too long",
         marker("dscpmk", "\t\tnext_action continue\n").replace(
@@ -274,7 +274,7 @@ CASES: list[tuple[str, str, str]] = [
         HEAD + "}\naction {\n\tmodule dscpmk\n\tname ipp.drop\n\tparams { next_action drop }\n}\n",
         "t.conf:8:7: error: invalid action name `ipp.drop`: reserved for a virtual action",
     ),
-    # §4.1 addresses
+    # addresses
     (
         "cidr /0",
         filter_policy("\t\tsaddr 0.0.0.0/0\n"),

@@ -1,4 +1,4 @@
-"""The ipqosconf tokeniser: comments, quotes, braces, line and column numbers (§3.1)."""
+"""The ipqosconf tokeniser: comments, quotes, braces, line and column numbers."""
 
 from __future__ import annotations
 

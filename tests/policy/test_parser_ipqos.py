@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from diffserv.directions import FWD_OUT, LOCAL_OUT
-from diffserv.errors import PolicyFileError, UsageError
+from diffserv.errors import InputDataError, PolicyFileError
 from diffserv.policy import (
     PolicyCheckError,
     check,
@@ -30,7 +30,7 @@ from diffserv.policy.model import (
     YELLOW,
     HostName,
 )
-from diffserv.policy.schema import DEFAULT_COLOR_MAP
+from diffserv.policy.schema import DEFAULT_COLOR_MAP, action_references
 
 NO_DNS = static_resolver(
     {
@@ -177,7 +177,7 @@ def test_sample2_model() -> None:
         ("timeout", 60000),
         ("max_limit", 2048),
     )
-    assert list(meter.references()) == ["af13", "af12", "af11"]
+    assert list(action_references(meter)) == ["af13", "af12", "af11"]
     assert policy.warnings == ()
 
 
@@ -349,12 +349,16 @@ def test_load_reads_files(tmp_path: Path) -> None:
     assert policy.classifier.location.filename == str(path)
 
 
-def test_unreadable_file_is_usage_error(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"cannot read policy file .*missing\.conf"):
-        load(tmp_path / "missing.conf")
+def test_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
+    # the same kind of error as an unreadable capture (exit status 2)
+    missing = tmp_path / "missing.conf"
+    with pytest.raises(InputDataError, match=r"cannot read .*missing\.conf") as info:
+        load(missing)
+    assert str(info.value) == f"cannot read {missing}: No such file or directory"
+    assert info.value.where == str(missing)
     bad = tmp_path / "bin.conf"
     bad.write_bytes(b"fmt_version 1.0\n\xff\xfe")
-    with pytest.raises(UsageError, match="not UTF-8"):
+    with pytest.raises(InputDataError, match="not UTF-8"):
         load(bad)
 
 

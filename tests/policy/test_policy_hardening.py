@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 from harness import check_one
 from targets_policy import TARGETS, seeds
 
-from diffserv.cli import policy_cmd
 from diffserv.cli.main import main
-from diffserv.errors import UsageError
+from diffserv.errors import InputDataError
 from diffserv.policy import (
     build,
     check,
@@ -664,16 +663,15 @@ def test_stdin_that_is_not_utf8_is_an_unreadable_file(
     assert err == "error: cannot read <stdin>: not UTF-8 text (byte 16)\n"
 
 
-def test_unreadable_paths_and_oversized_files_are_usage_errors(
+def test_unreadable_paths_and_oversized_files_are_input_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(UsageError, match="not a file name"):
+    with pytest.raises(InputDataError, match="not a file name"):
         load("bad\0name.conf")
     big = tmp_path / "big.conf"
     big.write_text("fmt_version 1.0\n" + "#" * 2000 + "\n", encoding="utf-8")
     monkeypatch.setattr(build, "MAX_POLICY_BYTES", 1024)
-    monkeypatch.setattr(policy_cmd, "MAX_POLICY_BYTES", 1024)
-    with pytest.raises(UsageError, match="larger than"):
+    with pytest.raises(InputDataError, match="larger than"):
         load(big)
     status, _, err = run_cli(["check", str(big)], capsys)
     assert status == 2

@@ -167,7 +167,7 @@ def test_classes_only_in_ipgpc() -> None:
     assert messages(text) == ["module dscpmk has no classes or filters (only ipgpc classifies)"]
 
 
-# -- tokenmt (fact 6) ---------------------------------------------------------------------
+# -- tokenmt -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -294,7 +294,7 @@ def test_flowacct_timer_zero() -> None:
     assert messages(text) == ["invalid parameters for action x: timer must be at least 1 ms"]
 
 
-# -- ipgpc filters (§6.3) -----------------------------------------------------------------
+# -- ipgpc filters ------------------------------------------------------------------------
 
 CLS = "\tclass { name c next_action continue }\n"
 

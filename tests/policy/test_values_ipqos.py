@@ -1,4 +1,4 @@
-"""Value types of §3.5 with the Decisions table's stricter rules."""
+"""Value types of the language, with the stricter rules of docs/policy.md."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from diffserv.directions import FWD_OUT, LOCAL_OUT
 from diffserv.policy import hosts
+from diffserv.policy.hosts import SYSTEM_HOSTS
 from diffserv.policy.model import GREEN, IP_V4, IP_V6, RED, YELLOW
 from diffserv.policy.schema import (
     DEFAULT_COLOR_MAP,
@@ -265,15 +266,15 @@ def test_host_names() -> None:
 
 @given(st.integers(1, 65535))
 def test_port_numbers(port: int) -> None:
-    assert parse_port(str(port)) == port
+    assert parse_port(str(port), SYSTEM_HOSTS) == port
 
 
 def test_port_names_and_errors() -> None:
-    assert parse_port("smtp") == 25
-    assert parse_port("https") == 443
+    assert parse_port("smtp", SYSTEM_HOSTS) == 25
+    assert parse_port("https", SYSTEM_HOSTS) == 443
     for text in ("0", "65536", "no-such-service-xyz", "80x"):
         with pytest.raises(BadValueError, match="invalid port"):
-            parse_port(text)
+            parse_port(text, SYSTEM_HOSTS)
 
 
 def test_port_fallback_table_without_services_db(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -284,34 +285,34 @@ def test_port_fallback_table_without_services_db(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(socket, "getprotobyname", fail)
     hosts.service_port.cache_clear()
     hosts.protocol_number.cache_clear()
-    assert parse_port("nntp") == 119
-    assert parse_protocol("tcp") == 6
-    assert parse_protocol("sctp") == 132
+    assert parse_port("nntp", SYSTEM_HOSTS) == 119
+    assert parse_protocol("tcp", SYSTEM_HOSTS) == 6
+    assert parse_protocol("sctp", SYSTEM_HOSTS) == 132
     hosts.service_port.cache_clear()
     hosts.protocol_number.cache_clear()
 
 
 @given(st.integers(1, 255))
 def test_protocol_numbers(number: int) -> None:
-    assert parse_protocol(str(number)) == number
+    assert parse_protocol(str(number), SYSTEM_HOSTS) == number
 
 
 def test_protocol_names_and_zero() -> None:
-    assert parse_protocol("udp") == 17
-    assert parse_protocol("icmp") == 1
+    assert parse_protocol("udp", SYSTEM_HOSTS) == 17
+    assert parse_protocol("icmp", SYSTEM_HOSTS) == 1
     for text in ("0", "256", "ip", "nonsense-proto"):
         with pytest.raises(BadValueError, match="invalid protocol"):
-            parse_protocol(text)
+            parse_protocol(text, SYSTEM_HOSTS)
 
 
 def test_users() -> None:
     root = pwd.getpwuid(0).pw_name
-    assert parse_user(root) == 0
-    assert parse_user("4242") == 4242  # numeric uids need not exist on this host
+    assert parse_user(root, SYSTEM_HOSTS) == 0
+    assert parse_user("4242", SYSTEM_HOSTS) == 4242  # numeric uids need not exist on this host
     with pytest.raises(BadValueError, match="no such user name on this host"):
-        parse_user("no-such-user-xyz")
+        parse_user("no-such-user-xyz", SYSTEM_HOSTS)
     with pytest.raises(BadValueError, match="invalid user `12ab`"):
-        parse_user("12ab")
+        parse_user("12ab", SYSTEM_HOSTS)
 
 
 def test_if_name_syntax() -> None:

@@ -1,5 +1,3 @@
-# ruff: noqa: PLR0917
-# (numba kernels: flat positional array arguments and chained == compile to the tightest code)
 """Classic libpcap framing: the 24-byte file header and a compiled record walker.
 
 The walker turns the record headers found in a buffer into row offsets,
@@ -16,6 +14,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from diffserv import columns
+from diffserv.columns import PacketColumns
 from diffserv.packet import decode
 from diffserv.packet.decode import decode_one
 from diffserv.packet.kernel_cache import invalidate_if_stale
@@ -78,7 +78,7 @@ def _u32(buf: NDArray[np.uint8], o: int, big: bool) -> int:
 
 
 @njit(cache=True, nogil=True)
-def scan_pcap(
+def scan_pcap(  # noqa: PLR0917 (numba: scalar walk state stays positional)
     buf: NDArray[np.uint8],
     pos: int,
     end: int,
@@ -88,32 +88,20 @@ def scan_pcap(
     linktype: int,
     row: int,
     capacity: int,
-    rec_off: NDArray[np.int64],
-    rec_len: NDArray[np.int64],
-    ts_ns: NDArray[np.int64],
-    wire_len: NDArray[np.uint32],
-    cap_len: NDArray[np.uint32],
-    pkt_off: NDArray[np.int64],
-    l3_off: NDArray[np.int64],
-    vlan_off: NDArray[np.int64],
-    ip_version: NDArray[np.uint8],
-    ds_byte: NDArray[np.uint8],
-    protocol: NDArray[np.uint8],
-    saddr_hi: NDArray[np.uint64],
-    saddr_lo: NDArray[np.uint64],
-    daddr_hi: NDArray[np.uint64],
-    daddr_lo: NDArray[np.uint64],
-    sport: NDArray[np.uint16],
-    dport: NDArray[np.uint16],
-    ip_len: NDArray[np.uint32],
-    direction: NDArray[np.uint8],
-    flags: NDArray[np.uint8],
+    cols: PacketColumns,
 ) -> tuple[int, int, int]:
     """Walk and decode records in ``buf[pos:end]`` into rows ``row..capacity-1``.
 
     Decoding each packet right after its record header, while its bytes are in
     cache, costs far less than a second pass. Returns (status, rows, pos).
     """
+    rec_off = cols.rec_off
+    rec_len = cols.rec_len
+    ts_ns = cols.ts_ns
+    wire_len = cols.wire_len
+    cap_len = cols.cap_len
+    pkt_off = cols.pkt_off
+    direction = cols.direction
     frac_mult = 1 if nanosecond else 1000
     while row < capacity:
         if pos + 16 > end:
@@ -133,31 +121,10 @@ def scan_pcap(
         cap_len[row] = incl
         pkt_off[row] = pos + 16
         direction[row] = 0
-        decode_one(
-            buf,
-            row,
-            pos + 16,
-            incl,
-            wire,
-            linktype,
-            l3_off,
-            vlan_off,
-            ip_version,
-            ds_byte,
-            protocol,
-            saddr_hi,
-            saddr_lo,
-            daddr_hi,
-            daddr_lo,
-            sport,
-            dport,
-            ip_len,
-            direction,
-            flags,
-        )
+        decode_one(buf, row, pos + 16, incl, wire, linktype, cols)
         row += 1
         pos += 16 + incl
     return SCAN_MORE, row, pos
 
 
-invalidate_if_stale(scan_pcap, decode)
+invalidate_if_stale(scan_pcap, decode, columns)

@@ -1,5 +1,5 @@
-# ruff: noqa: PLR0917, PLR1714, SIM109, SIM108
-# (numba kernels: flat positional array arguments and chained == compile to the tightest code)
+# ruff: noqa: PLR1714, SIM109, SIM108
+# (numba kernels: chained == and plain if/else compile to the tightest code)
 """pcapng framing: section and interface headers in Python, packet blocks in a compiled walker.
 
 Section headers and interface descriptions are rare and carry the state the
@@ -16,6 +16,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from diffserv import columns
+from diffserv.columns import PacketColumns
 from diffserv.packet import decode
 from diffserv.packet.decode import decode_one
 from diffserv.packet.kernel_cache import invalidate_if_stale
@@ -233,7 +235,7 @@ def _flags_direction(buf: NDArray[np.uint8], pos: int, end: int, big: bool) -> i
 
 
 @njit(cache=True, nogil=True)
-def scan_pcapng(
+def scan_pcapng(  # noqa: PLR0917 (numba: scalar walk state stays positional)
     buf: NDArray[np.uint8],
     pos: int,
     end: int,
@@ -245,33 +247,21 @@ def scan_pcapng(
     last_ts: int,
     row: int,
     capacity: int,
-    rec_off: NDArray[np.int64],
-    rec_len: NDArray[np.int64],
-    ts_ns: NDArray[np.int64],
-    wire_len: NDArray[np.uint32],
-    cap_len: NDArray[np.uint32],
-    pkt_off: NDArray[np.int64],
-    ifindex: NDArray[np.int32],
-    l3_off: NDArray[np.int64],
-    vlan_off: NDArray[np.int64],
-    ip_version: NDArray[np.uint8],
-    ds_byte: NDArray[np.uint8],
-    protocol: NDArray[np.uint8],
-    saddr_hi: NDArray[np.uint64],
-    saddr_lo: NDArray[np.uint64],
-    daddr_hi: NDArray[np.uint64],
-    daddr_lo: NDArray[np.uint64],
-    sport: NDArray[np.uint16],
-    dport: NDArray[np.uint16],
-    ip_len: NDArray[np.uint32],
-    direction: NDArray[np.uint8],
-    flags: NDArray[np.uint8],
+    cols: PacketColumns,
 ) -> tuple[int, int, int, int]:
     """Walk blocks of ``buf[pos:end]``, decoding packets into rows ``row..capacity-1``.
 
     Returns (status, rows, pos, last timestamp). ``if_ts`` is (n_interfaces, 3):
     binary resolution (0/1), resolution exponent, if_tsoffset seconds of each interface.
     """
+    rec_off = cols.rec_off
+    rec_len = cols.rec_len
+    ts_ns = cols.ts_ns
+    wire_len = cols.wire_len
+    cap_len = cols.cap_len
+    pkt_off = cols.pkt_off
+    ifindex = cols.ifindex
+    direction = cols.direction
     n_if = if_linktype.shape[0]
     while row < capacity:
         if pos + 12 > end:
@@ -318,28 +308,7 @@ def scan_pcapng(
             direction[row] = _flags_direction(
                 buf, pos + 28 + ((incl + 3) & ~3), pos + blen - 4, big
             )
-            decode_one(
-                buf,
-                row,
-                pos + 28,
-                incl,
-                wire,
-                int(if_linktype[iface]),
-                l3_off,
-                vlan_off,
-                ip_version,
-                ds_byte,
-                protocol,
-                saddr_hi,
-                saddr_lo,
-                daddr_hi,
-                daddr_lo,
-                sport,
-                dport,
-                ip_len,
-                direction,
-                flags,
-            )
+            decode_one(buf, row, pos + 28, incl, wire, int(if_linktype[iface]), cols)
             last_ts = ts
             row += 1
         elif btype == BT_SPB:
@@ -360,31 +329,10 @@ def scan_pcapng(
             pkt_off[row] = pos + 12
             ifindex[row] = if_ifindex[0]
             direction[row] = 0
-            decode_one(
-                buf,
-                row,
-                pos + 12,
-                incl,
-                orig,
-                int(if_linktype[0]),
-                l3_off,
-                vlan_off,
-                ip_version,
-                ds_byte,
-                protocol,
-                saddr_hi,
-                saddr_lo,
-                daddr_hi,
-                daddr_lo,
-                sport,
-                dport,
-                ip_len,
-                direction,
-                flags,
-            )
+            decode_one(buf, row, pos + 12, incl, orig, int(if_linktype[0]), cols)
             row += 1
         pos += blen
     return SCAN_MORE, row, pos, last_ts
 
 
-invalidate_if_stale(scan_pcapng, decode)
+invalidate_if_stale(scan_pcapng, decode, columns)

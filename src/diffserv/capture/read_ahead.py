@@ -1,9 +1,9 @@
 """Decode the next batch on another core while the engine works on this one.
 
 Decoding and the engine's compiled kernels release the GIL, so on a machine
-with two cores they overlap. The reader reuses its buffers, so a buffer is
-handed back to it only when the consumer has finished every batch that points
-into it (the same hook the background writer uses).
+with two cores they overlap. The reader reuses its buffers, so every batch in the
+queue or with the consumer holds its buffer (``lease.BUFFERS``) until the consumer
+asks for the next one; a writer that queues the batch takes its own hold first.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Iterator
 
-from diffserv.capture.lease import BufferLease
+from diffserv.capture.lease import Holds
 from diffserv.capture.reader import CaptureReader
 from diffserv.columns import PacketBatch
 
@@ -26,7 +26,7 @@ def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
     Errors of the reader (a truncated last record, say) are raised here after
     every batch before them has been yielded, as the plain reader does.
     """
-    lease = BufferLease()
+    holds = Holds()
     ready: queue.Queue[object] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -34,7 +34,7 @@ def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
         item: object = _DONE
         try:
             for batch in reader:
-                lease.take(batch.buf)
+                holds.take(batch.buf)  # before the reader is asked for the next one
                 while not stop.is_set():
                     try:
                         ready.put(batch, timeout=0.1)
@@ -52,9 +52,6 @@ def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
             except queue.Full:
                 continue
 
-    # first: the consumer queues its writes before it gives a batch back, so a writer's
-    # hook (registered earlier) only knows about every write once the lease is free
-    reader.reuse_hooks.insert(0, lease.wait_free)
     thread = threading.Thread(target=produce, name="diffserv-capture-decode", daemon=True)
     thread.start()
     finished = False
@@ -71,11 +68,10 @@ def read_ahead(reader: CaptureReader) -> Iterator[PacketBatch]:
             try:
                 yield item
             finally:
-                lease.give_back(item.buf)
+                holds.give_back(item.buf)
     finally:
         stop.set()
-        lease.close()
+        holds.give_back_all()
         # stopped early, the helper may be blocked reading a stalled pipe: it is a daemon
         # and stops at its next batch, so do not wait for it long
         thread.join(None if finished else STOP_WAIT_S)
-        reader.reuse_hooks.remove(lease.wait_free)

@@ -1,5 +1,3 @@
-# ruff: noqa: PLR0917
-# (numba kernels: flat positional array arguments and chained == compile to the tightest code)
 """Capture writer: copies each batch's input bytes through, minus the dropped packets' records.
 
 Because the reader's spans cover the input contiguously, writing every span in
@@ -19,8 +17,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.capture.lease import BufferLease
-from diffserv.capture.reader import CaptureReader
+from diffserv.capture.framing import CaptureFormat
+from diffserv.capture.lease import Holds
 from diffserv.columns import ACTION_DROP, PacketBatch
 from diffserv.errors import HostSystemError
 
@@ -28,7 +26,7 @@ ABORT_WAIT_S = 2.0  # how long abort() waits for a write already under way
 
 
 @njit(cache=True, nogil=True)
-def _compact(
+def _compact(  # noqa: PLR0917 (numba: positional arguments)
     buf: NDArray[np.uint8],
     span_start: int,
     span_end: int,
@@ -54,16 +52,18 @@ def _compact(
 
 
 class CaptureWriter:
-    """Write batches read by ``reader`` to ``out`` in the reader's own format.
+    """Write batches to ``out`` in the format ``capture_format`` describes (the reader's
+    ``capture_format``: what to write before the first span).
 
     With ``background=True`` (the default) the bytes are written by a helper
-    thread while the caller works on the next batch; the reader waits for those
-    writes before it reuses a buffer, so a batch must not be changed after
-    ``write``. ``close()`` writes what a capture needs even when no batch came (the
-    pcap file header), waits for every write and flushes; it never closes ``out``,
-    which the caller owns. An I/O error (of the helper thread too) is raised by the
-    next ``write`` or by ``close`` as a HostSystemError naming ``name``; a broken pipe
-    stays a BrokenPipeError, so a command can end quietly when its reader has gone.
+    thread while the caller works on the next batch; each queued write holds the
+    batch's buffer (``lease.BUFFERS``), so the reader does not reuse it before the
+    write is done, and a batch must not be changed after ``write``. ``close()`` writes
+    what a capture needs even when no batch came (the pcap file header), waits for
+    every write and flushes; it never closes ``out``, which the caller owns. An I/O
+    error (of the helper thread too) is raised by the next ``write`` or by ``close`` as
+    a HostSystemError naming ``name``; a broken pipe stays a BrokenPipeError, so a
+    command can end quietly when its reader has gone.
     ``abort()`` stops at once after a failure elsewhere: queued writes are skipped and
     every buffer is handed back, so the reader never waits for a writer that has stopped.
     """
@@ -71,14 +71,14 @@ class CaptureWriter:
     def __init__(
         self,
         out: BinaryIO,
-        reader: CaptureReader,
+        capture_format: CaptureFormat,
         *,
         background: bool = True,
         name: str | None = None,
     ) -> None:
         self._out = out
         self.name = name if name is not None else str(getattr(out, "name", "the output"))
-        self._reader = reader
+        self.format = capture_format
         self._header_done = False
         self._scratch: NDArray[np.uint8] = np.empty(0, np.uint8)
         self.packets_written = 0
@@ -88,7 +88,7 @@ class CaptureWriter:
         self._aborted = False
         self._stop_sent = False
         self._error: BaseException | None = None
-        self._lease = BufferLease()  # buffers that queued writes still read from
+        self._holds = Holds()  # buffers that queued writes still read from
         self._queue: queue.SimpleQueue[tuple[object, NDArray[np.uint8] | memoryview] | None]
         self._thread: threading.Thread | None = None
         if background:
@@ -97,7 +97,6 @@ class CaptureWriter:
                 target=self._run, name="diffserv-capture-writer", daemon=True
             )
             self._thread.start()
-            reader.reuse_hooks.append(self._lease.wait_free)
 
     # ------------------------------------------------------------ background
     def _run(self) -> None:
@@ -111,7 +110,8 @@ class CaptureWriter:
                     self._out.write(data)  # type: ignore[arg-type]
             except BaseException as exc:
                 self._error = exc
-            self._lease.give_back(owner)
+            if owner is not None:
+                self._holds.give_back(owner)
 
     def _raise_error(self) -> None:
         if self._error is not None:
@@ -137,14 +137,15 @@ class CaptureWriter:
             self._write_now(data)
             return
         self._raise_error()
-        self._lease.take(owner)
+        if owner is not None:
+            self._holds.take(owner)  # before the caller can ask the reader for more
         self._queue.put((owner, data))
 
     def _header(self) -> None:
         if not self._header_done:
             self._header_done = True
-            if self._reader.file_header:
-                self._emit(memoryview(self._reader.file_header))
+            if self.format.header:
+                self._emit(memoryview(self.format.header))
 
     def write(self, batch: PacketBatch) -> None:
         """Write the batch's span, leaving out packets whose action is ACTION_DROP."""
@@ -195,7 +196,7 @@ class CaptureWriter:
         """
         self._aborted = True
         self._closed = True
-        self._lease.close()
+        self._holds.give_back_all()
         # a write blocked on a stalled pipe must not hold up the exit: the thread is a
         # daemon and skips everything still queued, so waiting a moment is enough
         self._stop_thread(timeout=ABORT_WAIT_S)
@@ -210,7 +211,8 @@ class CaptureWriter:
             self._queue.put(None)
         thread.join(timeout)
         self._thread = None
-        self._reader.reuse_hooks.remove(self._lease.wait_free)
+        if thread.is_alive():  # a write still stuck (abort): the reader must not wait on it
+            self._holds.give_back_all()
 
     def __enter__(self) -> CaptureWriter:
         return self

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from diffserv.cli.position import set_position
 from diffserv.errors import UsageError
@@ -33,13 +33,18 @@ from diffserv.policy import (
     format_diagnostic,
     static_resolver,
 )
-from diffserv.policy.build import MAX_POLICY_BYTES
+from diffserv.policy.build import UnreadablePolicyError, decode_policy, read_policy
 from diffserv.policy.explain import explain_policy, summary_line
+from diffserv.policy.hosts import SYSTEM_HOSTS, HostDatabase
 from diffserv.policy.model import Diagnostic, Location, Policy
 from diffserv.policy.printer import format_policy
 
-STDIN_NAME = "<stdin>"
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+# The host database the commands look names up in: this machine's (the one place the
+# system is chosen; a test may pin a StaticHostDatabase here).
+HOSTS: HostDatabase = SYSTEM_HOSTS
+
+__all__ = ["UnreadableFileError", "decode_policy", "load_policy", "register"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,48 +60,13 @@ class Loaded:
     stopped: bool = False  # checking gave up after too many errors
 
 
-class UnreadableFileError(UsageError):
-    """A policy file that cannot be read or decoded (exit status 2)."""
-
-    def __init__(self, filename: str, reason: str) -> None:
-        super().__init__(f"cannot read {filename}: {reason}")
-        self.filename = filename
-
-
-def _read_limited(handle: BinaryIO, name: str) -> bytes:
-    data = handle.read(MAX_POLICY_BYTES + 1)
-    if len(data) > MAX_POLICY_BYTES:
-        raise UnreadableFileError(
-            name, f"larger than {MAX_POLICY_BYTES >> 20} MiB: not a policy file"
-        )
-    return data
-
-
-def decode_policy(name: str, data: bytes) -> str:
-    """The text of a policy file's bytes (UTF-8); raises ``UnreadableFileError``."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UnreadableFileError(name, f"not UTF-8 text (byte {exc.start})") from None
+# The one policy-file reader is the language's; these names stay for the callers.
+UnreadableFileError = UnreadablePolicyError
 
 
 def _read(path: str) -> tuple[str, str]:
     """(display name, text) of ``path``; ``-`` is standard input."""
-    if path == "-":
-        stdin = getattr(sys.stdin, "buffer", None)
-        if stdin is None:  # a text stream without bytes underneath (tests, embedding)
-            return STDIN_NAME, sys.stdin.read(MAX_POLICY_BYTES + 1)[:MAX_POLICY_BYTES]
-        return STDIN_NAME, decode_policy(STDIN_NAME, _read_limited(stdin, STDIN_NAME))
-    try:
-        with Path(path).open("rb") as handle:
-            data = _read_limited(handle, path)
-    except IsADirectoryError:
-        raise UnreadableFileError(path, "is a directory") from None
-    except OSError as exc:
-        raise UnreadableFileError(path, exc.strerror or str(exc)) from None
-    except ValueError:  # a NUL in the path
-        raise UnreadableFileError(repr(path), "not a file name") from None
-    return path, decode_policy(path, data)
+    return read_policy(path, stdin_dash=True)
 
 
 def parse_host_option(values: Sequence[str] | None) -> Resolver | None:
@@ -117,11 +87,22 @@ def parse_host_option(values: Sequence[str] | None) -> Resolver | None:
     return static_resolver(table)
 
 
-def load_policy(path: str, *, strict: bool = False, resolver: Resolver | None = None) -> Loaded:
-    """Read and check one file; raises ``UnreadableFileError`` when it cannot be read."""
+def load_policy(
+    path: str,
+    *,
+    strict: bool = False,
+    resolver: Resolver | None = None,
+    hosts: HostDatabase | None = None,
+) -> Loaded:
+    """Read and check one file; raises ``UnreadableFileError`` when it cannot be read.
+
+    Names are looked up in ``hosts``, by default the commands' ``HOSTS``.
+    """
     filename, text = _read(path)
     set_position(lambda: filename)  # for the report of an internal error
-    result = check(text, filename, strict=strict, resolver=resolver)
+    result = check(
+        text, filename, strict=strict, resolver=resolver, hosts=HOSTS if hosts is None else hosts
+    )
     return Loaded(
         filename,
         text,
@@ -224,7 +205,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             print(f"{loaded.filename}: not formatted: the file is invalid", file=sys.stderr)
             status = max(status, EXIT_INVALID)
             continue
-        canonical = format_policy(loaded.policy)
+        canonical = format_policy(loaded.policy, HOSTS)
         if args.check:
             if loaded.text != canonical:
                 print(f"{loaded.filename}: not in canonical form", file=sys.stderr)
@@ -265,7 +246,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if loaded.policy is None:
         print(f"{loaded.filename}: invalid, nothing to explain", file=sys.stderr)
         return EXIT_INVALID
-    sys.stdout.write(explain_policy(loaded.policy, title=loaded.filename))
+    sys.stdout.write(explain_policy(loaded.policy, title=loaded.filename, hosts=HOSTS))
     return EXIT_OK
 
 

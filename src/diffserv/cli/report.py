@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from diffserv.codepoints import dscp_name
 from diffserv.textfmt import human_bytes, text_table
 
 MAX_TRANSITIONS = 12
 
 
 def _dscp(dscp: int) -> str:
+    """``EF (46)``; a DSCP without a name (or a number that is no DSCP) is its number."""
     try:
-        from diffserv.codepoints import dscp_name
-
-        name = str(dscp_name(dscp))
-    except (ImportError, ValueError):
-        name = str(dscp)
+        name = dscp_name(dscp)
+    except ValueError:
+        return str(dscp)
     return name if name == str(dscp) else f"{name} ({dscp})"
 
 

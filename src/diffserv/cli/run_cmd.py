@@ -12,11 +12,9 @@ written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -32,16 +30,19 @@ from diffserv.cli.position import set_position
 from diffserv.directions import BY_OPTION
 from diffserv.errors import (
     DiffservError,
-    InputDataError,
     Interrupted,
     PolicyFileError,
     UsageError,
 )
+from diffserv.policy.interpret import COS_MODES, DEFAULT_COS_MODE, MODULE_RULES
 
 if TYPE_CHECKING:
+    from diffserv.capture.reader import CaptureReader
     from diffserv.columns import PacketBatch
+    from diffserv.engine.stats import SessionStats
+    from diffserv.flows.writers import RecordWriter
+    from diffserv.policy.model import Policy
 
-REWRITING_MODULES = frozenset({"dscpmk", "dlcosmk"})  # the actions that write packet bytes
 PROGRESS_AFTER_S = 0.5  # the progress line appears only once a run has taken this long
 MAX_BATCH_SIZE = 1 << 20  # rows of one batch: its columns take ~100 bytes a packet, twice
 
@@ -92,8 +93,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--cos-mode",
-        choices=("illumos", "plain"),
-        default="illumos",
+        choices=COS_MODES,
+        default=DEFAULT_COS_MODE,
         help="dlcosmk cos → PCP: illumos maps cos 1 and 2 to 0 (default); plain writes cos",
     )
     parser.add_argument(
@@ -195,25 +196,30 @@ def run(args: argparse.Namespace) -> int:
             exc.add_note(note)
         raise
     set_position(None)  # kept on failure: the top level reports an internal error's place
+    for number, steps in stats.trace.items():
+        print(f"packet {number}: {_trace_line(list(steps))}", file=sys.stderr)
     if not args.quiet:
         from diffserv.cli.report import format_summary
 
-        print(format_summary(stats), file=sys.stderr)
-    if "input_error" in stats:
+        print(format_summary(stats.to_json()), file=sys.stderr)
+    if stats.input_error is not None:
         # everything before the damage was processed and written; still a failed run
-        print(f"error: {stats['input_error']}", file=sys.stderr)
+        print(f"error: {stats.input_error}", file=sys.stderr)
         return 2
     return 0
 
 
-def _run_capture(policy: Any, args: argparse.Namespace, done: _Outputs) -> dict[str, Any]:
-    """Open the input, then the flow records, compile, run; a failure removes what it made."""
+def _run_capture(policy: Policy, args: argparse.Namespace, done: _Outputs) -> SessionStats:
+    """Open the input, the flow records and the output, then run the session over them."""
     from diffserv.capture import open_capture
+    from diffserv.capture.read_ahead import read_ahead
+    from diffserv.engine.context import DEFAULT_SEED, EngineOptions
+    from diffserv.engine.session import Labels, Session, drive
 
     direction = BY_OPTION[args.direction] if args.direction else None
     # a mapped input saves copying it, but every page a marker writes is copied on the
     # fault instead, which costs more: map only when no action rewrites packets
-    rewrites = any(action.module in REWRITING_MODULES for action in policy.actions)
+    rewrites = any(MODULE_RULES[action.module].marker for action in policy.actions)
     with open_capture(
         args.input,
         batch_size=args.batch_size,
@@ -222,105 +228,100 @@ def _run_capture(policy: Any, args: argparse.Namespace, done: _Outputs) -> dict[
         use_mmap=not rewrites,
     ) as reader:
         set_position(lambda: f"{reader.name}: near packet {reader.counters.packets + 1}")
-        if not args.flows:
-            return _run_opened(policy, reader, None, args, done)
-        from diffserv.flows.writers import open_record_writer
-
-        existed = os.path.exists(args.flows)
-        flow_sink = open_record_writer(args.flows, args.acct)
+        records = _open_records(args)
+        packets: _CaptureFile | None = None
         try:
-            stats = _run_opened(policy, reader, flow_sink, args, done)
+            options = EngineOptions(
+                seed=DEFAULT_SEED if args.seed is None else args.seed,
+                cos_mode=args.cos_mode,
+                record_sink=records,
+                trace_limit=args.trace,
+            )
+            labels = Labels(policy=args.policy, input=args.input, output=args.output)
+            session = Session(policy, options, labels=labels)
+            # the output is created once the policy has compiled, not before
+            session.packet_sink = packets = _CaptureFile(args.output, reader, done)
         except BaseException:
-            # records of flows that ended before a failure or an interrupt are real: they
-            # stay; a file that got no record at all is not left behind
-            with contextlib.suppress(DiffservError):
-                flow_sink.close()
-            _note_flows(done, flow_sink)
-            if not flow_sink.records_written and not existed:
-                with contextlib.suppress(OSError):
-                    os.unlink(args.flows)
-                done.flows_removed = True
+            if packets is not None:
+                packets.abort()
+            if records is not None:
+                records.abort()
             raise
+        progress = _progress_bar(args, reader.name)
         try:
-            flow_sink.close()
+            stats = drive(
+                session,
+                read_ahead(reader),
+                progress=progress.update if progress is not None else None,
+            )
         finally:
-            _note_flows(done, flow_sink)
-        return stats
-
-
-def _note_flows(done: _Outputs, flow_sink: Any) -> None:
-    """Record what the flow file keeps; a writer that failed has said so in its own error."""
-    done.flow_records = flow_sink.records_written
-    if flow_sink.failed:
-        done.flows = None
-
-
-def _run_opened(
-    policy: Any, reader: Any, flow_sink: Any, args: argparse.Namespace, done: _Outputs
-) -> dict[str, Any]:
-    from diffserv.capture import CaptureWriter
-    from diffserv.capture.read_ahead import read_ahead
-    from diffserv.engine.context import DEFAULT_SEED, EngineOptions
-    from diffserv.engine.graph import compile_policy
-    from diffserv.engine.pipeline import run_batches
-
-    options = EngineOptions(
-        seed=DEFAULT_SEED if args.seed is None else args.seed,
-        cos_mode=args.cos_mode,
-        flow_sink=flow_sink,
-    )
-    graph = compile_policy(policy, options)
-    graph.trace_limit = args.trace
-    target: AtomicFile | None = None
-    out: BinaryIO
-    if args.output == "-":
-        out = sys.stdout.buffer
-    else:
-        target = AtomicFile(args.output, direct=True)
-        out = target.file
-    progress = _progress_bar(args, reader.name)
-    cut_short: list[InputDataError] = []
-    try:
-        writer = CaptureWriter(out, reader, name=args.output if target else "standard output")
-        result = run_batches(
-            graph,
-            _until_input_error(read_ahead(reader), cut_short),
-            writer,
-            input_name=args.input,
-            output_name=args.output,
-            progress=progress.update if progress is not None else None,
-        )
-        if target is not None:
-            target.commit()
-    except BaseException:
-        if target is not None:
-            target.abort()
-        raise
-    finally:
-        if progress is not None:
-            progress.stop()
-    done.capture_written = True
-    stats = {"policy": args.policy, **result.stats}
-    stats.update(reader.counters.as_stats())
-    if cut_short:
-        stats["input_error"] = str(cut_short[0])
-    if args.trace:
-        stats["trace"] = {str(number): steps for number, steps in sorted(graph.trace.items())}
-        for number, steps in sorted(graph.trace.items()):
-            print(f"packet {number}: {_trace_line(steps)}", file=sys.stderr)
+            if progress is not None:
+                progress.stop()
+            if records is not None:
+                _note_flows(done, records)
     for warning in reader.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return stats
 
 
-def _until_input_error(
-    batches: Iterator[PacketBatch], errors: list[InputDataError]
-) -> Iterator[PacketBatch]:
-    """Stop at broken input, keeping the error: what was read before it is still written."""
-    try:
-        yield from batches
-    except InputDataError as exc:
-        errors.append(exc)
+def _open_records(args: argparse.Namespace) -> RecordWriter | None:
+    if not args.flows:
+        return None
+    from diffserv.flows.writers import open_record_writer
+
+    return open_record_writer(args.flows, args.acct)
+
+
+def _note_flows(done: _Outputs, records: RecordWriter) -> None:
+    """Record what the flow file keeps; a writer that failed has said so in its own error."""
+    done.flow_records = records.records_written
+    done.flows_removed = records.removed
+    if records.failed:
+        done.flows = None
+
+
+class _CaptureFile:
+    """The session's packet sink for ``-o``: the capture writer over an atomic file.
+
+    Closing writes the rest and renames the file into place; aborting discards it, so a
+    failed or interrupted run never leaves half a capture (``-`` streams to stdout).
+    """
+
+    def __init__(self, output: str, reader: CaptureReader, done: _Outputs) -> None:
+        from diffserv.capture import CaptureWriter
+
+        self._done = done
+        self._target: AtomicFile | None = None
+        out: BinaryIO
+        if output == "-":
+            out = sys.stdout.buffer
+        else:
+            self._target = AtomicFile(output, direct=True)
+            out = self._target.file
+        try:
+            self._writer = CaptureWriter(
+                out, reader.capture_format, name=output if self._target else "standard output"
+            )
+        except BaseException:
+            if self._target is not None:
+                self._target.abort()
+            raise
+
+    def write(self, batch: PacketBatch) -> None:
+        self._writer.write(batch)
+
+    def close(self) -> None:
+        self._writer.close()
+        if self._target is not None:
+            self._target.commit()
+        self._done.capture_written = True
+
+    def abort(self) -> None:
+        try:
+            self._writer.abort()
+        finally:
+            if self._target is not None:
+                self._target.abort()
 
 
 def _trace_line(steps: list[str]) -> str:
@@ -370,8 +371,8 @@ def _progress_bar(args: argparse.Namespace, name: str) -> _Progress | None:
     return _Progress(os.path.basename(name))
 
 
-def _write_stats(path: str, stats: dict[str, Any]) -> None:
-    text = json.dumps(stats, indent=2) + "\n"
+def _write_stats(path: str, stats: SessionStats) -> None:
+    text = json.dumps(stats.to_json(), indent=2) + "\n"
     if path == "-":
         sys.stdout.write(text)
         return

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from diffserv.columns import ACTION_CONTINUE, ACTION_DEFER, ACTION_DROP
+from diffserv.policy.interpret import DEFAULT_COS_MODE
 from diffserv.policy.model import CONTINUE, DEFER, DROP
+from diffserv.records import RecordSink
 
 DEFAULT_SEED = 20260101  # tswtclmt's random source; fixed so runs are reproducible
 
@@ -20,14 +21,18 @@ VIRTUAL_ACTION_IDS: Mapping[str, int] = {
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
-    """Knobs of one run that are not part of the policy."""
+    """Knobs of one session that are not part of the policy."""
 
     seed: int = DEFAULT_SEED
     # "illumos": cos 1 and 2 write PCP 0 as the shipped dlcosmk maps do; "plain": cos = PCP
-    cos_mode: str = "illumos"
-    # flowacct record consumer (diffserv.flows); None = records are counted, not written
-    flow_sink: Any = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    cos_mode: str = DEFAULT_COS_MODE
+    # where flowacct's expired records go; None = they are counted, not kept
+    record_sink: RecordSink | None = None
+    # the path of the first ``trace_limit`` packets (by number) is kept for the statistics
+    trace_limit: int = 0
+    # write the marks into the packet bytes (False: the columns only, for sources without
+    # packet bytes, such as flow records being audited)
+    rewrite_packets: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Compile a Policy into an ActionGraph and run packet batches through it (ipqos.md §2).
+"""Compile a Policy into an ActionGraph and run packet batches through it (docs/engine.md).
 
 Action ids are assigned in a topological order of the reference graph, ``ipgpc.classify``
 first, so every action only ever sends packets to a larger id or to a virtual action. One
@@ -34,9 +34,12 @@ from diffserv.columns import (
 )
 from diffserv.engine.context import VIRTUAL_ACTION_IDS, BuildContext, EngineOptions
 from diffserv.engine.modules import factory_for
-from diffserv.engine.operator import Operator
-from diffserv.errors import DiffservError, PolicyFileError
+from diffserv.engine.operator import Operator, TimedOperator
+from diffserv.errors import DiffservError, InternalError, PolicyFileError
+from diffserv.policy.diagnostics import LocatedPolicyError
 from diffserv.policy.model import CLASSIFIER_ACTION, VIRTUAL_ACTIONS, Action, Policy
+from diffserv.policy.refgraph import find_cycles
+from diffserv.policy.schema import action_references
 
 OUTCOMES: Mapping[int, str] = {
     ACTION_CONTINUE: "continue",
@@ -47,7 +50,7 @@ MALFORMED_KEPT = 10  # packet numbers of malformed packets remembered for messag
 COLOUR_NAMES: Mapping[int, str] = {1: "green", 2: "yellow", 4: "red"}
 
 
-class EngineError(DiffservError):
+class EngineError(InternalError):
     """An operator broke the action protocol (a bug, never the user's fault)."""
 
 
@@ -70,23 +73,37 @@ def _packet_head(batch: PacketBatch, row: int) -> str:
     return f"{src} > {dst} proto {int(batch.cols.protocol[row])}"
 
 
+def _blame(action: Action, text: str) -> LocatedPolicyError:
+    """``text`` about ``action``, placed at its ``action`` keyword when that is known."""
+    where = f"{action.location}: " if action.location is not None else ""
+    return LocatedPolicyError(
+        f"{where}{text}", action=action.name, location=action.location, detail=text
+    )
+
+
 def topological_order(policy: Policy) -> list[Action]:
     """Actions so that each one comes before every action it refers to; ipgpc first.
 
     Ties are broken by file order, so the order (and every action id) is deterministic.
+    Raises LocatedPolicyError for an undefined reference or a cycle (the checker's walk,
+    ``policy.refgraph.find_cycles``).
     """
     by_name = {action.name: action for action in policy.actions}
     position = {action.name: i for i, action in enumerate(policy.actions)}
     indegree = dict.fromkeys(by_name, 0)
     edges: dict[str, list[str]] = {name: [] for name in by_name}
     for action in policy.actions:
-        for ref in set(action.references()):
+        for ref in dict.fromkeys(action_references(action)):
             if ref in VIRTUAL_ACTIONS:
                 continue
             if ref not in by_name:
-                raise PolicyFileError(f"action {action.name}: undefined action {ref}")
+                raise _blame(action, f"action {action.name}: undefined action {ref}")
             edges[action.name].append(ref)
             indegree[ref] += 1
+    cycles = find_cycles(by_name, edges)
+    if cycles:
+        stuck = by_name[cycles[0][0]]
+        raise _blame(stuck, f"Action {stuck.name} involved in cycle.")
     ready = [(0 if name == CLASSIFIER_ACTION else 1, position[name], name) for name in by_name]
     ready = [item for item in ready if indegree[item[2]] == 0]
     heapq.heapify(ready)
@@ -98,11 +115,9 @@ def topological_order(policy: Policy) -> list[Action]:
             indegree[ref] -= 1
             if indegree[ref] == 0:
                 heapq.heappush(ready, (1, position[ref], ref))
-    if len(order) != len(by_name):
-        stuck = next(name for name in by_name if indegree[name] > 0)
-        raise PolicyFileError(f"Action {stuck} involved in cycle.")
+    assert len(order) == len(by_name)  # acyclic: every action is reached
     if not order or order[0].name != CLASSIFIER_ACTION:
-        raise PolicyFileError("No ipgpc action defined.")
+        raise LocatedPolicyError("No ipgpc action defined.", action=None, location=None)
     return order
 
 
@@ -221,18 +236,28 @@ class ActionGraph:
             )
         return nxt
 
+    def advance(self, now_ns: int) -> None:
+        """Time passed without packets: every operator with a timer runs it."""
+        for op in self.operators:
+            if isinstance(op, TimedOperator):
+                op.advance(now_ns)
+
     def finish(self) -> None:
         """End of input: every operator flushes (flowacct writes its remaining flows)."""
         for op in self.operators:
             op.finish()
 
     def counters(self) -> dict[str, Mapping[str, int]]:
-        """The §12 counters of every action, by action name, in action-id order."""
+        """The kstat-named counters of every action, by action name, in action-id order."""
         return {op.name: op.counters() for op in self.operators}
 
 
 def compile_policy(policy: Policy, options: EngineOptions | None = None) -> ActionGraph:
-    """Build every action's operator; raises PolicyFileError for a policy the engine rejects."""
+    """Build every action's operator.
+
+    A policy the engine rejects raises LocatedPolicyError (a PolicyFileError) whose
+    ``location`` is the file position of the action to blame.
+    """
     opts = options if options is not None else EngineOptions()
     order = topological_order(policy)
     ids = {action.name: i for i, action in enumerate(order)}
@@ -242,15 +267,23 @@ def compile_policy(policy: Policy, options: EngineOptions | None = None) -> Acti
         try:
             factory = factory_for(action.module)
         except KeyError:
-            raise PolicyFileError(f"action {action.name}: unknown module {action.module}") from None
+            raise _blame(action, f"action {action.name}: unknown module {action.module}") from None
         except ImportError as exc:
             raise DiffservError(
                 f"action {action.name}: module {action.module} is not available ({exc})"
             ) from None
         try:
             operators.append(factory(action, ctx))
+        except LocatedPolicyError:
+            raise
+        except PolicyFileError as exc:  # worded by the module, location already in the text
+            text = str(exc)
+            prefix = f"{action.location}: error: " if action.location is not None else ""
+            detail = text.removeprefix(prefix) if prefix else text
+            raise LocatedPolicyError(
+                text, action=action.name, location=action.location, detail=detail
+            ) from None
         except (ValueError, KeyError, TypeError) as exc:
-            where = f"{action.location}: " if action.location is not None else ""
-            raise PolicyFileError(f"{where}action {action.name}: {exc}") from None
+            raise _blame(action, f"action {action.name}: {exc}") from None
     assert all(name not in VIRTUAL_ACTION_IDS for name in ids)
     return ActionGraph(policy=policy, operators=operators, action_ids=ids)

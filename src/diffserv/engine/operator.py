@@ -10,7 +10,7 @@ so results never depend on how the input was cut into batches.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,5 +33,18 @@ class Operator(Protocol):
         ...
 
     def counters(self) -> Mapping[str, int]:
-        """Statistics under the names of the IPQoS kstats (spec ipqos.md §12)."""
+        """Statistics under the names of the IPQoS kstats (docs/engine.md, "Statistics")."""
+        ...
+
+
+@runtime_checkable
+class TimedOperator(Operator, Protocol):
+    """An operator with a timer of its own (flowacct), told when time passes without packets.
+
+    Meters need no such call: their buckets are brought up to date by the next packet's
+    time stamp, and a quiet link changes nothing they would report.
+    """
+
+    def advance(self, now_ns: int) -> None:
+        """Time is now ``now_ns`` (ns since the epoch); run whatever timer is due."""
         ...

@@ -1,25 +1,163 @@
-"""Run statistics: the §12 counters of every action plus what a run summary needs.
+"""Session statistics as typed values, with one JSON form (``SessionStats.to_json``).
 
 Offline, statistics are always collected whatever ``global_stats`` / ``enable_stats`` say
-(they only gate the kernel's kstats). ``run_stats`` turns a finished ActionGraph into one
-JSON-ready document: every action's module and counters under the kstat names, every
-ipgpc class's packets and bytes, the DSCP before → after transitions of the packets
-written, and the capture-level counts (written, dropped, not IP, malformed, snap-length
-cuts, header cuts, offload lengths).
+(they only gate the kernel's kstats). A finished session yields one :class:`SessionStats`:
+every action's module and counters under the kstat names, every ipgpc class's packets and
+bytes, the DSCP before → after transitions of the packets written, and the packet-level
+counts (written, dropped, not IP, malformed, snap-length cuts, header cuts, offload
+lengths). The counts are taken from the batches themselves, so they are the same
+whichever source the packets came from. docs/engine.md describes the JSON document.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.columns import ACTION_CONTINUE, NOT_IP, PacketBatch
-from diffserv.engine.graph import ActionGraph
+from diffserv.columns import (
+    ACTION_CONTINUE,
+    FLAG_HEADER_CUT,
+    FLAG_LENGTH_FROM_FRAME,
+    FLAG_MALFORMED,
+    FLAG_TRUNCATED,
+    NOT_IP,
+    PacketBatch,
+)
 
-STATS_FORMAT = "diffserv-run-stats/1"
+STATS_FORMAT: Final = "diffserv-run-stats/1"
+
+# flag-byte values counted as each packet-level condition (a malformed packet is not
+# also counted as a header cut or an offload length)
+_FLAG_BYTES = np.arange(256)
+_MALFORMED = (_FLAG_BYTES & FLAG_MALFORMED) != 0
+_TRUNCATED = (_FLAG_BYTES & FLAG_TRUNCATED) != 0
+_HEADER_CUT = ((_FLAG_BYTES & FLAG_HEADER_CUT) != 0) & ~_MALFORMED
+_FROM_FRAME = ((_FLAG_BYTES & FLAG_LENGTH_FROM_FRAME) != 0) & ~_MALFORMED
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """Packets and bytes (on the wire)."""
+
+    packets: int = 0
+    bytes: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"packets": self.packets, "bytes": self.bytes}
+
+
+@dataclass(frozen=True, slots=True)
+class ClassStats:
+    """One ipgpc class: what it matched and where it sends packets."""
+
+    packets: int
+    bytes: int
+    last_match_ns: int  # 0: never matched
+    next_action: str  # without the ``ipp.`` prefix of the virtual actions
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "last_match_ns": self.last_match_ns,
+            "next_action": self.next_action,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ActionStats:
+    """One action: its module's kstat counters, plus per-class or per-DSCP detail."""
+
+    module: str
+    counters: Mapping[str, int]
+    classes: Mapping[str, Mapping[str, int]] | None = None  # ipgpc
+    detailed: Mapping[str, Mapping[str, int]] | None = None  # dscpmk
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"module": self.module, "counters": dict(self.counters)}
+        if self.classes is not None:
+            entry["classes"] = {name: dict(c) for name, c in self.classes.items()}
+        if self.detailed is not None:
+            entry["detailed"] = {name: dict(c) for name, c in self.detailed.items()}
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Packets written with DSCP ``to`` that were read with DSCP ``source``."""
+
+    source: int
+    to: int
+    packets: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"from": self.source, "to": self.to, "packets": self.packets}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    """Everything a finished (or cut short) session counted."""
+
+    policy: str
+    input: str
+    output: str
+    elapsed_s: float
+    packets: int
+    bytes: int
+    written: int
+    not_ip: Volume
+    malformed: int
+    malformed_first: tuple[int, ...]
+    truncated: int
+    header_cut: int
+    length_from_frame: int
+    outcomes: Mapping[str, Volume]  # continue, drop, defer
+    actions: Mapping[str, ActionStats]
+    classes: Mapping[str, ClassStats]
+    dscp_transitions: tuple[Transition, ...]
+    input_error: str | None = None  # the damage that ended the input early
+    trace: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def dropped(self) -> int:
+        return self.outcomes["drop"].packets
+
+    @property
+    def deferred(self) -> int:
+        return self.outcomes["defer"].packets
+
+    def to_json(self) -> dict[str, Any]:
+        """The statistics document (format ``diffserv-run-stats/1``, docs/engine.md)."""
+        doc: dict[str, Any] = {
+            "policy": self.policy,
+            "format": STATS_FORMAT,
+            "input": self.input,
+            "output": self.output,
+            "elapsed_s": round(self.elapsed_s, 6),
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "written": self.written,
+            "dropped": self.dropped,
+            "deferred": self.deferred,
+            "not_ip": self.not_ip.to_json(),
+            "malformed": {"count": self.malformed, "first": list(self.malformed_first)},
+            "truncated": self.truncated,
+            "header_cut": self.header_cut,
+            "length_from_frame": self.length_from_frame,
+            "outcomes": {name: v.to_json() for name, v in self.outcomes.items()},
+            "actions": {name: a.to_json() for name, a in self.actions.items()},
+            "classes": {name: c.to_json() for name, c in self.classes.items()},
+            "dscp_transitions": [t.to_json() for t in self.dscp_transitions],
+        }
+        if self.input_error is not None:
+            doc["input_error"] = self.input_error
+        if self.trace:
+            doc["trace"] = {str(number): list(steps) for number, steps in self.trace.items()}
+        return doc
 
 
 @dataclass(slots=True)
@@ -29,84 +167,33 @@ class DscpTransitions:
     counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(64 * 64, np.int64))
 
     def update(self, batch: PacketBatch) -> None:
-        keep = (batch.cols.action == ACTION_CONTINUE) & (batch.cols.ip_version != NOT_IP)
-        before = batch.cols.ds_byte[keep] >> 2
+        cols = batch.cols
+        keep = (cols.action == ACTION_CONTINUE) & (cols.ip_version != NOT_IP)
+        before = cols.ds_byte[keep] >> 2
         after = batch.current_ds()[keep] >> 2
         pair = before.astype(np.int64) * 64 + after.astype(np.int64)
         self.counts += np.bincount(pair, minlength=64 * 64)
 
-    def rows(self) -> list[dict[str, int]]:
+    def rows(self) -> tuple[Transition, ...]:
         """Non-zero transitions, largest first (ties by DSCP values)."""
-        nz = np.flatnonzero(self.counts)
         out = [
-            {"from": int(p // 64), "to": int(p % 64), "packets": int(self.counts[p])} for p in nz
+            Transition(int(p // 64), int(p % 64), int(self.counts[p]))
+            for p in np.flatnonzero(self.counts)
         ]
-        out.sort(key=lambda row: (-row["packets"], row["from"], row["to"]))
-        return out
+        out.sort(key=lambda t: (-t.packets, t.source, t.to))
+        return tuple(out)
 
 
 @dataclass(slots=True)
-class RunInfo:
-    """Facts about the run outside the graph: files, timings, reader counts."""
+class PacketConditions:
+    """Snap-length cuts, header cuts and offload lengths, counted from the flags column."""
 
-    input: str
-    output: str
-    elapsed_s: float = 0.0
-    written: int = 0
-    truncated: int = 0  # the reader's counters (CaptureCounters.as_stats)
+    truncated: int = 0
     header_cut: int = 0
     length_from_frame: int = 0
 
-
-def run_stats(graph: ActionGraph, info: RunInfo, transitions: DscpTransitions) -> dict[str, Any]:
-    """The whole statistics document of a finished run (see docs/engine.md for the schema)."""
-    actions: dict[str, Any] = {}
-    classes: dict[str, Any] = {}
-    for op in graph.operators:
-        entry: dict[str, Any] = {"module": op.module, "counters": dict(op.counters())}
-        class_counters = getattr(op, "class_counters", None)
-        if callable(class_counters):
-            per_class: dict[str, dict[str, int]] = class_counters()
-            entry["classes"] = per_class
-            action = graph.policy.action(op.name)
-            next_of = {cls.name: cls.next_action for cls in action.classes}
-            for name, counts in per_class.items():
-                classes[name] = {
-                    "packets": counts["npackets"],
-                    "bytes": counts["nbytes"],
-                    "last_match_ns": counts["last_match"],
-                    "next_action": _short(next_of.get(name, "ipp.continue")),
-                }
-        detailed = getattr(op, "detailed_counters", None)
-        if callable(detailed):
-            entry["detailed"] = detailed()
-        actions[op.name] = entry
-    outcomes = {
-        name: {"packets": o.packets, "bytes": o.bytes} for name, o in graph.outcomes.items()
-    }
-    for name in ("continue", "drop", "defer"):
-        outcomes.setdefault(name, {"packets": 0, "bytes": 0})
-    return {
-        "format": STATS_FORMAT,
-        "input": info.input,
-        "output": info.output,
-        "elapsed_s": round(info.elapsed_s, 6),
-        "packets": graph.packets,
-        "bytes": graph.bytes,
-        "written": info.written,
-        "dropped": outcomes["drop"]["packets"],
-        "deferred": outcomes["defer"]["packets"],
-        "not_ip": {"packets": graph.not_ip.packets, "bytes": graph.not_ip.bytes},
-        "malformed": {"count": graph.malformed_count, "first": list(graph.malformed_numbers)},
-        "truncated": info.truncated,
-        "header_cut": info.header_cut,
-        "length_from_frame": info.length_from_frame,
-        "outcomes": outcomes,
-        "actions": actions,
-        "classes": classes,
-        "dscp_transitions": transitions.rows(),
-    }
-
-
-def _short(name: str) -> str:
-    return name.removeprefix("ipp.")
+    def update(self, batch: PacketBatch) -> None:
+        by_flags = np.bincount(batch.cols.flags, minlength=256)  # one pass for all three
+        self.truncated += int(by_flags[_TRUNCATED].sum())
+        self.header_cut += int(by_flags[_HEADER_CUT].sum())
+        self.length_from_frame += int(by_flags[_FROM_FRAME].sum())

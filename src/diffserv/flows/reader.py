@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from diffserv.errors import HostSystemError, InputDataError, UsageError
-from diffserv.flows.records import (
+from diffserv.records import (
     BASIC_FIELDS,
     GROUP_BASIC,
     GROUP_EXTENDED,

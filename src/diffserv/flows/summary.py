@@ -10,9 +10,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Final
 
+from diffserv.codepoints import ECN_NAMES, dscp_name
 from diffserv.errors import UsageError
 from diffserv.flows.reader import TABLE_COLUMNS, RecordTable
-from diffserv.flows.records import GROUP_EXTENDED, iso_time
+from diffserv.records import GROUP_EXTENDED, iso_time
 from diffserv.textfmt import human_bytes, text_table
 
 PROTOCOL_NAMES: Final = {
@@ -32,7 +33,6 @@ PROTOCOL_NAMES: Final = {
     132: "sctp",
 }
 PORT_PROTOCOLS: Final = frozenset({6, 17, 132})
-ECN_LABELS: Final = ("Not-ECT", "ECT(1)", "ECT(0)", "CE")  # RFC 3168 codepoints 0..3
 
 
 def protocol_name(number: int) -> str:
@@ -40,12 +40,10 @@ def protocol_name(number: int) -> str:
 
 
 def dscp_label(dscp: int) -> str:
-    """The DSCP's name from diffserv.codepoints, or its number if the table lacks it."""
+    """The DSCP's name from diffserv.codepoints (its number when it has no name)."""
     try:
-        from diffserv.codepoints import dscp_name
-
-        return str(dscp_name(dscp))
-    except (ImportError, ValueError):
+        return dscp_name(dscp)
+    except ValueError:  # not a DSCP (a record file may hold any byte)
         return str(dscp)
 
 
@@ -204,7 +202,7 @@ def summarize(table: RecordTable, top: int = 10, sort: str = "bytes") -> dict[st
         by_ecn = [
             {
                 "ecn": value,
-                "name": ECN_LABELS[value],
+                "name": ECN_NAMES[value],
                 "packets": ecns[value][0],
                 "bytes": ecns[value][1],
                 "packet_share": _share(ecns[value][0], total_packets),

@@ -21,12 +21,12 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, NoReturn, Protocol
+from typing import Any, Final, NoReturn
 
 import numpy as np
 
 from diffserv.errors import HostSystemError, UsageError
-from diffserv.flows.records import (
+from diffserv.records import (
     GROUP_EXTENDED,
     GROUPS,
     FlowRecords,
@@ -38,12 +38,6 @@ from diffserv.flows.records import (
 EXTENSIONS: Final = (".jsonl", ".csv", ".parquet")
 # Parquet rows are buffered up to this many before a row group is written.
 PARQUET_ROW_GROUP: Final = 4096
-
-
-class RecordSink(Protocol):
-    """What flowacct needs from ``EngineOptions.flow_sink``."""
-
-    def write(self, records: FlowRecords) -> None: ...
 
 
 def record_columns(records: FlowRecords, group: str) -> dict[str, list[Any]]:
@@ -100,7 +94,9 @@ class RecordWriter:
         self.records_written = 0
         self.closed = False
         self.failed = False
+        self.removed = False  # abort() removed a file that got no record
         self._failure = ""
+        self._existed = os.path.lexists(path)
 
     def write(self, records: FlowRecords) -> None:
         """Append ``records`` to the file (a no-op for an empty batch)."""
@@ -127,6 +123,20 @@ class RecordWriter:
             self._close()
         except OSError as exc:
             self._fail(exc)
+
+    def abort(self) -> None:
+        """The run failed or was interrupted: close, keeping every complete record.
+
+        Records of flows that ended before the failure are real, so they stay; a file
+        this writer created that got no record at all is not left behind.
+        """
+        with contextlib.suppress(HostSystemError):  # a failed writer has said so itself
+            self.close()
+        if self.records_written or self._existed or self.path == "-":
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        self.removed = True
 
     def __enter__(self) -> RecordWriter:
         return self

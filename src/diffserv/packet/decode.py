@@ -1,9 +1,9 @@
-# ruff: noqa: PLR0917, PLR1714, SIM109
-# (numba kernels: flat positional array arguments and chained == compile to the tightest code)
+# ruff: noqa: PLR1714, SIM109
+# (numba kernels: chained == compiles to the tightest code)
 """Sans-I/O L2–L4 decode of a batch of frames into PacketBatch columns.
 
-One compiled pass over the rows extracts what ipgpc classifies on (spec
-ipqos.md §6.1): addresses, DS byte, protocol after the IPv6 extension walk,
+One compiled pass over the rows extracts what ipgpc classifies on (docs/capture.md,
+"What is decoded"): addresses, DS byte, protocol after the IPv6 extension walk,
 ports, datagram length, plus the offsets the rewriter needs (IP header, outer
 802.1Q tag). Bad headers never raise: the row is flagged FLAG_MALFORMED and
 passes through untouched.
@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
+from diffserv import columns
 from diffserv.columns import (
     FLAG_FRAGMENT,
     FLAG_HEADER_CUT,
@@ -27,43 +28,27 @@ from diffserv.columns import (
     IPV4,
     IPV6,
     PacketBatch,
+    PacketColumns,
 )
 from diffserv.directions import LOCAL_IN, LOCAL_OUT
-
-# Link-layer header types (tcpdump.org LINKTYPE_* values) the decoder understands.
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_PPP = 9
-LINKTYPE_RAW_BSD12 = 12
-LINKTYPE_RAW_BSD14 = 14
-LINKTYPE_PPP_HDLC = 50
-LINKTYPE_RAW = 101
-LINKTYPE_C_HDLC = 104
-LINKTYPE_LOOP = 108
-LINKTYPE_PPP_WITH_DIR = 204
-LINKTYPE_C_HDLC_WITH_DIR = 205
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
-
-SUPPORTED_LINKTYPES: dict[int, str] = {
-    LINKTYPE_NULL: "BSD loopback (NULL)",
-    LINKTYPE_ETHERNET: "Ethernet",
-    LINKTYPE_PPP: "PPP",
-    LINKTYPE_RAW_BSD12: "raw IP",
-    LINKTYPE_RAW_BSD14: "raw IP",
-    LINKTYPE_PPP_HDLC: "PPP in HDLC-like framing",
-    LINKTYPE_RAW: "raw IP",
-    LINKTYPE_C_HDLC: "Cisco HDLC",
-    LINKTYPE_LOOP: "OpenBSD loopback (LOOP)",
-    LINKTYPE_PPP_WITH_DIR: "PPP with direction",
-    LINKTYPE_C_HDLC_WITH_DIR: "Cisco HDLC with direction",
-    LINKTYPE_LINUX_SLL: "Linux cooked capture (SLL)",
-    LINKTYPE_IPV4: "raw IPv4",
-    LINKTYPE_IPV6: "raw IPv6",
-    LINKTYPE_LINUX_SLL2: "Linux cooked capture v2 (SLL2)",
-}
+from diffserv.packet.kernel_cache import invalidate_if_stale
+from diffserv.packet.linktypes import (
+    LINKTYPE_C_HDLC,
+    LINKTYPE_C_HDLC_WITH_DIR,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_PPP,
+    LINKTYPE_PPP_HDLC,
+    LINKTYPE_PPP_WITH_DIR,
+    LINKTYPE_RAW,
+    LINKTYPE_RAW_BSD12,
+    LINKTYPE_RAW_BSD14,
+)
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
@@ -335,32 +320,33 @@ def _has_ports(protocol: int) -> bool:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def decode_one(
+def decode_one(  # noqa: PLR0917 (numba: inlined into the walkers)
     buf: NDArray[np.uint8],
     i: int,
     start: int,
     caplen: int,
     wirelen: int,
     linktype: int,
-    l3_off: NDArray[np.int64],
-    vlan_off: NDArray[np.int64],
-    ip_version: NDArray[np.uint8],
-    ds_byte: NDArray[np.uint8],
-    protocol: NDArray[np.uint8],
-    saddr_hi: NDArray[np.uint64],
-    saddr_lo: NDArray[np.uint64],
-    daddr_hi: NDArray[np.uint64],
-    daddr_lo: NDArray[np.uint64],
-    sport: NDArray[np.uint16],
-    dport: NDArray[np.uint16],
-    ip_len: NDArray[np.uint32],
-    direction: NDArray[np.uint8],
-    flags: NDArray[np.uint8],
+    cols: PacketColumns,
 ) -> None:
     """Fill every decoded column of row ``i`` from the frame at ``buf[start:start+caplen]``.
 
-    ``direction[i]`` is input too: when it is 0, a Linux cooked header may set it.
+    ``cols.direction[i]`` is input too: when it is 0, a Linux cooked header may set it.
     """
+    l3_off = cols.l3_off
+    vlan_off = cols.vlan_off
+    ip_version = cols.ip_version
+    ds_byte = cols.ds_byte
+    protocol = cols.protocol
+    saddr_hi = cols.saddr_hi
+    saddr_lo = cols.saddr_lo
+    daddr_hi = cols.daddr_hi
+    daddr_lo = cols.daddr_lo
+    sport = cols.sport
+    dport = cols.dport
+    ip_len = cols.ip_len
+    direction = cols.direction
+    flags = cols.flags
     flag = 0
     if caplen < wirelen:
         flag |= FLAG_TRUNCATED
@@ -530,50 +516,18 @@ def decode_one(
 
 
 @njit(cache=True, nogil=True)
-def decode_rows(
-    buf: NDArray[np.uint8],
-    pkt_off: NDArray[np.int64],
-    cap_len: NDArray[np.uint32],
-    wire_len: NDArray[np.uint32],
-    linktype: NDArray[np.int32],
-    l3_off: NDArray[np.int64],
-    vlan_off: NDArray[np.int64],
-    ip_version: NDArray[np.uint8],
-    ds_byte: NDArray[np.uint8],
-    protocol: NDArray[np.uint8],
-    saddr_hi: NDArray[np.uint64],
-    saddr_lo: NDArray[np.uint64],
-    daddr_hi: NDArray[np.uint64],
-    daddr_lo: NDArray[np.uint64],
-    sport: NDArray[np.uint16],
-    dport: NDArray[np.uint16],
-    ip_len: NDArray[np.uint32],
-    direction: NDArray[np.uint8],
-    flags: NDArray[np.uint8],
-) -> None:
-    """Fill the decoded columns of every row from the frame bytes in ``buf``."""
+def decode_rows(buf: NDArray[np.uint8], linktype: NDArray[np.int32], cols: PacketColumns) -> None:
+    """Fill the decoded columns of every row from the frame bytes in ``buf``.
+
+    ``cols.pkt_off``/``cap_len``/``wire_len`` locate each frame; ``linktype`` gives its
+    link-layer header type.
+    """
+    pkt_off = cols.pkt_off
+    cap_len = cols.cap_len
+    wire_len = cols.wire_len
     for i in range(pkt_off.shape[0]):
         decode_one(
-            buf,
-            i,
-            int(pkt_off[i]),
-            int(cap_len[i]),
-            int(wire_len[i]),
-            int(linktype[i]),
-            l3_off,
-            vlan_off,
-            ip_version,
-            ds_byte,
-            protocol,
-            saddr_hi,
-            saddr_lo,
-            daddr_hi,
-            daddr_lo,
-            sport,
-            dport,
-            ip_len,
-            direction,
-            flags,
+            buf, i, int(pkt_off[i]), int(cap_len[i]), int(wire_len[i]), int(linktype[i]), cols
         )
 
 
@@ -583,27 +537,7 @@ def decode_batch(batch: PacketBatch, linktype: NDArray[np.int32]) -> None:
     ``linktype`` gives each row's link-layer header type. Rows whose ``direction`` is
     still 0 take the direction a Linux cooked header states.
     """
-    decode_rows(
-        batch.buf,
-        batch.cols.pkt_off,
-        batch.cols.cap_len,
-        batch.cols.wire_len,
-        linktype,
-        batch.cols.l3_off,
-        batch.cols.vlan_off,
-        batch.cols.ip_version,
-        batch.cols.ds_byte,
-        batch.cols.protocol,
-        batch.cols.saddr_hi,
-        batch.cols.saddr_lo,
-        batch.cols.daddr_hi,
-        batch.cols.daddr_lo,
-        batch.cols.sport,
-        batch.cols.dport,
-        batch.cols.ip_len,
-        batch.cols.direction,
-        batch.cols.flags,
-    )
+    decode_rows(batch.buf, linktype, batch.cols)
 
 
 def decode_frames(
@@ -634,3 +568,7 @@ def decode_frames(
     decode_batch(batch, np.full(n, linktype, np.int32))
     batch.cols.direction[batch.cols.direction == 0] = direction
     return batch
+
+
+invalidate_if_stale(decode_one, columns)
+invalidate_if_stale(decode_rows, columns)

@@ -4,6 +4,10 @@ numba invalidates a cached kernel only when the file defining it changes; a
 kernel that calls a jitted function from another file (the capture walkers call
 ``decode_one``) would keep running the old copy after that file is edited. This
 drops such a kernel's cache index when a dependency is newer, so it recompiles.
+
+A kernel that takes a ``PacketColumns`` tuple depends on ``diffserv.columns`` the same
+way: the position of each field in the tuple and the FLAG_* constants are compiled into
+it, so ``columns`` is one of its dependencies.
 """
 
 from __future__ import annotations

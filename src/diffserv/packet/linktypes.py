@@ -1,12 +1,29 @@
-"""Names of link-layer header types, so a refusal can say which link type a file has.
+"""Link-layer header types: the numbers the decoder reads, and names for messages.
 
-The numbers are the tcpdump.org LINKTYPE_* registry values; only the common ones are
-named here (the decoder's own list is ``decode.SUPPORTED_LINKTYPES``).
+The numbers are the tcpdump.org LINKTYPE_* registry values. ``KNOWN_LINKTYPES`` names
+the common ones, so that a refusal can say which link type a file has;
+``SUPPORTED_LINKTYPES`` is the part of it the decoder understands.
 """
 
 from __future__ import annotations
 
-from diffserv.packet.decode import SUPPORTED_LINKTYPES
+from typing import Final
+
+LINKTYPE_NULL: Final = 0
+LINKTYPE_ETHERNET: Final = 1
+LINKTYPE_PPP: Final = 9
+LINKTYPE_RAW_BSD12: Final = 12
+LINKTYPE_RAW_BSD14: Final = 14
+LINKTYPE_PPP_HDLC: Final = 50
+LINKTYPE_RAW: Final = 101
+LINKTYPE_C_HDLC: Final = 104
+LINKTYPE_LOOP: Final = 108
+LINKTYPE_LINUX_SLL: Final = 113
+LINKTYPE_PPP_WITH_DIR: Final = 204
+LINKTYPE_C_HDLC_WITH_DIR: Final = 205
+LINKTYPE_IPV4: Final = 228
+LINKTYPE_IPV6: Final = 229
+LINKTYPE_LINUX_SLL2: Final = 276
 
 KNOWN_LINKTYPES: dict[int, str] = {
     0: "BSD loopback (NULL)",
@@ -17,6 +34,8 @@ KNOWN_LINKTYPES: dict[int, str] = {
     8: "SLIP",
     9: "PPP",
     10: "FDDI",
+    12: "raw IP",
+    14: "raw IP",
     50: "PPP in HDLC-like framing",
     51: "PPPoE",
     100: "ATM RFC 1483 LLC/SNAP",
@@ -78,7 +97,26 @@ KNOWN_LINKTYPES: dict[int, str] = {
     281: "Wireshark upper PDU",
 }
 KNOWN_LINKTYPES.update({n: f"user-defined {n - 147}" for n in range(147, 163)})
-KNOWN_LINKTYPES.update(SUPPORTED_LINKTYPES)
+SUPPORTED_LINKTYPES: Final[dict[int, str]] = {
+    number: KNOWN_LINKTYPES[number]
+    for number in (
+        LINKTYPE_NULL,
+        LINKTYPE_ETHERNET,
+        LINKTYPE_PPP,
+        LINKTYPE_RAW_BSD12,
+        LINKTYPE_RAW_BSD14,
+        LINKTYPE_PPP_HDLC,
+        LINKTYPE_RAW,
+        LINKTYPE_C_HDLC,
+        LINKTYPE_LOOP,
+        LINKTYPE_LINUX_SLL,
+        LINKTYPE_PPP_WITH_DIR,
+        LINKTYPE_C_HDLC_WITH_DIR,
+        LINKTYPE_IPV4,
+        LINKTYPE_IPV6,
+        LINKTYPE_LINUX_SLL2,
+    )
+}
 
 
 def linktype_text(linktype: int) -> str:

@@ -1,5 +1,3 @@
-# ruff: noqa: PLR0917
-# (numba kernels: flat positional array arguments and chained == compile to the tightest code)
 """In-place marking: write the DS byte (dscpmk) and the 802.1Q PCP (dlcosmk) into the frames.
 
 Only the bytes a marker owns change: the IPv4 ToS byte plus the header checksum
@@ -16,25 +14,24 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.columns import FLAG_MALFORMED, IPV4, IPV6, PacketBatch
+from diffserv import columns
+from diffserv.columns import FLAG_MALFORMED, IPV4, IPV6, PacketBatch, PacketColumns
 from diffserv.packet import checksum
 from diffserv.packet.checksum import incremental_checksum
 from diffserv.packet.kernel_cache import invalidate_if_stale
 
 
 @njit(cache=True, nogil=True)
-def mark_rows(
-    buf: NDArray[np.uint8],
-    pkt_off: NDArray[np.int64],
-    cap_len: NDArray[np.uint32],
-    l3_off: NDArray[np.int64],
-    vlan_off: NDArray[np.int64],
-    ip_version: NDArray[np.uint8],
-    flags: NDArray[np.uint8],
-    new_ds: NDArray[np.int16],
-    new_pcp: NDArray[np.int8],
-) -> int:
+def mark_rows(buf: NDArray[np.uint8], cols: PacketColumns) -> int:
     """Write the requested DS bytes and PCPs; return how many frames changed."""
+    pkt_off = cols.pkt_off
+    cap_len = cols.cap_len
+    l3_off = cols.l3_off
+    vlan_off = cols.vlan_off
+    ip_version = cols.ip_version
+    flags = cols.flags
+    new_ds = cols.new_ds
+    new_pcp = cols.new_pcp
     changed = 0
     for i in range(l3_off.shape[0]):
         if flags[i] & FLAG_MALFORMED:
@@ -83,19 +80,7 @@ def apply_marks(batch: PacketBatch) -> int:
     """
     if batch.n == 0:
         return 0
-    return int(
-        mark_rows(
-            batch.buf,
-            batch.cols.pkt_off,
-            batch.cols.cap_len,
-            batch.cols.l3_off,
-            batch.cols.vlan_off,
-            batch.cols.ip_version,
-            batch.cols.flags,
-            batch.cols.new_ds,
-            batch.cols.new_pcp,
-        )
-    )
+    return int(mark_rows(batch.buf, batch.cols))
 
 
-invalidate_if_stale(mark_rows, checksum)
+invalidate_if_stale(mark_rows, checksum, columns)

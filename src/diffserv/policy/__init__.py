@@ -13,16 +13,28 @@ from diffserv.policy.diagnostics import (
     format_diagnostic,
     format_diagnostics,
 )
-from diffserv.policy.hosts import Resolver, static_resolver, system_resolver
+from diffserv.policy.hosts import (
+    SYSTEM_HOSTS,
+    HostDatabase,
+    Resolver,
+    StaticHostDatabase,
+    SystemHostDatabase,
+    static_resolver,
+    system_resolver,
+)
 from diffserv.policy.model import Diagnostic, Location, Policy
 
 __all__ = [
+    "SYSTEM_HOSTS",
     "CheckResult",
     "Diagnostic",
+    "HostDatabase",
     "Location",
     "Policy",
     "PolicyCheckError",
     "Resolver",
+    "StaticHostDatabase",
+    "SystemHostDatabase",
     "check",
     "check_file",
     "diagnostics_to_json",

@@ -1,4 +1,4 @@
-"""Address rules of an ipgpc filter that need the whole filter (§4.1).
+"""Address rules of an ipgpc filter that need the whole filter (docs/engine.md, "ipgpc").
 
 Family agreement between ``saddr``, ``daddr`` and ``ip_version`` can only be judged once
 the filter is complete, and host names are resolved for the families that this leaves;

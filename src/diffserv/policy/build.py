@@ -10,11 +10,13 @@ file with too many errors stops being checked at ``diagnostics.MAX_ERRORS``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import BinaryIO
 
-from diffserv.errors import UsageError
-from diffserv.policy import hosts
+from diffserv.errors import InputDataError
 from diffserv.policy.diagnostics import CheckResult, PolicyCheckError, Reporter, TooManyErrors
+from diffserv.policy.hosts import HostDatabase, Resolver, host_database
 from diffserv.policy.lexer import TokenStream
 from diffserv.policy.model import Action, Class, Filter, Policy
 from diffserv.policy.parser import Parser
@@ -65,11 +67,17 @@ def check(
     filename: str = "<string>",
     *,
     strict: bool = False,
-    resolver: hosts.Resolver | None = None,
+    resolver: Resolver | None = None,
+    hosts: HostDatabase | None = None,
 ) -> CheckResult:
-    """Check a policy text without raising: the Policy (None on any error) and every message."""
+    """Check a policy text without raising: the Policy (None on any error) and every message.
+
+    Names are looked up in ``hosts`` (the system's when None); ``resolver``, when given,
+    resolves host names instead of ``hosts.resolve`` (the ``--host`` option).
+    """
     reporter = Reporter(filename, text, strict=strict)
-    parser = Parser(TokenStream(text, reporter), reporter, resolver or hosts.system_resolver)
+    database = host_database(hosts)
+    parser = Parser(TokenStream(text, reporter), reporter, resolver or database.resolve, database)
     try:
         parsed = parser.parse_file()
         validate(parsed.actions, reporter, parse_failed=reporter.has_errors)
@@ -99,52 +107,97 @@ def parse(
     filename: str = "<string>",
     *,
     strict: bool = False,
-    resolver: hosts.Resolver | None = None,
+    resolver: Resolver | None = None,
+    hosts: HostDatabase | None = None,
 ) -> Policy:
     """Parse and validate a policy text; raises PolicyCheckError listing every problem."""
-    result = check(text, filename, strict=strict, resolver=resolver)
+    result = check(text, filename, strict=strict, resolver=resolver, hosts=hosts)
     if result.policy is None:
         raise PolicyCheckError(result.diagnostics)
     return result.policy
 
 
-def read_policy_text(path: str | Path) -> str:
-    """The text of a policy file; an unreadable file is a one-line UsageError."""
-    try:
-        with Path(path).open("rb") as handle:
-            data = handle.read(MAX_POLICY_BYTES + 1)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise UsageError(f"cannot read policy file {path}: {reason}") from None
-    except ValueError:  # a NUL in the path
-        raise UsageError(f"cannot read policy file {path!r}: not a file name") from None
+STDIN_NAME = "<stdin>"
+
+
+class UnreadablePolicyError(InputDataError):
+    """A policy file that cannot be read or decoded: ``cannot read FILE: REASON``.
+
+    An input file the command cannot use, like an unreadable capture (exit status 2).
+    """
+
+    def __init__(self, filename: str, reason: str) -> None:
+        super().__init__(filename, reason)
+        self.args = (f"cannot read {filename}: {reason}",)
+        self.filename = filename
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _read_limited(handle: BinaryIO, name: str) -> bytes:
+    data = handle.read(MAX_POLICY_BYTES + 1)
     if len(data) > MAX_POLICY_BYTES:
-        raise UsageError(
-            f"cannot read policy file {path}: larger than {MAX_POLICY_BYTES >> 20} MiB"
+        raise UnreadablePolicyError(
+            name, f"larger than {MAX_POLICY_BYTES >> 20} MiB: not a policy file"
         )
+    return data
+
+
+def decode_policy(name: str, data: bytes) -> str:
+    """The text of a policy file's bytes (UTF-8); raises ``UnreadablePolicyError``."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"cannot read policy file {path}: not UTF-8 text (byte {exc.start})"
-        ) from None
+        raise UnreadablePolicyError(name, f"not UTF-8 text (byte {exc.start})") from None
+
+
+def read_policy(path: str | Path, *, stdin_dash: bool = False) -> tuple[str, str]:
+    """(display name, text) of a policy file: the one place policy files are read.
+
+    With ``stdin_dash``, ``-`` is standard input (read as bytes and decoded like a file).
+    An unreadable, oversized or non-UTF-8 file raises ``UnreadablePolicyError``.
+    """
+    if stdin_dash and str(path) == "-":
+        stdin = getattr(sys.stdin, "buffer", None)
+        if stdin is None:  # a text stream without bytes underneath (tests, embedding)
+            return STDIN_NAME, sys.stdin.read(MAX_POLICY_BYTES + 1)[:MAX_POLICY_BYTES]
+        return STDIN_NAME, decode_policy(STDIN_NAME, _read_limited(stdin, STDIN_NAME))
+    name = str(path)
+    try:
+        with Path(path).open("rb") as handle:
+            data = _read_limited(handle, name)
+    except IsADirectoryError:
+        raise UnreadablePolicyError(name, "is a directory") from None
+    except OSError as exc:
+        raise UnreadablePolicyError(name, exc.strerror or str(exc)) from None
+    except ValueError:  # a NUL in the path
+        raise UnreadablePolicyError(repr(name), "not a file name") from None
+    return name, decode_policy(name, data)
+
+
+def read_policy_text(path: str | Path) -> str:
+    """The text of a policy file (``-`` is not special); see ``read_policy``."""
+    return read_policy(path)[1]
 
 
 def load(
     path: str | Path,
     *,
     strict: bool = False,
-    resolver: hosts.Resolver | None = None,
+    resolver: Resolver | None = None,
+    hosts: HostDatabase | None = None,
 ) -> Policy:
     """Read, parse and validate a policy file (``-`` is not special here)."""
-    return parse(read_policy_text(path), str(path), strict=strict, resolver=resolver)
+    return parse(read_policy_text(path), str(path), strict=strict, resolver=resolver, hosts=hosts)
 
 
 def check_file(
     path: str | Path,
     *,
     strict: bool = False,
-    resolver: hosts.Resolver | None = None,
+    resolver: Resolver | None = None,
+    hosts: HostDatabase | None = None,
 ) -> CheckResult:
-    """``check`` on a file; an unreadable file raises UsageError."""
-    return check(read_policy_text(path), str(path), strict=strict, resolver=resolver)
+    """``check`` on a file; an unreadable file raises UnreadablePolicyError."""
+    return check(read_policy_text(path), str(path), strict=strict, resolver=resolver, hosts=hosts)

@@ -141,6 +141,28 @@ class PolicyCheckError(PolicyFileError):
         return tuple(d for d in self.diagnostics if d.severity == ERROR)
 
 
+class LocatedPolicyError(PolicyFileError):
+    """A policy rejected because of one action (the engine's build checks).
+
+    ``location`` is where the action is written (None for an Action built in code) and
+    ``diagnostic`` the same problem as a Diagnostic, for ``--json`` and editors; the
+    message is the one-line text a terminal shows.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        action: str | None,
+        location: Location | None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.action = action
+        self.location = location
+        self.diagnostic = Diagnostic(ERROR, detail if detail is not None else message, location)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """Outcome of checking a policy without raising: the policy (None on error) and messages.

@@ -9,11 +9,26 @@ selects, filters another one always beats, statistics switches that do nothing.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from diffserv.codepoints import PCP_TABLE, dscp_name
 from diffserv.directions import DIRECTIONS
+from diffserv.policy.hosts import HostDatabase, host_database
+from diffserv.policy.interpret import (
+    MODULE_RULES,
+    DlcosmkParams,
+    DscpmkParams,
+    FlowacctParams,
+    IpgpcParams,
+    ModuleParams,
+    TokenmtParams,
+    TswtclmtParams,
+    interpret,
+    ipgpc_params,
+)
 from diffserv.policy.model import (
     CONTINUE,
     DEFAULT_CLASS,
@@ -24,7 +39,6 @@ from diffserv.policy.model import (
     RED,
     YELLOW,
     Action,
-    Class,
     Filter,
     HostName,
     Policy,
@@ -34,45 +48,14 @@ from diffserv.policy.schema import DEFAULT_COLOR_MAP, IDENTITY_DSCP_MAP
 
 # --- codepoint names ------------------------------------------------------------------
 
-_FALLBACK_DSCP_NAMES: dict[int, str] = {
-    0: "CS0",
-    1: "LE",
-    8: "CS1",
-    16: "CS2",
-    24: "CS3",
-    32: "CS4",
-    40: "CS5",
-    44: "VOICE-ADMIT",
-    46: "EF",
-    48: "CS6",
-    56: "CS7",
-    **{8 * c + 2 * d: f"AF{c}{d}" for c in range(1, 5) for d in range(1, 4)},
-}
-
-
-def _codepoints_dscp_name() -> Callable[[int], str] | None:
-    try:
-        from diffserv import codepoints
-    except ImportError:
-        return None
-    func = getattr(codepoints, "dscp_name", None)
-    return func if callable(func) else None
-
 
 def dscp_label(dscp: int) -> str:
     """``EF (46)``; a DSCP without a well-known name is written ``DSCP 13``."""
-    name: str | None = None
-    func = _codepoints_dscp_name()
-    if func is not None:
-        try:
-            name = str(func(dscp))
-        except (ValueError, KeyError, TypeError):
-            name = None
-    if name is None:
-        name = _FALLBACK_DSCP_NAMES.get(dscp)
-    if not name or name == str(dscp) or name.isdigit():
+    try:
+        name = dscp_name(dscp)
+    except ValueError:
         return f"DSCP {dscp}"
-    return f"{name} ({dscp})"
+    return f"DSCP {dscp}" if name.isdigit() else f"{name} ({dscp})"
 
 
 def _dscp_short(dscp: int) -> str:
@@ -80,17 +63,8 @@ def _dscp_short(dscp: int) -> str:
     return label.split(" (", 1)[0] if "(" in label else str(dscp)
 
 
-# IEEE 802.1D-1998 user priority names, as the IPQoS guide lists them.
-PCP_NAMES = {
-    0: ("BE", "best effort"),
-    1: ("BK", "background"),
-    2: ("--", "spare"),
-    3: ("EE", "excellent effort"),
-    4: ("CL", "controlled load"),
-    5: ("VI", "video, < 100 ms latency"),
-    6: ("VO", "voice, < 10 ms latency"),
-    7: ("NC", "network control"),
-}
+# IEEE 802.1D-1998 user priority names (the ones illumos documents for dlcosmk).
+PCP_NAMES = {p.pcp: (p.legacy_acronym, p.legacy_name.lower()) for p in PCP_TABLE}
 
 # --- units ----------------------------------------------------------------------------
 
@@ -147,11 +121,13 @@ def _address_words(address: object) -> str:
     return str(address)
 
 
-def describe_filter(flt: Filter) -> str:
-    """One filter as a sentence: ``UDP from 10.0.0.0/8 port 5060, outbound, priority 10``."""
+def describe_filter(flt: Filter, hosts: HostDatabase | None = None) -> str:
+    """One filter as a sentence: ``UDP from 10.0.0.0/8 port 5060, outbound, priority 10``
+    (protocols, ports and users named through ``hosts``, the system's when None)."""
+    database = host_database(hosts)
     words: list[str] = []
     if flt.protocol is not None:
-        name = protocol_name(flt.protocol)
+        name = protocol_name(flt.protocol, database)
         words.append(name.upper() if not name.isdigit() else f"protocol {name}")
     elif flt.saddr is None and flt.daddr is None and flt.sport is None and flt.dport is None:
         words.append("all traffic")
@@ -162,14 +138,14 @@ def describe_filter(flt: Filter) -> str:
         if flt.saddr is not None:
             part += f" {_address_words(flt.saddr)}"
         if flt.sport is not None:
-            part += f" port {_port_words(flt.sport)}"
+            part += f" port {_port_words(flt.sport, database)}"
         words.append(part)
     if flt.daddr is not None or flt.dport is not None:
         part = "to"
         if flt.daddr is not None:
             part += f" {_address_words(flt.daddr)}"
         if flt.dport is not None:
-            part += f" port {_port_words(flt.dport)}"
+            part += f" port {_port_words(flt.dport, database)}"
         words.append(part)
     text = " ".join(words)
     extra: list[str] = []
@@ -181,7 +157,7 @@ def describe_filter(flt: Filter) -> str:
     if flt.if_name is not None:
         extra.append(f"on interface {flt.if_name}")
     if flt.user is not None:
-        name = user_name(flt.user)
+        name = user_name(flt.user, database)
         who = f"user {name} (uid {flt.user})" if not name.isdigit() else f"uid {flt.user}"
         extra.append(f"sent by {who}")
     if flt.projid is not None:
@@ -196,8 +172,8 @@ def describe_filter(flt: Filter) -> str:
     return ", ".join([text, *extra])
 
 
-def _port_words(port: int) -> str:
-    name = service_name(port)
+def _port_words(port: int, hosts: HostDatabase) -> str:
+    name = service_name(port, hosts)
     return str(port) if name.isdigit() else f"{port} ({name})"
 
 
@@ -274,69 +250,82 @@ class Step:
 
 def describe_action(action: Action) -> Step:
     """What one action does, with its outgoing branches labelled."""
-    m = action.module
-    if m == "tokenmt":
-        return _tokenmt(action)
-    if m == "tswtclmt":
-        cir, pir = action.int_param("committed_rate"), action.int_param("peak_rate")
-        window = action.int_param("window")
-        text = (
-            f"time sliding window meter (RFC 2859), rate averaged over {format_ms(window)}: "
-            f"committed {format_rate(cir)}, peak {format_rate(pir)}"
-        )
-        return Step(
-            text,
-            [
-                (f"green (average ≤ {format_rate(cir)})", _ref_param(action, "green_action_name")),
-                (
-                    f"yellow (average above {format_rate(cir)}, with rising probability)",
-                    _ref_param(action, "yellow_action_name"),
-                ),
-                (
-                    f"red (average above {format_rate(pir)}, with rising probability)",
-                    _ref_param(action, "red_action_name"),
-                ),
-            ],
-        )
-    if m == "dscpmk":
-        text = describe_dscp_map(action.array_param("dscp_map")) + " (ECN kept)"
-        if action.bool_param("dscp_detailed_stats"):
-            text += "; per-DSCP counters on"
-        return Step(f"mark DSCP: {text}", [("then", _ref_param(action, "next_action"))])
-    if m == "dlcosmk":
-        cos = action.int_param("cos")
-        abbr, words = PCP_NAMES.get(cos, ("?", "unknown"))
-        text = f"mark 802.1p priority {cos} ({abbr}, {words}) on VLAN frames"
-        if cos in (1, 2):
-            text += "; note: illumos sends cos 1 and 2 as priority 0"
-        return Step(text, [("then", _ref_param(action, "next_action"))])
-    if m == "flowacct":
-        timer = action.int_param("timer", 15000)
-        timeout = action.int_param("timeout", 60000)
-        limit = action.int_param("max_limit")
-        text = (
-            f"flow accounting: a flow is written out after {format_ms(timeout)} idle "
-            f"(scan every {format_ms(timer)}); at most {limit} records, packets of new "
-            "flows beyond that are dropped"
-        )
-        return Step(text, [("then", _ref_param(action, "next_action"))])
-    return Step(f"module {m}")
+    try:
+        params = interpret(action)
+    except (KeyError, TypeError, ValueError):  # an unknown module, or an Action built by hand
+        return Step(f"module {action.module}")
+    return _describe(params)
 
 
-def _ref_param(action: Action, name: str) -> str:
-    return action.ref_param(name) or CONTINUE
+@functools.singledispatch
+def _describe(params: ModuleParams) -> Step:
+    raise TypeError(f"no description for {type(params).__name__}")
 
 
-def _tokenmt(action: Action) -> Step:
-    cir = action.int_param("committed_rate")
-    cbs = action.int_param("committed_burst")
-    pir = action.get("peak_rate")
-    pbs = action.get("peak_burst")
-    yellow = action.ref_param("yellow_action_name")
-    green, red = _ref_param(action, "green_action_name"), _ref_param(action, "red_action_name")
+@_describe.register
+def _ipgpc(params: IpgpcParams) -> Step:
+    return Step("module ipgpc")
+
+
+@_describe.register
+def _tswtclmt(params: TswtclmtParams) -> Step:
+    cir, pir = params.committed_rate_bps, params.peak_rate_bps
+    text = (
+        f"time sliding window meter (RFC 2859), rate averaged over {format_ms(params.window_ms)}: "
+        f"committed {format_rate(cir)}, peak {format_rate(pir)}"
+    )
+    return Step(
+        text,
+        [
+            (f"green (average ≤ {format_rate(cir)})", params.green_action),
+            (
+                f"yellow (average above {format_rate(cir)}, with rising probability)",
+                params.yellow_action,
+            ),
+            (
+                f"red (average above {format_rate(pir)}, with rising probability)",
+                params.red_action,
+            ),
+        ],
+    )
+
+
+@_describe.register
+def _dscpmk(params: DscpmkParams) -> Step:
+    text = describe_dscp_map(params.dscp_map) + " (ECN kept)"
+    if params.detailed_stats:
+        text += "; per-DSCP counters on"
+    return Step(f"mark DSCP: {text}", [("then", params.next_action)])
+
+
+@_describe.register
+def _dlcosmk(params: DlcosmkParams) -> Step:
+    cos = params.cos
+    abbr, words = PCP_NAMES.get(cos, ("?", "unknown"))
+    text = f"mark 802.1p priority {cos} ({abbr}, {words}) on VLAN frames"
+    if params.sent_as_zero:
+        text += "; note: illumos sends cos 1 and 2 as priority 0"
+    return Step(text, [("then", params.next_action)])
+
+
+@_describe.register
+def _flowacct(params: FlowacctParams) -> Step:
+    text = (
+        f"flow accounting: a flow is written out after {format_ms(params.timeout_ms)} idle "
+        f"(scan every {format_ms(params.timer_ms)}); at most {params.max_limit} records, "
+        "packets of new flows beyond that are dropped"
+    )
+    return Step(text, [("then", params.next_action)])
+
+
+@_describe.register
+def _tokenmt(params: TokenmtParams) -> Step:
+    cir, cbs = params.committed_rate_bps, params.committed_burst_bits
+    pir, pbs = params.peak_rate_bps, params.peak_burst_bits
+    yellow, green, red = params.yellow_action, params.green_action, params.red_action
     branches: list[tuple[str, str]] = []
-    if isinstance(pir, int) and not isinstance(pir, bool):
-        peak_burst = pbs if isinstance(pbs, int) else 0
+    if pir is not None:
+        peak_burst = pbs if pbs is not None else 0
         text = (
             f"two-rate token bucket meter (RFC 2698): committed {format_rate(cir)}, burst "
             f"{format_burst(cbs)}; peak {format_rate(pir)}, burst {format_burst(peak_burst)}"
@@ -346,7 +335,7 @@ def _tokenmt(action: Action) -> Step:
             (f"yellow (over {format_rate(cir)}, up to {format_rate(pir)})", yellow or CONTINUE)
         )
         branches.append((f"red (beyond {format_rate(pir)})", red))
-    elif yellow is not None and isinstance(pbs, int):
+    elif yellow is not None and pbs is not None:
         text = (
             f"single-rate token bucket meter (RFC 2697): committed {format_rate(cir)}, burst "
             f"{format_burst(cbs)}, excess burst {format_burst(pbs)}"
@@ -358,8 +347,8 @@ def _tokenmt(action: Action) -> Step:
         text = f"token bucket meter: committed {format_rate(cir)}, burst {format_burst(cbs)}"
         branches.append((f"green (within {format_rate(cir)})", green))
         branches.append((f"red (beyond {format_rate(cir)} and its burst)", red))
-    if action.bool_param("color_aware"):
-        text += "; colour-aware, " + describe_color_map(action.array_param("color_map"))
+    if params.colour_aware:
+        text += "; colour-aware, " + describe_color_map(params.colour_map)
     return Step(text, branches)
 
 
@@ -488,22 +477,19 @@ def _rank(flt: Filter) -> tuple[int, int]:
 FULL_SIZE_PACKET_BITS = 1500 * 8
 
 
-def _burst_notes(action: Action) -> list[str]:
+def _burst_notes(name: str, params: TokenmtParams) -> list[str]:
     """Buckets smaller than one full-size packet: such packets can never conform."""
-    if action.module != "tokenmt":
-        return []
     notes = []
-    cbs = action.int_param("committed_burst", 0)
-    pbs = action.get("peak_burst")
-    largest = cbs if not isinstance(pbs, int) or isinstance(pbs, bool) else max(cbs, pbs)
+    cbs, pbs = params.committed_burst_bits, params.peak_burst_bits
+    largest = cbs if pbs is None else max(cbs, pbs)
     if 0 < cbs < FULL_SIZE_PACKET_BITS:
         notes.append(
-            f"action {action.name}: committed_burst is {cbs} bit (bursts are in bits), less "
+            f"action {name}: committed_burst is {cbs} bit (bursts are in bits), less "
             f"than one 1500-byte packet; packets over {cbs // 8} bytes are never green"
         )
     if largest < FULL_SIZE_PACKET_BITS:
         notes.append(
-            f"action {action.name}: no bucket holds a 1500-byte packet; packets over "
+            f"action {name}: no bucket holds a 1500-byte packet; packets over "
             f"{largest // 8} bytes are always red"
         )
     return notes
@@ -568,8 +554,18 @@ class _Tree:
         return lines
 
 
-def explain_policy(policy: Policy, title: str | None = None) -> str:
-    """The whole explanation as text (one trailing newline)."""
+def _interpreted(action: Action) -> ModuleParams | None:
+    try:
+        return interpret(action)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def explain_policy(
+    policy: Policy, title: str | None = None, *, hosts: HostDatabase | None = None
+) -> str:
+    """The whole explanation as text (one trailing newline); names through ``hosts``."""
+    database = host_database(hosts)
     out: list[str] = []
     name = title or policy.source or "policy"
     out.append(f"{name}: {summary_line(policy)}")
@@ -582,14 +578,12 @@ def explain_policy(policy: Policy, title: str | None = None) -> str:
         "Every packet is classified by ipgpc.classify: among the filters that match it, the "
         "highest priority wins, then the lowest precedence, then the first in the file."
     )
-    if any(a.module in ("dscpmk", "dlcosmk") for a in policy.actions):
+    if any(a.module in MODULE_RULES and MODULE_RULES[a.module].marker for a in policy.actions):
         out.append("Markers leave inbound packets (LOCAL_IN, FWD_IN) unchanged.")
     by_class: dict[str, list[Filter]] = {}
     for flt in classifier.filters:
         by_class.setdefault(flt.class_name, []).append(flt)
-    classes = list(classifier.classes)
-    if not any(c.name == DEFAULT_CLASS for c in classes):
-        classes.append(Class(DEFAULT_CLASS, CONTINUE))
+    classes = ipgpc_params(classifier).classes  # the permanent `default` class included
     notes: list[str] = []
     tree = _Tree(policy)
     for cls in classes:
@@ -608,7 +602,7 @@ def explain_policy(policy: Policy, title: str | None = None) -> str:
                 "so it never sees a packet"
             )
         for flt in selecting:
-            out.append(f"  filter {flt.name}: {describe_filter(flt)}")
+            out.append(f"  filter {flt.name}: {describe_filter(flt, database)}")
         out.extend(tree.walk(cls.name, cls.next_action, "  "))
         if cls.enable_stats and not stats_on:
             notes.append(
@@ -627,13 +621,11 @@ def explain_policy(policy: Policy, title: str | None = None) -> str:
                 "them, illumos never matches such a filter"
             )
     for action in policy.actions:
-        notes.extend(_burst_notes(action))
-        if (
-            action.module == "tokenmt"
-            and action.has("color_map")
-            and not action.bool_param("color_aware")
-        ):
-            notes.append(f"action {action.name}: color_map is ignored (color_aware is false)")
+        params = _interpreted(action)
+        if isinstance(params, TokenmtParams):
+            notes.extend(_burst_notes(action.name, params))
+            if params.colour_map_given and not params.colour_aware:
+                notes.append(f"action {action.name}: color_map is ignored (color_aware is false)")
         for flt in action.filters:
             for addr in (flt.saddr, flt.daddr):
                 if isinstance(addr, HostName) and not addr.addresses:

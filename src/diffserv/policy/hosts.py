@@ -1,9 +1,14 @@
 """Look-ups a policy needs from the host: names, services, protocols, interfaces and users.
 
-Each goes through the system database first (resolver, /etc/services, /etc/protocols,
-passwd, the interface list) and, for services and protocols, falls back to a built-in table
-so a minimal container without /etc/services still understands ``smtp`` or ``tcp``.
-Host-name resolution is injectable so tests and offline runs never touch DNS.
+They all go through one injected ``HostDatabase``: the parser (service, protocol and user
+names, interfaces, host names), the printer and ``explain`` (the names written back for
+numbers) ask it and nothing else. ``SystemHostDatabase`` is the real system: the resolver,
+/etc/services, /etc/protocols, passwd and the interface list, with a built-in table of
+services and protocols behind the first two so a minimal container without /etc/services
+still understands ``smtp`` or ``tcp``. ``StaticHostDatabase`` answers from plain dicts,
+so a check, a canonical form or an explanation can be pinned to give the same answer on
+every machine. The command line uses the system one; the library entry points take a
+``hosts`` argument and use the system one only when given none.
 
 Text from a policy file reaches a C library call only after ``_lookup_name`` accepted it:
 no NUL (the C string would end there, and Python refuses it with ValueError) and no more
@@ -18,8 +23,11 @@ import os
 import pwd
 import socket
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final, Protocol
 
 from diffserv.policy.model import IP_V4, IP_V6
 
@@ -298,3 +306,176 @@ def static_resolver(table: Mapping[str, Sequence[str]]) -> Resolver:
         )
 
     return resolve
+
+
+# --- the host database ---------------------------------------------------------------------
+
+
+class HostDatabase(Protocol):
+    """Everything the policy language asks the host it is written for.
+
+    Name-to-number look-ups return None for an unknown name; number-to-name ones return
+    the candidate names in preference order (the printer keeps the first that reads
+    back to the same number).
+    """
+
+    def service_port(self, name: str) -> int | None:
+        """Port of a service name (any protocol)."""
+        ...
+
+    def service_names(self, port: int) -> Sequence[str]:
+        """Names of a port: tcp first, then udp, then any other source."""
+        ...
+
+    def protocol_number(self, name: str) -> int | None:
+        """Number of an IP protocol name."""
+        ...
+
+    def protocol_names(self, number: int) -> Sequence[str]:
+        """Names of an IP protocol number."""
+        ...
+
+    def user_id(self, name: str) -> int | None:
+        """uid of a user name."""
+        ...
+
+    def user_names(self, uid: int) -> Sequence[str]:
+        """Names of a uid."""
+        ...
+
+    def interface_exists(self, name: str) -> bool:
+        """Whether a network interface of this name exists."""
+        ...
+
+    def resolve(self, name: str, wanted: int) -> Sequence[IPAddress]:
+        """Addresses of a host name (families OR of IP_V4/IP_V6); LookupError if none."""
+        ...
+
+
+@functools.cache
+def _protocol_table(path: str = "/etc/protocols") -> Mapping[int, tuple[str, ...]]:
+    """number -> names, from /etc/protocols (file order) then the built-in table."""
+    candidates: list[tuple[str, int]] = []
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    for raw in text.splitlines():
+        fields = raw.split("#", 1)[0].split()
+        if len(fields) >= 2 and fields[1].isdigit():
+            candidates.append((fields[0], int(fields[1])))
+    candidates.extend(FALLBACK_PROTOCOLS.items())
+    table: dict[int, list[str]] = {}
+    for name, number in candidates:
+        table.setdefault(number, []).append(name)
+    return MappingProxyType({number: tuple(names) for number, names in table.items()})
+
+
+@functools.lru_cache(maxsize=4096)
+def _service_names(port: int) -> tuple[str, ...]:
+    names: list[str] = []
+    for proto in ("tcp", "udp"):
+        try:
+            names.append(socket.getservbyport(port, proto))
+        except (OSError, OverflowError):
+            continue
+    fallback = next((name for name, number in FALLBACK_SERVICES.items() if number == port), None)
+    if fallback is not None:
+        names.append(fallback)
+    return tuple(names)
+
+
+@functools.lru_cache(maxsize=4096)
+def _user_names(uid: int) -> tuple[str, ...]:
+    try:
+        return (pwd.getpwuid(uid).pw_name,)
+    except (KeyError, OverflowError):
+        return ()
+
+
+class SystemHostDatabase:
+    """This machine's databases (cached per process), as the command line uses them."""
+
+    def service_port(self, name: str) -> int | None:
+        return service_port(name)
+
+    def service_names(self, port: int) -> Sequence[str]:
+        return _service_names(port)
+
+    def protocol_number(self, name: str) -> int | None:
+        return protocol_number(name)
+
+    def protocol_names(self, number: int) -> Sequence[str]:
+        return _protocol_table().get(number, ())
+
+    def user_id(self, name: str) -> int | None:
+        return user_id(name)
+
+    def user_names(self, uid: int) -> Sequence[str]:
+        return _user_names(uid)
+
+    def interface_exists(self, name: str) -> bool:
+        return interface_exists(name)
+
+    def resolve(self, name: str, wanted: int) -> Sequence[IPAddress]:
+        return system_resolver(name, wanted)
+
+
+def _frozen(table: Mapping[str, int]) -> Mapping[str, int]:
+    return MappingProxyType(dict(table))
+
+
+@dataclass(frozen=True)
+class StaticHostDatabase:
+    """A host database from plain tables: the same answers on every machine.
+
+    Services and protocols default to the built-in tables (what a host without
+    /etc/services knows); there are no users, interfaces or host names unless given.
+    ``hosts`` maps a host name to its addresses as text.
+    """
+
+    services: Mapping[str, int] = field(default_factory=lambda: FALLBACK_SERVICES)
+    protocols: Mapping[str, int] = field(default_factory=lambda: FALLBACK_PROTOCOLS)
+    users: Mapping[str, int] = field(default_factory=dict)
+    interfaces: Iterable[str] = ()
+    hosts: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    _resolver: Resolver = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "services", _frozen(self.services))
+        object.__setattr__(self, "protocols", _frozen(self.protocols))
+        object.__setattr__(self, "users", _frozen(self.users))
+        object.__setattr__(self, "interfaces", frozenset(self.interfaces))
+        object.__setattr__(self, "_resolver", static_resolver(self.hosts))
+
+    def service_port(self, name: str) -> int | None:
+        return self.services.get(name)
+
+    def service_names(self, port: int) -> Sequence[str]:
+        return tuple(name for name, number in self.services.items() if number == port)
+
+    def protocol_number(self, name: str) -> int | None:
+        return self.protocols.get(name)
+
+    def protocol_names(self, number: int) -> Sequence[str]:
+        return tuple(name for name, value in self.protocols.items() if value == number)
+
+    def user_id(self, name: str) -> int | None:
+        return self.users.get(name)
+
+    def user_names(self, uid: int) -> Sequence[str]:
+        return tuple(name for name, value in self.users.items() if value == uid)
+
+    def interface_exists(self, name: str) -> bool:
+        return name in self.interfaces
+
+    def resolve(self, name: str, wanted: int) -> Sequence[IPAddress]:
+        return self._resolver(name, wanted)
+
+
+SYSTEM_HOSTS: Final[HostDatabase] = SystemHostDatabase()
+
+
+def host_database(hosts: HostDatabase | None) -> HostDatabase:
+    """``hosts``, or the system's when None (the library entry points' default)."""
+    return SYSTEM_HOSTS if hosts is None else hosts

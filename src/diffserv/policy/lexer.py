@@ -1,4 +1,4 @@
-"""Tokeniser for ipqosconf files, matching ``readtoken`` of ipqosconf.c (§3.1).
+"""Tokeniser for ipqosconf files, matching ``readtoken`` of ipqosconf.c (docs/policy.md).
 
 ``#`` cuts the rest of the line *before* tokenising (even inside quotes, as ipqosconf does);
 braces are tokens of their own; a double-quoted string runs to the next ``"`` on the same

@@ -8,7 +8,7 @@ equality, so ``parse(print(policy)) == policy`` compares meaning only.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -118,7 +118,9 @@ class Action:
 
     ``params`` holds only the parameters the file sets (beside global_stats),
     in the module schema's order, with values converted to their real types.
-    Defaults are the schema's business (see ``policy.schema``).
+    Defaults are the schema's business (see ``policy.schema``), and what the parameters
+    mean together is ``policy.interpret``'s; the actions one refers to are
+    ``schema.action_references(action)``.
     """
 
     name: str
@@ -175,16 +177,6 @@ class Action:
         if not isinstance(value, tuple):
             raise TypeError(f"action {self.name}: parameter {name} is not an array")
         return value
-
-    def references(self) -> Iterator[str]:
-        """Every action this one refers to (classes' next_action, action params)."""
-        from diffserv.policy.schema import is_action_param
-
-        for cls in self.classes:
-            yield cls.next_action
-        for key, value in self.params:
-            if isinstance(value, str) and is_action_param(self.module, key):
-                yield value
 
 
 @dataclass(frozen=True, slots=True)

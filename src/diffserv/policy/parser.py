@@ -1,4 +1,4 @@
-"""Recursive-descent parser for ipqosconf files (§3.2–§3.6), with error recovery.
+"""Recursive-descent parser for ipqosconf files (docs/policy.md), with error recovery.
 
 It turns tokens into located "raw" actions (values already converted to their real types)
 so validation can point at the exact token, and keeps going after an error: a bad value
@@ -14,9 +14,9 @@ from __future__ import annotations
 import itertools
 import re
 
-from diffserv.policy import hosts
 from diffserv.policy.addresses import AddressResolver
 from diffserv.policy.diagnostics import Reporter, clip, did_you_mean
+from diffserv.policy.hosts import HostDatabase, Resolver
 from diffserv.policy.lexer import Position, Token, TokenKind, TokenStream
 from diffserv.policy.model import (
     CLASSIFIER_ACTION,
@@ -79,7 +79,8 @@ class Parser:
         self,
         stream: TokenStream,
         reporter: Reporter,
-        resolver: hosts.Resolver,
+        resolver: Resolver,
+        hosts: HostDatabase,
     ) -> None:
         self.stream = stream
         self._source = stream.tokens()
@@ -88,6 +89,7 @@ class Parser:
         self.tokens: list[Token] = []
         self.pos = 0
         self.reporter = reporter
+        self.hosts = hosts
         self.addresses = AddressResolver(reporter, resolver)
         self._eof_reported = False
         self._interfaces: dict[str, bool] = {}
@@ -434,7 +436,7 @@ class Parser:
                 if literal is not None:
                     return literal, tok
                 return HostName(check_host_name(tok.text), ()), tok
-            value = scalar_value(tok.text, spec)
+            value = scalar_value(tok.text, spec, self.hosts)
             if spec.type is ParamType.IFNAME and not self.interface_exists(tok.text):
                 self.reporter.warning(
                     f"invalid interface `{clip(tok.text)}`: it does not exist on this host",
@@ -449,9 +451,9 @@ class Parser:
             return None
 
     def interface_exists(self, name: str) -> bool:
-        """``hosts.interface_exists``, asked once per name per file."""
+        """The host database's ``interface_exists``, asked once per name per file."""
         if name not in self._interfaces:
-            self._interfaces[name] = hosts.interface_exists(name)
+            self._interfaces[name] = self.hosts.interface_exists(name)
         return self._interfaces[name]
 
     def problem_location(

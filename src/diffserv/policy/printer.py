@@ -3,7 +3,7 @@
 ``diffserv fmt`` and every tool that writes a policy back out use this, so a file reads the
 same whoever produced it, diffs stay small, and ``parse(format_policy(p)) == p`` holds for
 every valid policy. Where the listing format of illumos cannot be read back (the comma-less
-``ip_version { V4 V6 }``, §13.11) the printer writes what the parser accepts.
+``ip_version { V4 V6 }``; docs/policy.md) the printer writes what the parser accepts.
 
 Order: actions, classes and filters in file order (the model keeps it); parameters and
 selectors in the module schema's order; in each block ``name`` comes first.
@@ -11,13 +11,9 @@ selectors in the module schema's order; in each block ``name`` comes first.
 
 from __future__ import annotations
 
-import functools
-import pwd
-import socket
 from collections.abc import Iterable
-from pathlib import Path
 
-from diffserv.policy import hosts
+from diffserv.policy.hosts import HostDatabase, host_database
 from diffserv.policy.model import (
     CONTINUE,
     DEFER,
@@ -66,65 +62,30 @@ def format_bool(value: bool) -> str:
 # --- names of numbers (system databases, checked to read back to the same number) -------
 
 
-@functools.cache
-def _protocol_names(path: str = "/etc/protocols") -> dict[int, str]:
-    """number → first name, from /etc/protocols then the parser's built-in table."""
-    candidates: list[tuple[str, int]] = []
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for raw in text.splitlines():
-        fields = raw.split("#", 1)[0].split()
-        if len(fields) >= 2 and fields[1].isdigit():
-            candidates.append((fields[0], int(fields[1])))
-    candidates.extend(hosts.FALLBACK_PROTOCOLS.items())
-    names: dict[int, str] = {}
-    for name, number in candidates:
-        if number not in names and hosts.protocol_number(name) == number:
-            names[number] = name
-    return names
-
-
-def protocol_name(number: int) -> str:
+def protocol_name(number: int, hosts: HostDatabase | None = None) -> str:
     """The protocol name of ``number`` if the parser reads it back to it, else the number."""
-    return _protocol_names().get(number, str(number))
+    database = host_database(hosts)
+    for name in database.protocol_names(number):
+        if database.protocol_number(name) == number:
+            return name
+    return str(number)
 
 
-@functools.cache
-def _fallback_services() -> dict[int, str]:
-    names: dict[int, str] = {}
-    for name, port in hosts.FALLBACK_SERVICES.items():
-        names.setdefault(port, name)
-    return names
-
-
-@functools.cache
-def service_name(port: int) -> str:
+def service_name(port: int, hosts: HostDatabase | None = None) -> str:
     """The service name of ``port`` (tcp, then udp) if the parser reads it back, else the number."""
-    candidates: list[str] = []
-    for proto in ("tcp", "udp"):
-        try:
-            candidates.append(socket.getservbyport(port, proto))
-        except (OSError, OverflowError):
-            continue
-    if port in _fallback_services():
-        candidates.append(_fallback_services()[port])
-    for name in candidates:
-        if quote(name) == name and hosts.service_port(name) == port:
+    database = host_database(hosts)
+    for name in database.service_names(port):
+        if quote(name) == name and database.service_port(name) == port:
             return name
     return str(port)
 
 
-@functools.lru_cache(maxsize=4096)
-def user_name(uid: int) -> str:
+def user_name(uid: int, hosts: HostDatabase | None = None) -> str:
     """The passwd name of ``uid`` if that name maps back to the same uid, else the number."""
-    try:
-        name = pwd.getpwuid(uid).pw_name
-        if hosts.user_id(name) == uid and not name[:1].isdigit() and quote(name) == name:
+    database = host_database(hosts)
+    for name in database.user_names(uid):
+        if database.user_id(name) == uid and not name[:1].isdigit() and quote(name) == name:
             return name
-    except (KeyError, OverflowError):
-        pass
     return str(uid)
 
 
@@ -136,7 +97,7 @@ def format_address(address: Address) -> str:
 
 
 def format_enum(value: int, names: Iterable[tuple[str, int]]) -> str:
-    """Enum bits by name: one name bare, several as ``{ A, B }`` (with the comma, §13.11)."""
+    """Enum bits by name: one bare, several as ``{ A, B }`` with the comma (docs/policy.md)."""
     chosen = [name for name, bits in names if value & bits]
     rest = value & ~sum(bits for _, bits in names)
     if rest or not chosen:
@@ -198,25 +159,27 @@ def format_param_value(module: str, name: str, value: ParamValue, depth: int = 2
     return str(value)
 
 
-def filter_items(flt: Filter) -> list[tuple[str, str]]:
-    """A filter's selectors as (name, text) in schema order, wildcards left out."""
+def filter_items(flt: Filter, hosts: HostDatabase | None = None) -> list[tuple[str, str]]:
+    """A filter's selectors as (name, text) in schema order, wildcards left out (numbers
+    written as the names ``hosts`` reads back to them)."""
+    database = host_database(hosts)
     items: list[tuple[str, str]] = []
 
     def add(name: str, text: str | None) -> None:
         if text is not None:
             items.append((name, text))
 
-    add("user", None if flt.user is None else user_name(flt.user))
+    add("user", None if flt.user is None else user_name(flt.user, database))
     add("projid", None if flt.projid is None else str(flt.projid))
     add("if_name", None if flt.if_name is None else quote(flt.if_name))
     add("direction", None if flt.direction is None else format_enum(flt.direction, DIRECTION_NAMES))
-    add("protocol", None if flt.protocol is None else protocol_name(flt.protocol))
+    add("protocol", None if flt.protocol is None else protocol_name(flt.protocol, database))
     add("dsfield", None if flt.dsfield is None else str(flt.dsfield))
     add("dsfield_mask", None if flt.dsfield_mask is None else str(flt.dsfield_mask))
     add("saddr", None if flt.saddr is None else format_address(flt.saddr))
     add("daddr", None if flt.daddr is None else format_address(flt.daddr))
-    add("sport", None if flt.sport is None else service_name(flt.sport))
-    add("dport", None if flt.dport is None else service_name(flt.dport))
+    add("sport", None if flt.sport is None else service_name(flt.sport, database))
+    add("dport", None if flt.dport is None else service_name(flt.dport, database))
     add("priority", None if flt.priority is None else str(flt.priority))
     add("precedence", None if flt.precedence is None else str(flt.precedence))
     add(
@@ -242,19 +205,19 @@ def format_class(cls: Class, depth: int = 1) -> list[str]:
     ]
 
 
-def format_filter(flt: Filter, depth: int = 1) -> list[str]:
+def format_filter(flt: Filter, depth: int = 1, hosts: HostDatabase | None = None) -> list[str]:
     pad, inner = INDENT * depth, INDENT * (depth + 1)
     lines = [
         f"{pad}filter {{",
         f"{inner}name {quote(flt.name)}",
         f"{inner}class {quote(flt.class_name)}",
     ]
-    lines.extend(f"{inner}{name} {text}" for name, text in filter_items(flt))
+    lines.extend(f"{inner}{name} {text}" for name, text in filter_items(flt, hosts))
     lines.append(f"{pad}}}")
     return lines
 
 
-def format_action(action: Action) -> str:
+def format_action(action: Action, hosts: HostDatabase | None = None) -> str:
     """One ``action { … }`` block, without a trailing newline."""
     lines = ["action {", f"{INDENT}module {action.module}", f"{INDENT}name {quote(action.name)}"]
     lines += ["", f"{INDENT}params {{"]
@@ -267,13 +230,18 @@ def format_action(action: Action) -> str:
         lines.extend(format_class(cls))
     for flt in action.filters:
         lines.append("")
-        lines.extend(format_filter(flt))
+        lines.extend(format_filter(flt, hosts=hosts))
     lines.append("}")
     return "\n".join(lines)
 
 
-def format_policy(policy: Policy) -> str:
-    """The whole policy in canonical form, ending with one newline."""
+def format_policy(policy: Policy, hosts: HostDatabase | None = None) -> str:
+    """The whole policy in canonical form, ending with one newline.
+
+    Numbers are written as names where ``hosts`` (the system's when None) reads the name
+    back to the same number.
+    """
+    database = host_database(hosts)
     blocks = [f"fmt_version {policy.fmt_version}"]
-    blocks.extend(format_action(action) for action in policy.actions)
+    blocks.extend(format_action(action, database) for action in policy.actions)
     return "\n\n".join(blocks) + "\n"

@@ -9,7 +9,7 @@ parameter names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
@@ -23,6 +23,7 @@ from diffserv.policy.model import (
     PRECEDENCE_UNSET,
     RED,
     YELLOW,
+    Action,
     ParamValue,
 )
 
@@ -40,7 +41,7 @@ MAX_CLASSES: Final = 10006  # the permanent `default` class counts
 
 
 class ParamType(Enum):
-    """Value types of the types files (§3.4), named as ipqosconf names them."""
+    """Value types of the types files, named as ipqosconf names them."""
 
     UINT8 = "uint8"
     INT16 = "int16"
@@ -64,7 +65,7 @@ INTEGER_TYPES: Final = frozenset(
     {ParamType.UINT8, ParamType.INT16, ParamType.UINT16, ParamType.INT32, ParamType.UINT32}
 )
 
-# Numeric ranges of the integer types (the Decisions table's strict reading of §3.5).
+# Numeric ranges of the integer types (read strictly, as docs/policy.md says).
 TYPE_RANGES: Final[Mapping[ParamType, tuple[int, int]]] = MappingProxyType(
     {
         ParamType.UINT8: (0, 255),
@@ -181,7 +182,7 @@ def _default_color_map() -> tuple[int, ...]:
     return tuple(colours)
 
 
-# tokenmtddi.c default_dscp_to_colour (§1 fact 1).
+# tokenmtddi.c default_dscp_to_colour (docs/meters.md, "tokenmt").
 DEFAULT_COLOR_MAP: Final[tuple[int, ...]] = _default_color_map()
 
 COLOR_NAMES: Final[tuple[tuple[str, int], ...]] = (
@@ -199,7 +200,7 @@ DIRECTION_NAMES: Final[tuple[tuple[str, int], ...]] = tuple(
 )
 IP_VERSION_NAMES: Final[tuple[tuple[str, int], ...]] = (("V4", IP_V4), ("V6", IP_V6))
 
-# Generic items (§3.3), shared by every module.
+# Generic items (name, global_stats, next_action, ...), shared by every module.
 GLOBAL_STATS: Final = ParamSpec(
     "global_stats",
     PARAMS,
@@ -458,7 +459,7 @@ FLOWACCT: Final = ModuleSchema(
 )
 
 # Names people write for a parameter that has another name here (for "did you mean" hints);
-# `uid` is what ipqosconf.1.sample wrote for `user` (§13.12).
+# `uid` is what ipqosconf.1.sample wrote for `user` (docs/policy.md).
 PARAM_ALIASES: Final[Mapping[str, str]] = MappingProxyType(
     {
         "uid": "user",
@@ -525,6 +526,15 @@ def is_action_param(module: str, name: str) -> bool:
     """Whether ``name`` in the params of ``module`` refers to another action."""
     spec = lookup_param(module, name, PARAMS)
     return spec is not None and spec.is_action
+
+
+def action_references(action: Action) -> Iterator[str]:
+    """Every action ``action`` refers to: its classes' next_action, then action params."""
+    for cls in action.classes:
+        yield cls.next_action
+    for key, value in action.params:
+        if isinstance(value, str) and is_action_param(action.module, key):
+            yield value
 
 
 def param_order(module: str) -> tuple[str, ...]:

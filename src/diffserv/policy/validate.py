@@ -2,7 +2,11 @@
 
 On Linux diffserv *is* the kernel side, so what illumos modules would refuse with EINVAL,
 ENOENT or ENOSPC when an action, class or filter is created is an error at check time, with
-the ipqosconf message kept in the text (§3.7, §5, §6.3, Decisions table).
+the ipqosconf message kept in the text (docs/policy.md, "diffserv check").
+
+The per-module create rules (tokenmt, tswtclmt, flowacct) live beside each module's
+interpretation in ``policy.interpret`` and are reached through its one table; cycles are
+found by ``policy.refgraph``, the walk the engine uses too.
 
 Every check is linear in the size of the policy (the action graph is walked without
 recursion), so a policy of tens of thousands of actions checks in about a second.
@@ -14,8 +18,10 @@ import functools
 from collections.abc import Callable, Sequence
 
 from diffserv.policy.diagnostics import Reporter, clip, did_you_mean
+from diffserv.policy.interpret import MODULE_RULES
 from diffserv.policy.model import CLASSIFIER_ACTION, VIRTUAL_ACTIONS, Location
-from diffserv.policy.raw import RawAction, RawFilter, RawItem
+from diffserv.policy.raw import RawAction, RawFilter
+from diffserv.policy.refgraph import find_cycles
 from diffserv.policy.schema import MAX_CLASSES, MAX_FILTERS
 
 # Actions of a cycle named in its message before the middle is elided.
@@ -189,18 +195,13 @@ def check_graph(
             ]
         edges[action.name] = [t for t in targets if t in by_name]
     reported: set[str] = set()
-    state: dict[str, int] = {}  # 1 = on path, 2 = done
-    for action in actions:
-        assert action.name is not None
-        if action.name not in state:
-            _visit(
-                action.name,
-                edges=edges,
-                state=state,
-                reported=reported,
-                by_name=by_name,
-                reporter=reporter,
-            )
+    for cycle in find_cycles((a.name for a in actions if a.name is not None), edges):
+        target = cycle[0]
+        reported.update(cycle)
+        reporter.error(
+            f"action {clip(target)} involved in cycle: " + _cycle_text(cycle),
+            by_name[target].location,
+        )
     referenced = {t for src, targets in edges.items() for t in targets if t != src}
     for action in actions:
         assert action.name is not None
@@ -213,48 +214,6 @@ def check_graph(
             action.location,
             hint="refer to it from a class next_action or an *_action_name parameter",
         )
-
-
-def _visit(
-    root: str,
-    *,
-    edges: dict[str, list[str]],
-    state: dict[str, int],
-    reported: set[str],
-    by_name: dict[str, RawAction],
-    reporter: Reporter,
-) -> None:
-    """Depth-first walk from ``root`` with an explicit stack, reporting each cycle found
-    through an action not yet named in a cycle (the order a recursive walk would take)."""
-    path: list[str] = [root]
-    on_path: dict[str, int] = {root: 0}  # name -> index in path
-    pending: list[int] = [0]  # per path entry: index of the next edge to follow
-    state[root] = 1
-    while path:
-        name = path[-1]
-        targets = edges.get(name, ())
-        index = pending[-1]
-        if index == len(targets):
-            path.pop()
-            pending.pop()
-            del on_path[name]
-            state[name] = 2
-            continue
-        pending[-1] = index + 1
-        target = targets[index]
-        if state.get(target) == 1:
-            if target not in reported:
-                cycle = [*path[on_path[target] :], target]
-                reported.update(cycle)
-                reporter.error(
-                    f"action {clip(target)} involved in cycle: " + _cycle_text(cycle),
-                    by_name[target].location,
-                )
-        elif target not in state:
-            state[target] = 1
-            on_path[target] = len(path)
-            path.append(target)
-            pending.append(0)
 
 
 def _cycle_text(cycle: Sequence[str]) -> str:
@@ -289,102 +248,13 @@ def _missing(action: RawAction, reporter: Reporter) -> bool:
     return bool(missing)
 
 
-def _int(action: RawAction, name: str) -> int | None:
-    item = action.params.get(name)
-    if item is None or isinstance(item.value, bool) or not isinstance(item.value, int):
-        return None
-    return item.value
-
-
-def _loc(action: RawAction, name: str) -> Location | None:
-    item: RawItem | None = action.params.get(name)
-    return item.value_loc if item is not None else (action.params_loc or action.location)
-
-
-def _invalid(action: RawAction, reporter: Reporter, name: str, why: str) -> None:
-    reporter.error(
-        f"invalid parameters for action {clip(action.name or '')}: {why}", _loc(action, name)
-    )
-
-
 def check_module(action: RawAction, reporter: Reporter) -> None:
     """The create-time checks of tokenmt, tswtclmt, dscpmk, dlcosmk and flowacct."""
-    module = action.module
     if _missing(action, reporter):
         return
-    if module == "tokenmt":
-        check_tokenmt(action, reporter)
-    elif module == "tswtclmt":
-        committed, peak, window = (
-            _int(action, "committed_rate"),
-            _int(action, "peak_rate"),
-            _int(action, "window"),
-        )
-        if committed is not None and peak is not None and peak < committed:
-            _invalid(
-                action,
-                reporter,
-                "peak_rate",
-                f"peak_rate {peak} is below committed_rate {committed}",
-            )
-        if window is not None and window < 1:
-            _invalid(action, reporter, "window", "window must be at least 1 ms")
-    elif module == "flowacct":
-        for name in ("timer", "timeout"):
-            value = _int(action, name)
-            if value is not None and value < 1:
-                _invalid(action, reporter, name, f"{name} must be at least 1 ms")
-
-
-def check_tokenmt(action: RawAction, reporter: Reporter) -> None:
-    committed = _int(action, "committed_rate")
-    cbs = _int(action, "committed_burst") or 0
-    peak = _int(action, "peak_rate")
-    pbs = _int(action, "peak_burst")
-    has_yellow = "yellow_action_name" in action.params
-    if committed == 0:
-        _invalid(action, reporter, "committed_rate", "committed_rate must not be 0")
-    if action.failed_params:
-        return  # relations between values are unknowable when one did not parse
-    if has_yellow != (pbs is not None):
-        present = "yellow_action_name" if has_yellow else "peak_burst"
-        _invalid(
-            action,
-            reporter,
-            present,
-            "yellow_action_name and peak_burst must be given together",
-        )
-    if peak is not None:
-        if peak == 0:
-            _invalid(action, reporter, "peak_rate", "peak_rate must not be 0")
-        elif committed is not None and peak < committed:
-            _invalid(
-                action,
-                reporter,
-                "peak_rate",
-                f"peak_rate {peak} is below committed_rate {committed}",
-            )
-        if not has_yellow:
-            _invalid(
-                action,
-                reporter,
-                "peak_rate",
-                "a two-rate meter (peak_rate) needs yellow_action_name and peak_burst",
-            )
-        elif cbs == 0 or not pbs:
-            _invalid(
-                action,
-                reporter,
-                "committed_burst" if cbs == 0 else "peak_burst",
-                "a two-rate meter needs non-zero committed_burst and peak_burst",
-            )
-    elif cbs == 0 and not pbs:
-        _invalid(
-            action,
-            reporter,
-            "committed_burst",
-            "committed_burst and peak_burst cannot both be 0",
-        )
+    rules = MODULE_RULES.get(action.module or "")
+    if rules is not None:
+        rules.check(action, reporter)
 
 
 def _is_selector(flt: RawFilter, key: str) -> bool:

@@ -1,6 +1,6 @@
-"""Converters from value text to real values for each types-file type (§3.5).
+"""Converters from value text to real values for each types-file type (docs/policy.md).
 
-diffserv is stricter than ipqosconf where the Decisions table says so: numbers are decimal
+diffserv is stricter than ipqosconf where docs/policy.md says so: numbers are decimal
 or ``0x`` hex with nothing trailing, protocols are 1..255, array indexes 0..63. Each
 converter raises ``BadValueError`` whose message keeps ipqosconf's wording.
 
@@ -17,8 +17,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from diffserv.policy import hosts
 from diffserv.policy.diagnostics import clip, did_you_mean
+from diffserv.policy.hosts import HostDatabase
 from diffserv.policy.model import IPNetwork
 from diffserv.policy.schema import TYPE_RANGES, ParamSpec, ParamType
 
@@ -123,7 +123,7 @@ def parse_enum(words: Sequence[str], spec: ParamSpec, *, listed: bool) -> int:
     return bits
 
 
-def parse_port(text: str) -> int:
+def parse_port(text: str, hosts: HostDatabase) -> int:
     number = parse_int_text(text, "port")
     if number is not None:
         if not 1 <= number <= 65535:
@@ -139,7 +139,7 @@ def parse_port(text: str) -> int:
     return port
 
 
-def parse_protocol(text: str) -> int:
+def parse_protocol(text: str, hosts: HostDatabase) -> int:
     number = parse_int_text(text, "protocol")
     if number is not None:
         if not 1 <= number <= 255:
@@ -158,7 +158,7 @@ def parse_protocol(text: str) -> int:
     return proto
 
 
-def parse_user(text: str) -> int:
+def parse_user(text: str, hosts: HostDatabase) -> int:
     """A uid: a token starting with a digit is a numeric uid (accepted even when it is not
     in passwd: captures come from other hosts); anything else must be a known user name."""
     if text[:1].isdigit():
@@ -360,8 +360,9 @@ def check_host_name(text: str) -> str:
     return text
 
 
-def scalar_value(text: str, spec: ParamSpec) -> int | bool | str:
-    """Convert one value token for types whose value is a single token (not address/ifname)."""
+def scalar_value(text: str, spec: ParamSpec, hosts: HostDatabase) -> int | bool | str:
+    """Convert one value token for types whose value is a single token (not address/ifname);
+    names of services, protocols and users are looked up in ``hosts``."""
     t = spec.type
     if t in TYPE_RANGES:
         return parse_integer(text, t, spec.minimum, spec.maximum)
@@ -370,11 +371,11 @@ def scalar_value(text: str, spec: ParamSpec) -> int | bool | str:
     if t in (ParamType.STRING, ParamType.ACTION):
         return text
     if t is ParamType.PORT:
-        return parse_port(text)
+        return parse_port(text, hosts)
     if t is ParamType.PROTOCOL:
-        return parse_protocol(text)
+        return parse_protocol(text, hosts)
     if t is ParamType.USER:
-        return parse_user(text)
+        return parse_user(text, hosts)
     if t is ParamType.MINDEX:
         return parse_mindex(text, spec)
     if t is ParamType.ENUM:

@@ -1,6 +1,6 @@
 """What tokenmt and tswtclmt share: counter layout, the error rule, outcome routing.
 
-Both meters keep the same kstat counters (spec ipqos.md §12) and treat packets they
+Both meters keep the same kstat counters (docs/meters.md, "Common rules") and treat packets they
 cannot meter the same way: a row that is not IP or is flagged malformed has no usable
 length, so, as the illumos modules return an error for it and the IP layer then drops
 the packet, it counts in ``epackets`` and goes to ``ipp.drop`` with no colour.

@@ -1,6 +1,6 @@
 """The tswtclmt kernel: the RFC 2859 time sliding window three colour marker.
 
-Per metered packet (spec ipqos.md §8, with the diffserv decisions):
+Per metered packet (docs/meters.md, "tswtclmt"):
     bits_in_win = floor(avg_rate × window_ms / 1000) + packet_bits
     Δ           = (now − win_front) + window_ms × 1e6          (ns)
     avg_rate    = min(floor(bits_in_win × 1e9 / Δ), AVG_RATE_MAX)

@@ -3,7 +3,7 @@
 Exactness. Buckets hold *nanobits* (bits × 1e9). A rate in bit/s times an interval in
 ns is then exactly the number of nanobits that arrived, so no fraction of a token is
 ever dropped, however small the rate or the packet spacing (illumos floors the bits
-per packet and loses the rest, spec ipqos.md §13.9).
+per packet and loses the rest; docs/meters.md).
 
 No overflow, proved on int64 (max 2^63 − 1 ≈ 9.223e18):
 * a bucket holds at most (2^32 − 1) × 1e9 < 4.295e18 nanobits;

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.columns import FLAG_HEADER_CUT
+from diffserv.columns import FLAG_HEADER_CUT, PacketColumns
 
 # Flow pool columns.
 F_SHI: Final = 0
@@ -62,7 +62,7 @@ S_PENDING: Final = 14  # 1 while a sweep stopped by a full record buffer is unfi
 S_SWEEP_AT: Final = 15  # the time that sweep runs as of
 S_NSCALARS: Final = 16
 
-# Output record columns (diffserv.flows.records.RECORD_COLUMNS).
+# Output record columns (diffserv.records.RECORD_COLUMNS).
 OUT_NCOLS: Final = 14
 
 # Kernel return status.
@@ -298,21 +298,7 @@ def account(  # noqa: PLR0917
     max_limit: int,
     rows: NDArray[np.int64],
     start: int,
-    ts_ns: NDArray[np.int64],
-    saddr_hi: NDArray[np.uint64],
-    saddr_lo: NDArray[np.uint64],
-    daddr_hi: NDArray[np.uint64],
-    daddr_lo: NDArray[np.uint64],
-    sport: NDArray[np.uint16],
-    dport: NDArray[np.uint16],
-    protocol: NDArray[np.uint8],
-    ds_byte: NDArray[np.uint8],
-    new_ds: NDArray[np.int16],
-    ip_version: NDArray[np.uint8],
-    flags: NDArray[np.uint8],
-    projid: NDArray[np.int32],
-    uid: NDArray[np.int32],
-    ip_len: NDArray[np.uint32],
+    cols: PacketColumns,
     verdict: NDArray[np.uint8],
 ) -> tuple[int, int]:
     """Account packets ``rows[start:]``; return (status, position reached).
@@ -322,8 +308,14 @@ def account(  # noqa: PLR0917
     accounted is the one earlier actions left (``new_ds`` when set). Stops before a
     packet, leaving it untouched, when a pool has no free row (NEED_GROW) or the record buffer might
     not take the records a sweep or a full-table expiry produces (NEED_DRAIN; a
-    sweep cut short resumes on the next call).
+    sweep cut short resumes on the next call). ``cols`` are the batch's columns.
     """
+    ts_ns, ip_version, flags, ip_len = cols.ts_ns, cols.ip_version, cols.flags, cols.ip_len
+    saddr_hi, saddr_lo = cols.saddr_hi, cols.saddr_lo
+    daddr_hi, daddr_lo = cols.daddr_hi, cols.daddr_lo
+    sport, dport, protocol = cols.sport, cols.dport, cols.protocol
+    ds_byte, new_ds = cols.ds_byte, cols.new_ds
+    projid, uid = cols.projid, cols.uid
     mask = index.shape[0] - 1
     out_cap = out.shape[0]
     for k in range(start, rows.shape[0]):

@@ -1,4 +1,4 @@
-"""dlcosmk, the 802.1D user-priority marker (ipqos.md §10), as an 802.1Q PCP rewrite.
+"""dlcosmk, the 802.1D user-priority marker (docs/engine.md, "Markers"), as an 802.1Q PCP rewrite.
 
 On illumos the marker hands the driver a b_band / dl_max value from fixed maps in which
 cos 1 and 2 give 0, so they are indistinguishable from cos 0; ``cos_mode="illumos"`` (the
@@ -17,19 +17,8 @@ from numpy.typing import NDArray
 from diffserv.columns import PacketBatch
 from diffserv.directions import FWD_IN, LOCAL_IN
 from diffserv.engine.context import BuildContext
+from diffserv.policy.interpret import dlcosmk_params
 from diffserv.policy.model import Action
-
-# dlcosmk.types maps: cos -> b_band and cos -> dl_priority.dl_max
-B_BAND_MAP = (0, 0, 0, 96, 128, 160, 192, 224)
-DL_MAX_MAP = (0, 0, 0, 3, 4, 5, 6, 7)
-COS_MODES = ("illumos", "plain")
-
-
-def pcp_for_cos(cos: int, cos_mode: str) -> int:
-    """The PCP a cos value writes in the given mode."""
-    if cos_mode not in COS_MODES:
-        raise ValueError(f"unknown cos mode {cos_mode!r} (expected illumos or plain)")
-    return DL_MAX_MAP[cos] if cos_mode == "illumos" else cos
 
 
 class Dlcosmk:
@@ -39,11 +28,10 @@ class Dlcosmk:
 
     def __init__(self, action: Action, ctx: BuildContext) -> None:
         self.name = action.name
-        self.cos = action.int_param("cos")
-        if not 0 <= self.cos <= 7:
-            raise ValueError(f"action {action.name}: cos must be 0..7")
-        self.pcp = pcp_for_cos(self.cos, ctx.options.cos_mode)
-        self.next_action = ctx.action_id(action.ref_param("next_action") or "ipp.continue")
+        self.params = dlcosmk_params(action)
+        self.cos = self.params.cos
+        self.pcp = self.params.pcp(ctx.options.cos_mode)
+        self.next_action = ctx.action_id(self.params.next_action)
         self.npackets = 0
         self.ipackets = 0
         self.epackets = 0
@@ -68,8 +56,8 @@ class Dlcosmk:
             "ipackets": self.ipackets,
             "epackets": self.epackets,
             "usr_pri": self.cos,
-            "b_band": B_BAND_MAP[self.cos],
-            "dl_max": DL_MAX_MAP[self.cos],
+            "b_band": self.params.b_band,
+            "dl_max": self.params.dl_max,
         }
 
 

@@ -1,4 +1,4 @@
-"""dscpmk, the DSCP marker (ipqos.md §9): rewrites the DSCP through a 64-entry map, keeps ECN.
+"""dscpmk, the DSCP marker (docs/engine.md): rewrites the DSCP through a 64-entry map, keeps ECN.
 
 It reads the DS byte as earlier actions left it and records the new byte in ``new_ds``; the
 rewrite of the packet bytes and the IPv4 checksum is the sink's job (``packet.rewrite``).
@@ -16,9 +16,8 @@ from numpy.typing import NDArray
 from diffserv.columns import PacketBatch
 from diffserv.directions import FWD_IN, LOCAL_IN
 from diffserv.engine.context import BuildContext
+from diffserv.policy.interpret import dscpmk_params
 from diffserv.policy.model import Action
-
-IDENTITY_MAP = tuple(range(64))
 
 
 def detailed_stat_name(dscp: int) -> str:
@@ -33,13 +32,13 @@ class Dscpmk:
 
     def __init__(self, action: Action, ctx: BuildContext) -> None:
         self.name = action.name
-        dscp_map = action.array_param("dscp_map") or IDENTITY_MAP
+        params = dscpmk_params(action)
+        dscp_map = params.dscp_map
         if len(dscp_map) != 64 or any(not 0 <= v <= 63 for v in dscp_map):
             raise ValueError(f"action {action.name}: dscp_map must hold 64 values 0..63")
         self.dscp_map = np.array(dscp_map, dtype=np.uint8)
-        self.detailed = action.bool_param("dscp_detailed_stats")
-        next_name = action.ref_param("next_action") or "ipp.continue"
-        self.next_action = ctx.action_id(next_name)
+        self.detailed = params.detailed_stats
+        self.next_action = ctx.action_id(params.next_action)
         self.npackets = 0
         self.dscp_changed = 0
         self.dscp_unchanged = 0

@@ -1,8 +1,8 @@
 """flowacct: per-flow packet and byte accounting with IPQoS semantics on packet time.
 
 The operator owns one flow table (see ``_flow_table``) and hands every expired
-item, as it expires, to the run's record sink (``EngineOptions.flow_sink``).
-Semantics (spec ipqos.md §11 plus the diffserv decisions, docs/flows.md):
+item, as it expires, to the session's record sink (``EngineOptions.record_sink``).
+Semantics (docs/flows.md, "The flowacct action"):
 
 * key: 5-tuple flow, items under it by (dsfield as marked, projid, uid);
 * timer: starts at the first packet this action sees and fires every ``timer`` ms
@@ -20,7 +20,6 @@ Semantics (spec ipqos.md §11 plus the diffserv decisions, docs/flows.md):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,11 +27,10 @@ from numpy.typing import NDArray
 from diffserv.columns import ACTION_DROP, PacketBatch
 from diffserv.engine.context import BuildContext
 from diffserv.engine.modules import _flow_table as ft
-from diffserv.flows.records import FlowRecords
+from diffserv.policy.interpret import flowacct_params
 from diffserv.policy.model import Action
+from diffserv.records import FlowRecords, RecordSink
 
-DEFAULT_TIMER_MS = 15000
-DEFAULT_TIMEOUT_MS = 60000
 NS_PER_MS = 1_000_000
 INITIAL_CAPACITY = 1024
 RECORD_BUFFER = 8192  # expired items collected before they go to the sink
@@ -54,7 +52,7 @@ class FlowTable:
         timer_ms: int,
         timeout_ms: int,
         max_limit: int,
-        sink: Any,
+        sink: RecordSink | None,
         record_buffer: int = RECORD_BUFFER,
     ) -> None:
         self.name = name
@@ -126,21 +124,7 @@ class FlowTable:
                 self.max_limit,
                 rows,
                 position,
-                batch.cols.ts_ns,
-                batch.cols.saddr_hi,
-                batch.cols.saddr_lo,
-                batch.cols.daddr_hi,
-                batch.cols.daddr_lo,
-                batch.cols.sport,
-                batch.cols.dport,
-                batch.cols.protocol,
-                batch.cols.ds_byte,
-                batch.cols.new_ds,
-                batch.cols.ip_version,
-                batch.cols.flags,
-                batch.cols.projid,
-                batch.cols.uid,
-                batch.cols.ip_len,
+                batch.cols,
                 verdict,
             )
             if status == ft.NEED_GROW:
@@ -152,6 +136,44 @@ class FlowTable:
         if self.scalars[ft.S_NOUT]:
             self._drain()
         return verdict
+
+    def advance(self, now_ns: int) -> None:
+        """Time has passed without packets: run the timer as a packet at ``now_ns`` would.
+
+        The sweep is the one that packet would run before being accounted (at the latest
+        deadline not after ``now_ns``), so the records are the same ones, in the same
+        order, whether time is told by packets alone or also by ``advance``; they only
+        come out sooner. Before the first packet there is no timer yet; the table's clock
+        never runs backwards.
+        """
+        s = self.scalars
+        if s[ft.S_STARTED] == 0:
+            return
+        self._sweep_until_done(int(s[ft.S_SWEEP_AT]), pending_only=True)
+        now = max(now_ns, int(s[ft.S_CLOCK]))
+        s[ft.S_CLOCK] = now
+        deadline = int(s[ft.S_DEADLINE])
+        if self.timer_ns == 0:
+            when = now
+        elif now >= deadline:
+            when = deadline + ((now - deadline) // self.timer_ns) * self.timer_ns
+            s[ft.S_DEADLINE] = when + self.timer_ns
+        else:
+            return
+        self._sweep_until_done(when)
+
+    def _sweep_until_done(self, when: int, *, pending_only: bool = False) -> None:
+        s = self.scalars
+        if pending_only and s[ft.S_PENDING] == 0:
+            return
+        if s[ft.S_HEAD] != ft.EMPTY:
+            while not ft.sweep(
+                self.flows, self.items, self.index, s, self.out, when, self.timeout_ns
+            ):
+                self._drain()
+        s[ft.S_PENDING] = 0
+        if s[ft.S_NOUT]:
+            self._drain()
 
     def flush(self) -> None:
         """Write every flow still in the table (end of input)."""
@@ -194,6 +216,9 @@ class FlowacctOperator:
         result[verdict == ft.V_FAIL] = ACTION_DROP
         return result
 
+    def advance(self, now_ns: int) -> None:
+        self.table.advance(now_ns)
+
     def finish(self) -> None:
         self.table.flush()
 
@@ -203,14 +228,12 @@ class FlowacctOperator:
 
 def build(action: Action, ctx: BuildContext) -> FlowacctOperator:
     """The operator for a flowacct action of a validated policy."""
-    next_name = action.ref_param("next_action")
-    if next_name is None:
-        raise KeyError(f"action {action.name}: parameter next_action is not set")
+    params = flowacct_params(action)
     table = FlowTable(
         name=action.name,
-        timer_ms=action.int_param("timer", DEFAULT_TIMER_MS),
-        timeout_ms=action.int_param("timeout", DEFAULT_TIMEOUT_MS),
-        max_limit=action.int_param("max_limit"),
-        sink=ctx.options.flow_sink,
+        timer_ms=params.timer_ms,
+        timeout_ms=params.timeout_ms,
+        max_limit=params.max_limit,
+        sink=ctx.options.record_sink,
     )
-    return FlowacctOperator(action.name, ctx.action_id(next_name), table)
+    return FlowacctOperator(action.name, ctx.action_id(params.next_action), table)

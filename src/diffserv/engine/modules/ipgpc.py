@@ -1,6 +1,6 @@
 """ipgpc, the IPQoS classifier: assigns every IP packet its best-matching filter's class.
 
-Semantics follow ipqos.md §6 as amended by the Decisions table: every selector, multi-value
+Semantics follow docs/engine.md ("ipgpc"): every selector, multi-value
 ``direction`` matches any listed value, dsfield is ``(pkt & mask) == (value & mask)``, equal
 priority and precedence go to the filter written first, and no filter is ever lost. Packets
 that match nothing go to the permanent class ``default``. Malformed IP packets (headers
@@ -38,6 +38,7 @@ from diffserv.engine.modules.ipgpc_index import (
     build_index,
     classify_rows,
 )
+from diffserv.policy.interpret import ipgpc_params
 from diffserv.policy.model import (
     DEFAULT_CLASS,
     Action,
@@ -138,21 +139,20 @@ class Ipgpc:
     def __init__(self, action: Action, ctx: BuildContext) -> None:
         self.name = action.name
         self.global_stats = action.global_stats
-        classes: list[Class] = list(action.classes)
-        if not any(cls.name == DEFAULT_CLASS for cls in classes):
-            classes.append(Class(DEFAULT_CLASS, "ipp.continue"))
-        self.classes: tuple[Class, ...] = tuple(classes)
-        class_ids = {cls.name: i for i, cls in enumerate(classes)}
+        params = ipgpc_params(action)
+        classes = params.classes
+        self.classes: tuple[Class, ...] = classes
+        class_ids = params.class_ids
         self.default_class = class_ids[DEFAULT_CLASS]
         self.class_next = np.array(
             [ctx.action_id(cls.next_action) for cls in classes], dtype=np.int32
         )
         self.if_ids: dict[str, int] = {}
-        for flt in action.filters:
+        for flt in params.filters:
             if flt.if_name is not None and flt.if_name not in self.if_ids:
                 self.if_ids[flt.if_name] = len(self.if_ids)
         ranked = sorted(
-            enumerate(action.filters),
+            enumerate(params.filters),
             key=lambda item: (-item[1].effective_priority, item[1].effective_precedence, item[0]),
         )
         instances: list[Instance] = []
@@ -198,42 +198,12 @@ class Ipgpc:
         else:
             keep = None
             rows = idx
-        index = self.index
         cls = classify_rows(
             rows,
-            batch.cols.ip_version,
-            batch.cols.saddr_hi,
-            batch.cols.saddr_lo,
-            batch.cols.daddr_hi,
-            batch.cols.daddr_lo,
-            batch.cols.protocol,
-            batch.cols.sport,
-            batch.cols.dport,
-            batch.cols.ds_byte,  # ipgpc runs first: the DS byte as received
+            batch.cols,
             self._interface_ids(batch),
-            batch.cols.direction,
-            batch.cols.uid,
-            batch.cols.projid,
-            batch.cols.flags,
-            index.g_family,
-            index.g_mask,
-            index.g_fields,
-            index.g_nfields,
-            index.g_required,
-            index.g_min_rank,
-            index.g_tab_off,
-            index.g_tab_mask,
-            index.slot_hash,
-            index.slot_start,
-            index.slot_len,
-            index.cand,
-            index.i_value,
-            index.i_dir,
-            index.i_rank,
-            index.i_class,
+            self.index,
             self.default_class,
-            batch.cols.ip_len,
-            batch.cols.ts_ns,
             self.c_packets,
             self.c_bytes,
             self.c_last,

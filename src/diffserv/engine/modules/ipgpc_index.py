@@ -13,12 +13,13 @@ remaining shape can beat the match already found.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.columns import FLAG_HEADER_CUT
+from diffserv.columns import FLAG_HEADER_CUT, PacketColumns
 
 # Key fields, in this order, as uint64 words.
 F_SADDR_HI = 0
@@ -72,47 +73,64 @@ def instance_hashes(
     return out
 
 
+class FilterIndex(NamedTuple):
+    """The compiled filter set: shapes (groups), their hash tables, and the instances.
+
+    A named tuple of arrays, so the kernel takes it as one argument.
+    """
+
+    g_family: NDArray[np.int64]
+    g_mask: NDArray[np.uint64]
+    g_fields: NDArray[np.int64]  # per group: the key fields it uses, ascending
+    g_nfields: NDArray[np.int64]
+    g_required: NDArray[np.int64]  # bit k: field k must be present in the packet
+    g_min_rank: NDArray[np.int64]
+    g_tab_off: NDArray[np.int64]
+    g_tab_mask: NDArray[np.int64]
+    slot_hash: NDArray[np.uint64]
+    slot_start: NDArray[np.int64]
+    slot_len: NDArray[np.int64]
+    cand: NDArray[np.int64]
+    i_value: NDArray[np.uint64]
+    i_dir: NDArray[np.int64]
+    i_rank: NDArray[np.int64]
+    i_class: NDArray[np.int64]
+
+    @property
+    def uses_ifname(self) -> bool:
+        return bool(self.g_mask.shape[0]) and bool(np.any(self.g_mask[:, F_IFNAME] != 0))
+
+
 @njit(cache=True, nogil=True)
-def classify_rows(  # noqa: PLR0917 (a compiled kernel takes flat arrays)
+def classify_rows(  # noqa: PLR0917 (numba takes no keyword-only arguments)
     idx: NDArray[np.int64],
-    ip_version: NDArray[np.uint8],
-    saddr_hi: NDArray[np.uint64],
-    saddr_lo: NDArray[np.uint64],
-    daddr_hi: NDArray[np.uint64],
-    daddr_lo: NDArray[np.uint64],
-    protocol: NDArray[np.uint8],
-    sport: NDArray[np.uint16],
-    dport: NDArray[np.uint16],
-    ds: NDArray[np.uint8],
+    cols: PacketColumns,
     if_id: NDArray[np.int64],
-    direction: NDArray[np.uint8],
-    uid: NDArray[np.int32],
-    projid: NDArray[np.int32],
-    flags: NDArray[np.uint8],
-    g_family: NDArray[np.int64],
-    g_mask: NDArray[np.uint64],
-    g_fields: NDArray[np.int64],
-    g_nfields: NDArray[np.int64],
-    g_required: NDArray[np.int64],
-    g_min_rank: NDArray[np.int64],
-    g_tab_off: NDArray[np.int64],
-    g_tab_mask: NDArray[np.int64],
-    slot_hash: NDArray[np.uint64],
-    slot_start: NDArray[np.int64],
-    slot_len: NDArray[np.int64],
-    cand: NDArray[np.int64],
-    i_value: NDArray[np.uint64],
-    i_dir: NDArray[np.int64],
-    i_rank: NDArray[np.int64],
-    i_class: NDArray[np.int64],
+    index: FilterIndex,
     default_class: int,
-    ip_len: NDArray[np.uint32],
-    ts_ns: NDArray[np.int64],
     c_packets: NDArray[np.int64],
     c_bytes: NDArray[np.int64],
     c_last: NDArray[np.int64],
 ) -> NDArray[np.int32]:
-    """Class id of every row in ``idx``; updates the per-class counters."""
+    """Class id of every row in ``idx``; updates the per-class counters.
+
+    ``cols`` are the batch's columns (the DS byte as received: ipgpc runs first) and
+    ``if_id`` the filter-set id of every row's interface.
+    """
+    ip_version = cols.ip_version
+    saddr_hi, saddr_lo = cols.saddr_hi, cols.saddr_lo
+    daddr_hi, daddr_lo = cols.daddr_hi, cols.daddr_lo
+    protocol, sport, dport = cols.protocol, cols.sport, cols.dport
+    ds = cols.ds_byte
+    direction, uid, projid = cols.direction, cols.uid, cols.projid
+    flags, ip_len, ts_ns = cols.flags, cols.ip_len, cols.ts_ns
+    g_family, g_mask = index.g_family, index.g_mask
+    g_fields, g_nfields = index.g_fields, index.g_nfields
+    g_required, g_min_rank = index.g_required, index.g_min_rank
+    g_tab_off, g_tab_mask = index.g_tab_off, index.g_tab_mask
+    slot_hash, slot_start, slot_len = index.slot_hash, index.slot_start, index.slot_len
+    cand, i_value, i_dir = index.cand, index.i_value, index.i_dir
+    i_rank, i_class = index.i_rank, index.i_class
     n = idx.shape[0]
     out = np.empty(n, np.int32)
     key = np.zeros(NKEY, np.uint64)
@@ -189,32 +207,6 @@ def classify_rows(  # noqa: PLR0917 (a compiled kernel takes flat arrays)
         c_bytes[cls] += np.int64(ip_len[r])
         c_last[cls] = max(c_last[cls], ts_ns[r])
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class FilterIndex:
-    """The compiled filter set: shapes (groups), their hash tables, and the instances."""
-
-    g_family: NDArray[np.int64]
-    g_mask: NDArray[np.uint64]
-    g_fields: NDArray[np.int64]  # per group: the key fields it uses, ascending
-    g_nfields: NDArray[np.int64]
-    g_required: NDArray[np.int64]  # bit k: field k must be present in the packet
-    g_min_rank: NDArray[np.int64]
-    g_tab_off: NDArray[np.int64]
-    g_tab_mask: NDArray[np.int64]
-    slot_hash: NDArray[np.uint64]
-    slot_start: NDArray[np.int64]
-    slot_len: NDArray[np.int64]
-    cand: NDArray[np.int64]
-    i_value: NDArray[np.uint64]
-    i_dir: NDArray[np.int64]
-    i_rank: NDArray[np.int64]
-    i_class: NDArray[np.int64]
-
-    @property
-    def uses_ifname(self) -> bool:
-        return bool(self.g_mask.shape[0]) and bool(np.any(self.g_mask[:, F_IFNAME] != 0))
 
 
 @dataclass(frozen=True, slots=True)

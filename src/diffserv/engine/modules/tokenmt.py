@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from diffserv.columns import PacketBatch
 from diffserv.engine.context import BuildContext
-from diffserv.engine.meters.common import MeterBase, invalid, required_int
+from diffserv.engine.meters.common import MeterBase, invalid, missing
 from diffserv.engine.meters.token_bucket import (
     CFG_COLOUR_AWARE,
     CFG_COMMITTED_CAPACITY,
@@ -30,8 +30,9 @@ from diffserv.engine.meters.token_bucket import (
     fill_ns,
     token_meter_kernel,
 )
+from diffserv.policy.interpret import MissingParameterError, tokenmt_params
 from diffserv.policy.model import Action
-from diffserv.policy.schema import DEFAULT_COLOR_MAP, UINT32_MAX
+from diffserv.policy.schema import UINT32_MAX
 
 
 class TokenMeter(MeterBase):
@@ -41,11 +42,16 @@ class TokenMeter(MeterBase):
 
     def __init__(self, action: Action, ctx: BuildContext) -> None:
         super().__init__(action, ctx)
-        committed_rate = required_int(action, "committed_rate")
-        committed_burst = required_int(action, "committed_burst")
-        peak_rate = action.int_param("peak_rate", 0) if action.has("peak_rate") else None
-        has_peak_burst = action.has("peak_burst")
-        peak_burst = action.int_param("peak_burst", 0)
+        try:
+            params = tokenmt_params(action)
+        except MissingParameterError:
+            raise missing(action) from None
+        self.params = params
+        committed_rate = params.committed_rate_bps
+        committed_burst = params.committed_burst_bits
+        peak_rate = params.peak_rate_bps
+        has_peak_burst = params.peak_burst_bits is not None
+        peak_burst = params.peak_burst_bits or 0
         values = (committed_rate, committed_burst, peak_rate or 0, peak_burst)
         if not all(0 <= value <= UINT32_MAX for value in values):
             raise invalid(action)
@@ -62,9 +68,8 @@ class TokenMeter(MeterBase):
         self.committed_burst_bits = committed_burst
         self.peak_rate_bps = peak_rate
         self.peak_burst_bits = peak_burst
-        self.colour_aware = action.bool_param("color_aware", False)
-        colour_map = action.array_param("color_map") or DEFAULT_COLOR_MAP
-        self._colour_map: NDArray[np.uint8] = np.array(colour_map, dtype=np.uint8)
+        self.colour_aware = params.colour_aware
+        self._colour_map: NDArray[np.uint8] = np.array(params.colour_map, dtype=np.uint8)
 
         c_cap = committed_burst * NANOBITS_PER_BIT
         p_cap = peak_burst * NANOBITS_PER_BIT

@@ -18,7 +18,6 @@ from diffserv.engine.meters.common import (
     invalid,
     missing,
     policy_error,
-    required_int,
 )
 from diffserv.engine.meters.random_source import initial_state
 from diffserv.engine.meters.time_window import (
@@ -35,6 +34,7 @@ from diffserv.engine.meters.time_window import (
     STATE_SIZE,
     tsw_meter_kernel,
 )
+from diffserv.policy.interpret import MissingParameterError, tswtclmt_params
 from diffserv.policy.model import Action
 from diffserv.policy.schema import UINT32_MAX
 
@@ -48,9 +48,14 @@ class TimeSlidingWindowMeter(MeterBase):
         super().__init__(action, ctx)
         if not self.three_outcomes:
             raise missing(action)
-        committed_rate = required_int(action, "committed_rate")
-        peak_rate = required_int(action, "peak_rate")
-        window_ms = required_int(action, "window")
+        try:
+            params = tswtclmt_params(action)
+        except MissingParameterError:
+            raise missing(action) from None
+        self.params = params
+        committed_rate = params.committed_rate_bps
+        peak_rate = params.peak_rate_bps
+        window_ms = params.window_ms
         if not 0 <= committed_rate <= peak_rate <= UINT32_MAX:
             raise invalid(action)
         if not 1 <= window_ms <= UINT32_MAX:

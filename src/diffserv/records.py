@@ -10,7 +10,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -229,3 +229,18 @@ def parse_iso_time(text: str) -> int:
     days = _day_number(text[:10])
     ns = int(fraction.ljust(9, "0")) if fraction else 0
     return (days * 86_400 + day_seconds) * 1_000_000_000 + ns
+
+
+class RecordSink(Protocol):
+    """Where flowacct's expired records go: a record file, the flow store, an exporter.
+
+    ``write`` takes each batch of records as the flows expire. ``close`` ends a session
+    that finished; ``abort`` ends one that failed or was interrupted, and keeps every
+    record already handed over wherever the medium allows.
+    """
+
+    def write(self, records: FlowRecords) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...

@@ -16,6 +16,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from diffserv.packet.checksum import internet_checksum
+from diffserv.packet.linktypes import (
+    LINKTYPE_C_HDLC,
+    LINKTYPE_C_HDLC_WITH_DIR,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_PPP,
+    LINKTYPE_PPP_HDLC,
+    LINKTYPE_PPP_WITH_DIR,
+    LINKTYPE_RAW,
+    LINKTYPE_RAW_BSD12,
+    LINKTYPE_RAW_BSD14,
+)
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -23,19 +40,6 @@ TPID_8021Q = 0x8100
 TPID_8021AD = 0x88A8
 TPID_QINQ_OLD = 0x9100
 
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_PPP = 9
-LINKTYPE_PPP_HDLC = 50
-LINKTYPE_C_HDLC = 104
-LINKTYPE_PPP_WITH_DIR = 204
-LINKTYPE_C_HDLC_WITH_DIR = 205
-LINKTYPE_RAW = 101
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
 
 # pcapng epb_flags direction values
 EPB_INBOUND = 0x1
@@ -455,7 +459,7 @@ def link_frame(packet: bytes, link: int, *, vlans: Sequence[Vlan] = ()) -> bytes
         return ethernet(packet, vlans=vlans)
     if vlans:
         raise ValueError("VLAN tags are only built for Ethernet")
-    if link in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, 12, 14):
+    if link in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW_BSD12, LINKTYPE_RAW_BSD14):
         return packet
     if link == LINKTYPE_LINUX_SLL:
         return sll(packet)
