@@ -16,6 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from diffserv.capture import CaptureWriter, open_capture
+from diffserv.packet.rewrite import apply_marks
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -27,8 +30,6 @@ TOS = 184
 
 def our_pass(src: str, dst: str) -> None:
     """The measured work: every IP packet gets DS byte 184, then the file is written."""
-    from diffserv.capture import CaptureWriter, open_capture
-    from diffserv.packet.rewrite import apply_marks
 
     with open_capture(src) as reader, open(dst, "wb", buffering=0) as out:
         writer = CaptureWriter(out, reader.capture_format)

@@ -6,6 +6,8 @@ message; no traceback ever reaches the terminal.
 
 from __future__ import annotations
 
+import signal
+
 
 class DiffservError(Exception):
     """Base of every error diffserv reports to a user."""
@@ -52,7 +54,6 @@ class Interrupted(BaseException):
     """
 
     def __init__(self, signum: int) -> None:
-        import signal
 
         try:
             name = signal.Signals(signum).name

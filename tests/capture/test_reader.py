@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -282,7 +283,6 @@ def test_prefetch_and_plain_reads_agree(tmp_path: Path) -> None:
 
 
 def test_gzip_compressed_capture(tmp_path: Path) -> None:
-    import gzip
 
     data = synth.simple_pcapng(frames(4))
     path = tmp_path / "a.pcapng.gz"

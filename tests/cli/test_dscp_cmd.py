@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from diffserv.cli import dscp_cmd
+from diffserv.cli.main import main
 from diffserv.errors import UsageError
 
 SIBLING_COMMANDS = ("diffserv.cli.policy_cmd", "diffserv.cli.run_cmd", "diffserv.cli.flows_cmd")
@@ -268,7 +269,6 @@ def test_real_pipe_in_a_subprocess() -> None:
 
 @needs_all_commands
 def test_through_main(capsys: pytest.CaptureFixture[str]) -> None:
-    from diffserv.cli.main import main
 
     assert main(["dscp", "--json", "--tos", "0x48"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["name"] == "AF21"

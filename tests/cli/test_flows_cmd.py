@@ -7,9 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from diffserv.cli.main import main
+from diffserv.engine.modules.flowacct import FlowTable
 from support import synth
 
 T0 = 1_767_225_600_000_000_000
@@ -215,7 +218,6 @@ def test_action_filter_sort_and_ecn(workdir: Path, capsys: pytest.CaptureFixture
 def test_ctrl_c_leaves_a_valid_parquet_file_with_what_expired(
     workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from diffserv.engine.modules.flowacct import FlowTable
 
     def interrupted(self: FlowTable) -> None:
         raise KeyboardInterrupt
@@ -283,8 +285,6 @@ def test_unreadable_numbers_and_nesting_are_one_line_exit_2(
 def test_parquet_times_beyond_int64_name_the_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     path = tmp_path / "flows.parquet"
     rows = [json.loads(record_line()) for _ in range(3)]

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from diffserv.capture import open_capture
+from diffserv.cli.interrupts import interrupts_unwind
 from diffserv.cli.main import main
+from diffserv.cli.outputs import AtomicFile
+from diffserv.cli.run_cmd import _Progress
+from diffserv.errors import Interrupted
 from diffserv.packet.checksum import internet_checksum
 from support import synth
 from support.tools import require_tool
@@ -545,7 +552,6 @@ def test_bundled_example_independent_of_batch_size(tmp_path: Path) -> None:
 
 
 def test_progress_line_starts_late_and_stops_cleanly() -> None:
-    from diffserv.cli.run_cmd import _Progress
 
     progress = _Progress("big.pcap")
     progress.update(10, 0.1)
@@ -556,11 +562,6 @@ def test_progress_line_starts_late_and_stops_cleanly() -> None:
 
 
 def test_sigterm_unwinds_so_the_partial_output_is_removed(tmp_path: Path) -> None:
-    import signal
-
-    from diffserv.cli.interrupts import interrupts_unwind
-    from diffserv.cli.outputs import AtomicFile
-    from diffserv.errors import Interrupted
 
     target = AtomicFile(str(tmp_path / "o.pcap"))
     with pytest.raises(Interrupted) as info, interrupts_unwind():
@@ -629,8 +630,6 @@ def test_output_to_a_fifo_is_written_in_place_never_renamed_over(
     files: dict[str, Path],
 ) -> None:
     """-o /dev/null or a FIFO must stay what it is: no temp file renamed onto it."""
-    import stat
-    import threading
 
     fifo = files["dir"] / "out.fifo"
     os.mkfifo(fifo)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from diffserv.cli import policy_cmd
 from diffserv.cli.main import EXIT_INTERNAL, main
+from diffserv.engine.graph import ActionGraph
 from support import synth
 
 MARKING_POLICY = """\
@@ -377,7 +379,6 @@ def test_an_internal_error_is_one_line_with_a_distinct_status(
     work: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fault injection: a defect inside the engine must not show a traceback."""
-    from diffserv.engine.graph import ActionGraph
 
     monkeypatch.setattr(ActionGraph, "run", _broken_graph_run)
     out = work["dir"] / "o.pcap"
@@ -393,7 +394,6 @@ def test_an_internal_error_is_one_line_with_a_distinct_status(
 def test_debug_shows_the_traceback(
     work: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from diffserv.engine.graph import ActionGraph
 
     monkeypatch.setattr(ActionGraph, "run", _broken_graph_run)
     out = work["dir"] / "o.pcap"
@@ -405,7 +405,6 @@ def test_debug_shows_the_traceback(
 def test_an_internal_error_in_check_names_the_file(
     work: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from diffserv.cli import policy_cmd
 
     def broken_check(*args: object, **kw: object) -> None:
         raise KeyError("injected")

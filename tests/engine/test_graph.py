@@ -8,7 +8,7 @@ from engine_helpers import classifier_policy, make_batch
 
 from diffserv.columns import ACTION_CONTINUE, ACTION_DROP, PacketBatch, columns_of
 from diffserv.engine.context import EngineOptions
-from diffserv.engine.graph import compile_policy, topological_order
+from diffserv.engine.graph import EngineError, compile_policy, topological_order
 from diffserv.engine.session import Session, drive
 from diffserv.errors import PolicyFileError
 from diffserv.policy.model import Action, Class, Filter, Policy
@@ -104,7 +104,6 @@ class _Broken:
 
 @pytest.mark.parametrize("verdict", [-1, 0, 1, 3, -5])
 def test_operator_protocol_violations_are_engine_errors(verdict: int) -> None:
-    from diffserv.engine.graph import EngineError
 
     graph = compile_policy(_policy())
     graph.operators[1] = _Broken(verdict)

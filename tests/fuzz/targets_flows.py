@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Callable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from harness import SCRATCH_DIR, FuzzTarget, remove_scratch, scratch_path
 
 from diffserv.flows.reader import read_records
@@ -159,8 +161,6 @@ def csv_seeds() -> list[bytes]:
 
 def _foreign_parquet() -> list[bytes]:
     """Parquet files of the right field names but other Arrow types and encodings."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     base = {
         "saddr": ["10.0.0.1", "10.0.0.2"],

@@ -38,7 +38,7 @@ from diffserv.policy import (
     load,
     static_resolver,
 )
-from diffserv.policy.diagnostics import MAX_ERRORS, MAX_WARNINGS, SOURCE_WINDOW, Reporter
+from diffserv.policy.diagnostics import MAX_ERRORS, MAX_WARNINGS, SOURCE_WINDOW, Reporter, excerpt
 from diffserv.policy.explain import (
     _never_matches,
     covers,
@@ -477,7 +477,6 @@ def test_caret_under_the_character_with_tabs_and_control_characters(at: int) -> 
     source = "\t\t" + "a\x1bb\t" * 700
     word_at = at  # 0-based index of the offending character
     source = source[:word_at] + "Z" + source[word_at + 1 :]
-    from diffserv.policy.diagnostics import excerpt
 
     shown, caret = excerpt(source, word_at + 1)
     index = caret.index("^")

@@ -8,6 +8,7 @@ packets the engine could not classify.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from diffserv.codepoints import dscp_name
@@ -42,31 +43,51 @@ def _meter_text(counters: dict[str, int]) -> str:
     return ", ".join(parts)
 
 
+def _dscpmk_text(counters: dict[str, int]) -> str:
+    return (
+        f"{counters.get('dscp_changed', 0):,} re-marked, "
+        f"{counters.get('dscp_unchanged', 0):,} unchanged, "
+        f"{counters.get('ipackets', 0):,} inbound (not marked)"
+    )
+
+
+def _dlcosmk_text(counters: dict[str, int]) -> str:
+    marked = counters.get("npackets", 0) - counters.get("ipackets", 0)
+    return (
+        f"{marked:,} tagged frames set to PCP, {counters.get('ipackets', 0):,} passed "
+        f"(inbound or untagged); cos {counters.get('usr_pri', 0)}"
+    )
+
+
+def _flowacct_text(counters: dict[str, int]) -> str:
+    return (
+        f"{counters.get('npackets', 0):,} packets / "
+        f"{human_bytes(counters.get('nbytes', 0))} accounted in flows"
+    )
+
+
+def _ipgpc_text(counters: dict[str, int]) -> str:
+    return (
+        f"{counters.get('npackets', 0):,} classified by {counters.get('nfilters', 0):,} "
+        f"filters into {counters.get('nclasses', 0):,} classes"
+    )
+
+
+# the outcome line of each module's action in the summary, from its kstat counters
+_ACTION_TEXT: Mapping[str, Callable[[dict[str, int]], str]] = {
+    "ipgpc": _ipgpc_text,
+    "tokenmt": _meter_text,
+    "tswtclmt": _meter_text,
+    "dscpmk": _dscpmk_text,
+    "dlcosmk": _dlcosmk_text,
+    "flowacct": _flowacct_text,
+}
+
+
 def _action_text(module: str, counters: dict[str, int]) -> str:
-    if "green_packets" in counters:
-        return _meter_text(counters)
-    if module == "dscpmk":
-        return (
-            f"{counters.get('dscp_changed', 0):,} re-marked, "
-            f"{counters.get('dscp_unchanged', 0):,} unchanged, "
-            f"{counters.get('ipackets', 0):,} inbound (not marked)"
-        )
-    if module == "dlcosmk":
-        marked = counters.get("npackets", 0) - counters.get("ipackets", 0)
-        return (
-            f"{marked:,} tagged frames set to PCP, {counters.get('ipackets', 0):,} passed "
-            f"(inbound or untagged); cos {counters.get('usr_pri', 0)}"
-        )
-    if module == "flowacct":
-        return (
-            f"{counters.get('npackets', 0):,} packets / "
-            f"{human_bytes(counters.get('nbytes', 0))} accounted in flows"
-        )
-    if module == "ipgpc":
-        return (
-            f"{counters.get('npackets', 0):,} classified by {counters.get('nfilters', 0):,} "
-            f"filters into {counters.get('nclasses', 0):,} classes"
-        )
+    text = _ACTION_TEXT.get(module)
+    if text is not None:
+        return text(counters)
     return ", ".join(f"{k} {v:,}" for k, v in counters.items())
 
 

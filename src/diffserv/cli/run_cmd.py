@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     policy = load(args.policy)
     for warning in policy.warnings:
         print(format_diagnostic(warning), file=sys.stderr)
-    if args.flows and not any(action.module == "flowacct" for action in policy.actions):
+    if args.flows and not any(MODULE_RULES[a.module].accounts for a in policy.actions):
         print(
             f"warning: --flows {args.flows}: the policy has no flowacct action, "
             "so no flow records will be written",

@@ -376,6 +376,7 @@ class ModuleRules:
     interpret: Callable[[Action], ModuleParams]
     check: Callable[[RawAction, Reporter], None]
     marker: bool = False  # rewrites packets (markers leave inbound packets unchanged)
+    accounts: bool = False  # hands flow records to the session's record sink
 
 
 MODULE_RULES: Final[Mapping[str, ModuleRules]] = MappingProxyType(
@@ -387,7 +388,7 @@ MODULE_RULES: Final[Mapping[str, ModuleRules]] = MappingProxyType(
             ModuleRules(TSWTCLMT, tswtclmt_params, check_tswtclmt),
             ModuleRules(DSCPMK, dscpmk_params, _no_rules, marker=True),
             ModuleRules(DLCOSMK, dlcosmk_params, _no_rules, marker=True),
-            ModuleRules(FLOWACCT, flowacct_params, check_flowacct),
+            ModuleRules(FLOWACCT, flowacct_params, check_flowacct, accounts=True),
         )
     }
 )
