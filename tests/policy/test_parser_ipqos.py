@@ -12,6 +12,7 @@ import pytest
 from diffserv.directions import FWD_OUT, LOCAL_OUT
 from diffserv.errors import InputDataError, PolicyFileError
 from diffserv.policy import (
+    SYSTEM_HOSTS,
     PolicyCheckError,
     check,
     diagnostics_to_json,
@@ -226,7 +227,8 @@ def test_every_filter_type_converts() -> None:
 		ip_version V4
 """
     )
-    flt = parse(text, resolver=NO_DNS).classifier.filters[0]
+    # the user and interface names are this machine's: the system's database reads them
+    flt = parse(text, resolver=NO_DNS, hosts=SYSTEM_HOSTS).classifier.filters[0]
     assert flt.user == 0
     assert flt.projid == 7
     assert flt.if_name == "lo"

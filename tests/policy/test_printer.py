@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 
 from diffserv.directions import FWD_OUT, LOCAL_IN, LOCAL_OUT
-from diffserv.policy import parse
+from diffserv.policy import StaticHostDatabase, parse
 from diffserv.policy.model import (
     CLASSIFIER_ACTION,
     CONTINUE,
@@ -155,7 +155,7 @@ def test_filter_values_print_as_names_and_prefixes() -> None:
         dport=443,
         ip_version=IP_V4,
     )
-    text = format_policy(_policy_with(flt))
+    text = format_policy(_policy_with(flt), hosts=StaticHostDatabase(users={"root": 0}))
     assert "\t\tuser root\n" in text
     assert "\t\tprotocol tcp\n" in text
     assert "\t\tsaddr 10.0.0.0/8\n" in text

@@ -169,13 +169,14 @@ class _Outputs:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diffserv.policy import SYSTEM_HOSTS
     from diffserv.policy.build import load
     from diffserv.policy.diagnostics import format_diagnostic
 
     inputs, outputs = _named_files(args)
     check_distinct(inputs, outputs)
     check_writable(outputs)
-    policy = load(args.policy)
+    policy = load(args.policy, hosts=SYSTEM_HOSTS)
     for warning in policy.warnings:
         print(format_diagnostic(warning), file=sys.stderr)
     if args.flows and not any(MODULE_RULES[a.module].accounts for a in policy.actions):

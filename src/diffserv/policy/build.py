@@ -72,8 +72,9 @@ def check(
 ) -> CheckResult:
     """Check a policy text without raising: the Policy (None on any error) and every message.
 
-    Names are looked up in ``hosts`` (the system's when None); ``resolver``, when given,
-    resolves host names instead of ``hosts.resolve`` (the ``--host`` option).
+    Names are looked up in ``hosts`` (the built-in service and protocol tables when None:
+    the same answers on every machine; the commands pass the system's); ``resolver``,
+    when given, resolves host names instead of ``hosts.resolve`` (the ``--host`` option).
     """
     reporter = Reporter(filename, text, strict=strict)
     database = host_database(hosts)

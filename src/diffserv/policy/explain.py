@@ -123,7 +123,7 @@ def _address_words(address: object) -> str:
 
 def describe_filter(flt: Filter, hosts: HostDatabase | None = None) -> str:
     """One filter as a sentence: ``UDP from 10.0.0.0/8 port 5060, outbound, priority 10``
-    (protocols, ports and users named through ``hosts``, the system's when None)."""
+    (protocols, ports and users named through ``hosts``, the built-in tables when None)."""
     database = host_database(hosts)
     words: list[str] = []
     if flt.protocol is not None:

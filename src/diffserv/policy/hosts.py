@@ -8,7 +8,8 @@ services and protocols behind the first two so a minimal container without /etc/
 still understands ``smtp`` or ``tcp``. ``StaticHostDatabase`` answers from plain dicts,
 so a check, a canonical form or an explanation can be pinned to give the same answer on
 every machine. The command line uses the system one; the library entry points take a
-``hosts`` argument and use the system one only when given none.
+``hosts`` argument and, given none, use ``BUILTIN_HOSTS`` (the built-in service and
+protocol tables, no users, interfaces or host names): the core is pure by default.
 
 Text from a policy file reaches a C library call only after ``_lookup_name`` accepted it:
 no NUL (the C string would end there, and Python refuses it with ValueError) and no more
@@ -474,8 +475,12 @@ class StaticHostDatabase:
 
 
 SYSTEM_HOSTS: Final[HostDatabase] = SystemHostDatabase()
+# what the library entry points use when given no database: the built-in service and
+# protocol tables and nothing else, so a policy means the same on every machine; the
+# command line passes SYSTEM_HOSTS
+BUILTIN_HOSTS: Final[HostDatabase] = StaticHostDatabase()
 
 
 def host_database(hosts: HostDatabase | None) -> HostDatabase:
-    """``hosts``, or the system's when None (the library entry points' default)."""
-    return SYSTEM_HOSTS if hosts is None else hosts
+    """``hosts``, or the built-in tables when None (the library entry points' default)."""
+    return BUILTIN_HOSTS if hosts is None else hosts

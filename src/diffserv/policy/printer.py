@@ -238,7 +238,7 @@ def format_action(action: Action, hosts: HostDatabase | None = None) -> str:
 def format_policy(policy: Policy, hosts: HostDatabase | None = None) -> str:
     """The whole policy in canonical form, ending with one newline.
 
-    Numbers are written as names where ``hosts`` (the system's when None) reads the name
+    Numbers are written as names where ``hosts`` (the built-in tables when None) reads the name
     back to the same number.
     """
     database = host_database(hosts)
