@@ -17,11 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from diffserv.cli import policy_cmd
 from diffserv.cli.main import EXIT_INTERNAL, main
 from diffserv.engine.graph import ActionGraph
+from diffserv.engine.modules.ipgpc import Ipgpc
 from support import synth
 
 MARKING_POLICY = """\
@@ -388,6 +390,23 @@ def test_an_internal_error_is_one_line_with_a_distinct_status(
     assert err.startswith("diffserv: internal error: ZeroDivisionError: injected fault (at ")
     assert f"{work['pcap']}: near packet" in err
     assert "please report" in err and "--debug" in err
+    assert not out.exists() and _leftovers(work["dir"]) == []
+
+
+def test_an_operator_breaking_the_action_protocol_is_a_bug_not_a_policy_error(
+    work: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's own consistency check (EngineError) reports as an internal error."""
+
+    def backwards(self: Ipgpc, batch: object, idx: np.ndarray) -> np.ndarray:
+        return np.zeros(idx.shape[0], np.int32)  # "go to action 0": ids only move forward
+
+    monkeypatch.setattr(Ipgpc, "process", backwards)
+    out = work["dir"] / "o.pcap"
+    assert _run(work["policy"], work["pcap"], "-o", out) == EXIT_INTERNAL
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("diffserv: internal error: EngineError: action ipgpc.classify: ")
+    assert "invalid next action 0" in err and "please report" in err
     assert not out.exists() and _leftovers(work["dir"]) == []
 
 

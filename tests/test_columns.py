@@ -1,0 +1,85 @@
+"""The packet column table: one declaration drives allocation, resets and batch views."""
+
+from __future__ import annotations
+
+from typing import get_args, get_type_hints
+
+import numpy as np
+from numba import njit
+
+from diffserv.columns import (
+    COLUMN,
+    COLUMNS,
+    Filler,
+    PacketBatch,
+    PacketColumns,
+    allocate_columns,
+    reset_columns,
+)
+
+
+def test_every_field_of_the_named_tuple_is_a_declared_column() -> None:
+    assert tuple(column.name for column in COLUMNS) == PacketColumns._fields
+    hints = get_type_hints(PacketColumns, include_extras=True)
+    for column in COLUMNS:
+        # the dtype comes from the field's own annotation, written once
+        array_hint = get_args(hints[column.name])[0]
+        assert get_args(get_args(array_hint)[-1]) == (column.dtype,), column.name
+        assert column.doc
+
+
+def test_allocation_gives_each_column_its_dtype_and_neutral_value() -> None:
+    cols = allocate_columns(5)
+    for column, array in zip(COLUMNS, cols, strict=True):
+        assert array.dtype == np.dtype(column.dtype), column.name
+        assert array.shape == (5,)
+        assert (array == column.default).all(), column.name
+    # the neutral values that matter downstream
+    assert (cols.l3_off == -1).all() and (cols.class_id == -1).all()
+    assert (cols.new_ds == -1).all() and (cols.uid == -1).all()
+
+
+def test_reset_touches_only_the_columns_of_one_filler() -> None:
+    cols = allocate_columns(3)
+    for array in cols:
+        array[:] = 7
+    reset_columns(cols, Filler.ENGINE)
+    for column, array in zip(COLUMNS, cols, strict=True):
+        expected = column.default if column.filled_by is Filler.ENGINE else 7
+        assert (array == expected).all(), column.name
+    assert COLUMN["new_pcp"].filled_by is Filler.ENGINE
+    assert COLUMN["ds_byte"].filled_by is Filler.DECODE
+    assert COLUMN["ts_ns"].filled_by is Filler.SOURCE
+
+
+def test_head_is_a_view_over_the_same_buffer_and_arrays() -> None:
+    buf = np.arange(10, dtype=np.uint8)
+    batch = PacketBatch.allocate(buf, 4)
+    batch.interfaces = ("", "eth0")
+    first = batch.head(2)
+    assert first.n == 2 and first.buf is buf and first.interfaces == ("", "eth0")
+    first.cols.ds_byte[1] = 0xB8
+    assert batch.cols.ds_byte[1] == 0xB8
+
+
+def test_current_ds_is_the_mark_when_set_else_the_byte_read() -> None:
+    batch = PacketBatch.allocate(np.zeros(1, np.uint8), 3)
+    batch.cols.ds_byte[:] = [0x00, 0x2A, 0xB9]
+    batch.cols.new_ds[:] = [-1, 0x28, -1]
+    assert batch.current_ds().tolist() == [0x00, 0x28, 0xB9]
+
+
+@njit(cache=False)
+def _sum_wire(cols: PacketColumns) -> int:
+    total = 0
+    for i in range(cols.wire_len.shape[0]):
+        total += cols.wire_len[i]
+        cols.colour[i] = 4
+    return total
+
+
+def test_a_compiled_kernel_takes_the_columns_as_one_argument() -> None:
+    cols = allocate_columns(3)
+    cols.wire_len[:] = [60, 1500, 9000]
+    assert _sum_wire(cols) == 10560
+    assert cols.colour.tolist() == [4, 4, 4]  # written through the structure
