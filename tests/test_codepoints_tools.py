@@ -5,38 +5,19 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
 from diffserv.cli import dscp_cmd
 from diffserv.codepoints import DSCP_TABLE, parse_ecn, standard_name, tos_to_dscp, tos_to_ecn
+from support.tools import require_tool, unavailable
 
 pytestmark = pytest.mark.tools
-
-
-def require(tool: str) -> str:
-    """The tool's path; a missing tool fails under CI and skips locally."""
-    path = shutil.which(tool) or next(
-        (p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}") if os.access(p, os.X_OK)), None
-    )
-    if path is None:
-        unavailable(f"{tool} is not installed (make system-tools)")
-    return path
-
-
-def unavailable(message: str) -> NoReturn:
-    """Fail under CI (CI=1 or DIFFSERV_REQUIRE_TOOLS=1), skip locally."""
-    if os.environ.get("CI") or os.environ.get("DIFFSERV_REQUIRE_TOOLS"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def ipv4_header(tos: int) -> bytes:
@@ -76,7 +57,7 @@ def every_tos_pcap(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tshark(pcap: Path, *args: str) -> str:
     done = subprocess.run(
-        [require("tshark"), "-r", str(pcap), *args],
+        [require_tool("tshark"), "-r", str(pcap), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -116,7 +97,7 @@ def test_tshark_names_the_same_dscps(every_tos_pcap: Path) -> None:
 
 def nft_symbols(datatype: str) -> dict[str, int]:
     done = subprocess.run(
-        [require("nft"), "describe", datatype],
+        [require_tool("nft"), "describe", datatype],
         capture_output=True,
         text=True,
         timeout=60,

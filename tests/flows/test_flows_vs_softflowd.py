@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +15,7 @@ import pytest
 from diffserv.cli.main import main
 from diffserv.flows.reader import read_records
 from support import synth
+from support.tools import require_tool
 
 POLICY = """fmt_version 1.0
 
@@ -43,15 +42,6 @@ action {
 
 T0 = 1_767_225_600_000_000_000
 Key = tuple[int, str, int, str, int]
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI") or os.environ.get("DIFFSERV_REQUIRE_TOOLS"):
-            pytest.fail(f"{tool} is required (make system-tools)")
-        pytest.skip(f"{tool} not installed")
-    return path
 
 
 def free_udp_port() -> int:
@@ -134,7 +124,11 @@ def ours(tmp_path: Path, capture: Path) -> dict[Key, list[int]]:
 
 
 def theirs(tmp_path: Path, capture: Path) -> dict[Key, list[int]]:
-    softflowd, nfcapd, nfdump = need("softflowd"), need("nfcapd"), need("nfdump")
+    softflowd, nfcapd, nfdump = (
+        require_tool("softflowd"),
+        require_tool("nfcapd"),
+        require_tool("nfdump"),
+    )
     spool = tmp_path / "nf"
     spool.mkdir()
     port = free_udp_port()

@@ -28,7 +28,9 @@ def unavailable(message: str) -> NoReturn:
 
 def require_tool(tool: str) -> str:
     """The tool's path on ``PATH``; a missing tool fails under CI and skips elsewhere."""
-    path = shutil.which(tool)
+    path = shutil.which(tool) or next(
+        (p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}") if os.access(p, os.X_OK)), None
+    )  # nft and friends live in sbin, which a user's PATH may leave out
     if path is None:
         unavailable(f"{tool} is required (make system-tools)")
     return path

@@ -48,3 +48,21 @@ class TimedOperator(Operator, Protocol):
     def advance(self, now_ns: int) -> None:
         """Time is now ``now_ns`` (ns since the epoch); run whatever timer is due."""
         ...
+
+
+@runtime_checkable
+class ClassifyingOperator(Operator, Protocol):
+    """An operator with classes (ipgpc): per-class counters for the statistics."""
+
+    def class_counters(self) -> dict[str, dict[str, int]]:
+        """Per class name: ``npackets``, ``nbytes``, ``last_match`` (ns; 0 = never)."""
+        ...
+
+
+@runtime_checkable
+class DetailedOperator(Operator, Protocol):
+    """An operator with detailed kstats besides its counters (dscpmk, per output DSCP)."""
+
+    def detailed_counters(self) -> dict[str, dict[str, int]]:
+        """Per detailed statistic name: its counters."""
+        ...

@@ -23,6 +23,7 @@ import numpy as np
 from diffserv.columns import ACTION_DEFER, ACTION_DROP, PacketBatch
 from diffserv.engine.context import EngineOptions
 from diffserv.engine.graph import ActionGraph, compile_policy
+from diffserv.engine.operator import ClassifyingOperator, DetailedOperator
 from diffserv.engine.stats import (
     ActionStats,
     ClassStats,
@@ -200,10 +201,7 @@ class Session:
         actions: dict[str, ActionStats] = {}
         classes: dict[str, ClassStats] = {}
         for op in graph.operators:
-            class_counters = getattr(op, "class_counters", None)
-            per_class: dict[str, dict[str, int]] | None = (
-                class_counters() if callable(class_counters) else None
-            )
+            per_class = op.class_counters() if isinstance(op, ClassifyingOperator) else None
             if per_class is not None:
                 action = graph.policy.action(op.name)
                 next_of = {cls.name: cls.next_action for cls in action.classes}
@@ -214,12 +212,11 @@ class Session:
                         last_match_ns=counts["last_match"],
                         next_action=next_of.get(name, "ipp.continue").removeprefix("ipp."),
                     )
-            detailed = getattr(op, "detailed_counters", None)
             actions[op.name] = ActionStats(
                 module=op.module,
                 counters=dict(op.counters()),
                 classes=per_class,
-                detailed=detailed() if callable(detailed) else None,
+                detailed=op.detailed_counters() if isinstance(op, DetailedOperator) else None,
             )
         outcomes = {
             name: Volume(graph.outcomes[name].packets, graph.outcomes[name].bytes)
