@@ -5,29 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from diffserv.cli.report import format_summary
+from diffserv.engine.stats import ActionStats, ClassStats, SessionStats, Transition, Volume
 
 
-def _stats(**extra: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
+def _stats(**extra: Any) -> SessionStats:
+    fields: dict[str, Any] = {
+        "policy": "p.conf",
         "input": "in.pcap",
+        "output": "out.pcap",
         "elapsed_s": 0.5,
         "packets": 1000,
         "bytes": 500_000,
         "written": 900,
-        "dropped": 100,
-        "deferred": 0,
-        "not_ip": {"packets": 3, "bytes": 180},
-        "malformed": {"count": 0, "first": []},
+        "not_ip": Volume(3, 180),
+        "malformed": 0,
+        "malformed_first": (),
         "truncated": 0,
+        "header_cut": 0,
+        "length_from_frame": 0,
+        "outcomes": {"continue": Volume(900), "drop": Volume(100), "defer": Volume()},
         "classes": {
-            "web": {"packets": 600, "bytes": 300_000, "next_action": "meter"},
-            "default": {"packets": 397, "bytes": 190_000, "next_action": "continue"},
+            "web": ClassStats(600, 300_000, 0, "meter"),
+            "default": ClassStats(397, 190_000, 0, "continue"),
         },
         "actions": {
-            "ipgpc.classify": {"module": "ipgpc", "counters": {"npackets": 997}},
-            "meter": {
-                "module": "tokenmt",
-                "counters": {
+            "ipgpc.classify": ActionStats("ipgpc", {"npackets": 997}),
+            "meter": ActionStats(
+                "tokenmt",
+                {
                     "green_packets": 300,
                     "yellow_packets": 200,
                     "red_packets": 100,
@@ -36,16 +41,13 @@ def _stats(**extra: Any) -> dict[str, Any]:
                     "red_bits": 400_000,
                     "epackets": 0,
                 },
-            },
-            "custom": {"module": "newmod", "counters": {"widgets": 7}},
+            ),
+            "custom": ActionStats("newmod", {"widgets": 7}),
         },
-        "dscp_transitions": [
-            {"from": 0, "to": 46, "packets": 500},
-            {"from": 10, "to": 10, "packets": 400},
-        ],
+        "dscp_transitions": (Transition(0, 46, 500), Transition(10, 10, 400)),
     }
-    doc.update(extra)
-    return doc
+    fields.update(extra)
+    return SessionStats(**fields)
 
 
 def test_summary_lines() -> None:
@@ -62,7 +64,7 @@ def test_summary_lines() -> None:
 
 
 def test_summary_malformed_numbers() -> None:
-    text = format_summary(_stats(malformed={"count": 12, "first": [3, 9]}))
+    text = format_summary(_stats(malformed=12, malformed_first=(3, 9)))
     assert "malformed 12 (passed unmodified): packets 3, 9 …" in text
 
 

@@ -1,4 +1,4 @@
-"""The terminal summary of a `diffserv run`, built from its statistics document only.
+"""The terminal summary of a `diffserv run`, built from its typed statistics only.
 
 Plain aligned text (no rich import on the run path): packets per class, each action's
 outcome (generic over operators' counters: meters show their green/yellow/red shares of
@@ -9,10 +9,13 @@ packets the engine could not classify.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from diffserv.codepoints import dscp_name
 from diffserv.textfmt import human_bytes, text_table
+
+if TYPE_CHECKING:
+    from diffserv.engine.stats import SessionStats
 
 MAX_TRANSITIONS = 12
 
@@ -91,51 +94,46 @@ def _action_text(module: str, counters: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in counters.items())
 
 
-def format_summary(stats: dict[str, Any]) -> str:
-    """The human summary of a run's statistics document (see engine.stats.run_stats)."""
-    total = int(stats["packets"])
-    elapsed = float(stats.get("elapsed_s", 0.0))
+def format_summary(stats: SessionStats) -> str:
+    """The human summary of a session's statistics (the same figures as ``--stats``)."""
+    total = stats.packets
+    elapsed = stats.elapsed_s
     rate = f", {total / elapsed:,.0f} packets/s" if elapsed > 0 else ""
-    source = "standard input" if stats["input"] == "-" else stats["input"]
+    source = "standard input" if stats.input == "-" else stats.input
     lines = [
-        f"{source}: {total:,} packets ({human_bytes(int(stats['bytes']))}) "
-        f"in {elapsed:.2f} s{rate}",
-        f"  written {stats['written']:,}, dropped {stats['dropped']:,}"
-        + (f", deferred {stats['deferred']:,}" if stats.get("deferred") else "")
-        + f", not IP {stats['not_ip']['packets']:,} (passed unchanged)",
+        f"{source}: {total:,} packets ({human_bytes(stats.bytes)}) in {elapsed:.2f} s{rate}",
+        f"  written {stats.written:,}, dropped {stats.dropped:,}"
+        + (f", deferred {stats.deferred:,}" if stats.deferred else "")
+        + f", not IP {stats.not_ip.packets:,} (passed unchanged)",
     ]
-    malformed = stats.get("malformed", {})
-    if malformed.get("count"):
-        first = ", ".join(str(n) for n in malformed["first"])
-        more = " …" if malformed["count"] > len(malformed["first"]) else ""
-        lines.append(
-            f"  malformed {malformed['count']:,} (passed unmodified): packets {first}{more}"
-        )
-    if stats.get("truncated"):
-        cut = f"  cut by the snap length: {stats['truncated']:,} (classified)"
-        if stats.get("header_cut"):
+    if stats.malformed:
+        first = ", ".join(str(n) for n in stats.malformed_first)
+        more = " …" if stats.malformed > len(stats.malformed_first) else ""
+        lines.append(f"  malformed {stats.malformed:,} (passed unmodified): packets {first}{more}")
+    if stats.truncated:
+        cut = f"  cut by the snap length: {stats.truncated:,} (classified)"
+        if stats.header_cut:
             cut += (
-                f", {stats['header_cut']:,} of them inside the IP header "
+                f", {stats.header_cut:,} of them inside the IP header "
                 "(only the DS byte was there to classify on)"
             )
         lines.append(cut)
-    if stats.get("length_from_frame"):
+    if stats.length_from_frame:
         lines.append(
-            f"  IP length 0 (segmentation offload): {stats['length_from_frame']:,}, "
+            f"  IP length 0 (segmentation offload): {stats.length_from_frame:,}, "
             "length taken from the frame"
         )
-    classes = stats.get("classes", {})
-    if classes:
-        classified = sum(int(c["packets"]) for c in classes.values())
+    if stats.classes:
+        classified = sum(c.packets for c in stats.classes.values())
         rows = [
             [
                 name,
-                f"{c['packets']:,}",
-                _pct(int(c["packets"]), classified),
-                human_bytes(int(c["bytes"])),
-                c["next_action"],
+                f"{c.packets:,}",
+                _pct(c.packets, classified),
+                human_bytes(c.bytes),
+                c.next_action,
             ]
-            for name, c in sorted(classes.items(), key=lambda kv: -int(kv[1]["packets"]))
+            for name, c in sorted(stats.classes.items(), key=lambda kv: -kv[1].packets)
         ]
         lines.append("")
         lines.extend(
@@ -144,19 +142,17 @@ def format_summary(stats: dict[str, Any]) -> str:
             )
         )
     rows = [
-        [name, entry["module"], _action_text(entry["module"], entry["counters"])]
-        for name, entry in stats.get("actions", {}).items()
-        if entry["module"] != "ipgpc"
+        [name, action.module, _action_text(action.module, dict(action.counters))]
+        for name, action in stats.actions.items()
+        if action.module != "ipgpc"
     ]
     if rows:
         lines.append("")
         lines.extend(text_table(["action", "module", "outcome"], rows, set(), indent="  "))
-    transitions = stats.get("dscp_transitions", [])
-    changed = [t for t in transitions if t["from"] != t["to"]]
+    changed = [t for t in stats.dscp_transitions if t.source != t.to]
     if changed:
         rows = [
-            [_dscp(t["from"]), "→", _dscp(t["to"]), f"{t['packets']:,}"]
-            for t in changed[:MAX_TRANSITIONS]
+            [_dscp(t.source), "→", _dscp(t.to), f"{t.packets:,}"] for t in changed[:MAX_TRANSITIONS]
         ]
         lines.append("")
         lines.extend(text_table(["DSCP before", "", "after", "packets"], rows, {3}, indent="  "))

@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         from diffserv.cli.report import format_summary
 
-        print(format_summary(stats.to_json()), file=sys.stderr)
+        print(format_summary(stats), file=sys.stderr)
     if stats.input_error is not None:
         # everything before the damage was processed and written; still a failed run
         print(f"error: {stats.input_error}", file=sys.stderr)
