@@ -35,7 +35,7 @@ from diffserv.columns import (
 from diffserv.engine.context import VIRTUAL_ACTION_IDS, BuildContext, EngineOptions
 from diffserv.engine.modules import factory_for
 from diffserv.engine.operator import Operator, TimedOperator
-from diffserv.errors import DiffservError, InternalError, PolicyFileError
+from diffserv.errors import DiffservError, InternalError
 from diffserv.policy.diagnostics import LocatedPolicyError
 from diffserv.policy.model import CLASSIFIER_ACTION, VIRTUAL_ACTIONS, Action, Policy
 from diffserv.policy.refgraph import find_cycles
@@ -73,14 +73,6 @@ def _packet_head(batch: PacketBatch, row: int) -> str:
     return f"{src} > {dst} proto {int(batch.cols.protocol[row])}"
 
 
-def _blame(action: Action, text: str) -> LocatedPolicyError:
-    """``text`` about ``action``, placed at its ``action`` keyword when that is known."""
-    where = f"{action.location}: " if action.location is not None else ""
-    return LocatedPolicyError(
-        f"{where}{text}", action=action.name, location=action.location, detail=text
-    )
-
-
 def topological_order(policy: Policy) -> list[Action]:
     """Actions so that each one comes before every action it refers to; ipgpc first.
 
@@ -97,13 +89,15 @@ def topological_order(policy: Policy) -> list[Action]:
             if ref in VIRTUAL_ACTIONS:
                 continue
             if ref not in by_name:
-                raise _blame(action, f"action {action.name}: undefined action {ref}")
+                raise LocatedPolicyError.of_action(
+                    action, f"action {action.name}: undefined action {ref}"
+                )
             edges[action.name].append(ref)
             indegree[ref] += 1
     cycles = find_cycles(by_name, edges)
     if cycles:
         stuck = by_name[cycles[0][0]]
-        raise _blame(stuck, f"Action {stuck.name} involved in cycle.")
+        raise LocatedPolicyError.of_action(stuck, f"Action {stuck.name} involved in cycle.")
     ready = [(0 if name == CLASSIFIER_ACTION else 1, position[name], name) for name in by_name]
     ready = [item for item in ready if indegree[item[2]] == 0]
     heapq.heapify(ready)
@@ -267,23 +261,16 @@ def compile_policy(policy: Policy, options: EngineOptions | None = None) -> Acti
         try:
             factory = factory_for(action.module)
         except KeyError:
-            raise _blame(action, f"action {action.name}: unknown module {action.module}") from None
+            raise LocatedPolicyError.of_action(
+                action, f"action {action.name}: unknown module {action.module}"
+            ) from None
         except ImportError as exc:
             raise DiffservError(
                 f"action {action.name}: module {action.module} is not available ({exc})"
             ) from None
         try:
             operators.append(factory(action, ctx))
-        except LocatedPolicyError:
-            raise
-        except PolicyFileError as exc:  # worded by the module, location already in the text
-            text = str(exc)
-            prefix = f"{action.location}: error: " if action.location is not None else ""
-            detail = text.removeprefix(prefix) if prefix else text
-            raise LocatedPolicyError(
-                text, action=action.name, location=action.location, detail=detail
-            ) from None
         except (ValueError, KeyError, TypeError) as exc:
-            raise _blame(action, f"action {action.name}: {exc}") from None
+            raise LocatedPolicyError.of_action(action, f"action {action.name}: {exc}") from None
     assert all(name not in VIRTUAL_ACTION_IDS for name in ids)
     return ActionGraph(policy=policy, operators=operators, action_ids=ids)

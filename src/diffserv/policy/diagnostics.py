@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from diffserv.errors import PolicyFileError
-from diffserv.policy.model import Diagnostic, Location, Policy
+from diffserv.policy.model import Action, Diagnostic, Location, Policy
 
 ERROR = "error"
 WARNING = "warning"
@@ -161,6 +161,16 @@ class LocatedPolicyError(PolicyFileError):
         self.action = action
         self.location = location
         self.diagnostic = Diagnostic(ERROR, detail if detail is not None else message, location)
+
+    @classmethod
+    def of_action(cls, action: Action, detail: str, *, marker: str = "") -> LocatedPolicyError:
+        """``detail`` about ``action``, placed at its ``action`` keyword when that is known.
+
+        ``marker`` follows the location in the message (the modules' rejections say
+        ``error:`` there, as ipqosconf's do).
+        """
+        where = f"{action.location}: {marker}" if action.location is not None else ""
+        return cls(f"{where}{detail}", action=action.name, location=action.location, detail=detail)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from diffserv.columns import ACTION_DROP, FLAG_MALFORMED, NOT_IP
 from diffserv.engine.context import BuildContext
-from diffserv.errors import PolicyFileError
+from diffserv.policy.diagnostics import LocatedPolicyError
 from diffserv.policy.model import GREEN, RED, YELLOW, Action
 
 # Outcome slots: index into next_ids and into the counters below.
@@ -108,18 +108,17 @@ class MeterBase:
         return {name: int(self._counters[slot]) for name, slot in COUNTER_SLOTS}
 
 
-def policy_error(action: Action, text: str) -> PolicyFileError:
+def policy_error(action: Action, text: str) -> LocatedPolicyError:
     """A rejection of ``action``, placed at its ``action`` keyword when that is known."""
-    where = f"{action.location}: error: " if action.location is not None else ""
-    return PolicyFileError(f"{where}{text}")
+    return LocatedPolicyError.of_action(action, text, marker="error: ")
 
 
-def missing(action: Action) -> PolicyFileError:
+def missing(action: Action) -> LocatedPolicyError:
     """The kernel's ENOENT, in ipqosconf's words."""
     return policy_error(action, f"Missing required parameter for action {action.name}.")
 
 
-def invalid(action: Action) -> PolicyFileError:
+def invalid(action: Action) -> LocatedPolicyError:
     """The kernel's EINVAL for an inconsistent parameter set, in ipqosconf's words."""
     return policy_error(action, f"Invalid Parameters for action {action.name}.")
 
