@@ -152,19 +152,20 @@ class _Outputs:
     capture: str
     capture_written: bool = False
     flows: str | None = None
-    flow_records: int = 0
-    flows_removed: bool = False
+    records: RecordWriter | None = None  # the --flows writer, once it is open
 
     def note(self) -> str:
         """One clause per output: what the user finds on disk after a failure."""
         parts = []
         if self.capture != "-":
             parts.append(f"{self.capture} {'written' if self.capture_written else 'not written'}")
-        if self.flows and self.flows != "-":
-            if self.flows_removed or not self.flow_records:
+        records = self.records
+        # a writer that failed has said what its file keeps in its own error
+        if self.flows and self.flows != "-" and not (records is not None and records.failed):
+            if records is None or records.removed or not records.records_written:
                 parts.append(f"no flow records written to {self.flows}")
             else:
-                parts.append(f"{self.flows} keeps {self.flow_records:,} flow records")
+                parts.append(f"{self.flows} keeps {records.records_written:,} flow records")
         return "; ".join(parts)
 
 
@@ -229,7 +230,7 @@ def _run_capture(policy: Policy, args: argparse.Namespace, done: _Outputs) -> Se
         use_mmap=not rewrites,
     ) as reader:
         set_position(lambda: f"{reader.name}: near packet {reader.counters.packets + 1}")
-        records = _open_records(args)
+        records = done.records = _open_records(args)
         packets: _CaptureFile | None = None
         try:
             options = EngineOptions(
@@ -258,8 +259,6 @@ def _run_capture(policy: Policy, args: argparse.Namespace, done: _Outputs) -> Se
         finally:
             if progress is not None:
                 progress.stop()
-            if records is not None:
-                _note_flows(done, records)
     for warning in reader.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return stats
@@ -271,14 +270,6 @@ def _open_records(args: argparse.Namespace) -> RecordWriter | None:
     from diffserv.flows.writers import open_record_writer
 
     return open_record_writer(args.flows, args.acct)
-
-
-def _note_flows(done: _Outputs, records: RecordWriter) -> None:
-    """Record what the flow file keeps; a writer that failed has said so in its own error."""
-    done.flow_records = records.records_written
-    done.flows_removed = records.removed
-    if records.failed:
-        done.flows = None
 
 
 class _CaptureFile:
