@@ -32,7 +32,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -171,8 +171,13 @@ class Framer:
     """The feeding protocol and the batch bookkeeping shared by both formats.
 
     ``interfaces`` holds the interface names batches refer to (index 0 = unknown; only
-    ever appended to); ``packets`` counts the packets handed out in batches.
+    ever appended to); ``packets`` counts the packets handed out in batches. A format's
+    framer names its ``kind`` and the offset its first ``NeedData`` asks for (``start``),
+    and sets up its own state in ``_prepare``.
     """
+
+    kind: ClassVar[str]
+    start: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -181,8 +186,9 @@ class Framer:
         batch_size: int,
         interface: str | None = None,
         direction: int | None = None,
-        start: int = 0,
     ) -> None:
+        if capture_format.kind != self.kind:
+            raise ValueError(f"not a {self.kind} format description")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.format = capture_format
@@ -197,9 +203,13 @@ class Framer:
         self._end = 0
         self._base = 0
         self._eof = False
-        self._wants: int | None = start  # waiting for bytes from this offset on
+        self._wants: int | None = self.start  # waiting for bytes from this offset on
         self._final: Event | None = None
+        self._prepare()
         self._steps = self._run()
+
+    def _prepare(self) -> None:
+        """The format's own state, once the shared state is set."""
 
     # ------------------------------------------------------------ protocol
     def receive_data(self, buf: NDArray[np.uint8], end: int, base: int, eof: bool) -> None:

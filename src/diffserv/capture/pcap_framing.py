@@ -9,7 +9,6 @@ from __future__ import annotations
 from diffserv.capture import pcap
 from diffserv.capture.framing import (
     Batch,
-    CaptureFormat,
     FileHeader,
     Framer,
     FramingError,
@@ -25,23 +24,13 @@ class PcapFramer(Framer):
     Every packet gets interface ``interface`` (index 1) when one is given, else 0.
     """
 
-    def __init__(
-        self,
-        capture_format: CaptureFormat,
-        *,
-        batch_size: int,
-        interface: str | None = None,
-        direction: int | None = None,
-    ) -> None:
-        if capture_format.kind != "pcap" or capture_format.linktype is None:
+    kind = "pcap"
+    start = pcap.PCAP_HEADER_LEN
+
+    def _prepare(self) -> None:
+        if self.format.linktype is None:
             raise ValueError("not a classic pcap format description")
-        super().__init__(
-            capture_format,
-            batch_size=batch_size,
-            interface=interface,
-            direction=direction,
-            start=pcap.PCAP_HEADER_LEN,
-        )
+        interface = self._default_interface
         self._ifindex = self._interface_index(interface) if interface else 0
 
     def _fill_source_columns(self, batch: PacketBatch) -> None:

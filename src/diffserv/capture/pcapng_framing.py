@@ -17,7 +17,6 @@ from numpy.typing import NDArray
 from diffserv.capture import pcapng
 from diffserv.capture.framing import (
     Batch,
-    CaptureFormat,
     Event,
     Framer,
     FramingError,
@@ -36,23 +35,9 @@ _ControlSteps = Generator[Event, None, tuple[int, bool, int, bool]]
 class PcapngFramer(Framer):
     """Frames a pcapng capture. ``interface`` names the interfaces without ``if_name``."""
 
-    def __init__(
-        self,
-        capture_format: CaptureFormat,
-        *,
-        batch_size: int,
-        interface: str | None = None,
-        direction: int | None = None,
-    ) -> None:
-        if capture_format.kind != "pcapng":
-            raise ValueError("not a pcapng format description")
-        super().__init__(
-            capture_format,
-            batch_size=batch_size,
-            interface=interface,
-            direction=direction,
-            start=0,
-        )
+    kind = "pcapng"
+
+    def _prepare(self) -> None:
         self._idb_rows = np.empty((4096, pcapng.IDB_COLUMNS), np.int64)  # scan_idbs output
 
     def _run(self) -> Steps:
