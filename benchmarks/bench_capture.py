@@ -38,7 +38,7 @@ def our_pass(src: str, dst: str) -> None:
             apply_marks(batch)
             writer.write(batch)
         writer.close()
-        print(f"packets={reader.counters.packets} malformed={reader.counters.malformed}")
+        print(f"packets={reader.packets}")
 
 
 def main(argv: list[str] | None = None) -> int:

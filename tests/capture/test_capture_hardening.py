@@ -100,7 +100,7 @@ def test_jumbogram_offload_and_header_cut_are_classified_and_counted(
             ip_len += batch.cols.ip_len.tolist()
             flags += batch.cols.flags.tolist()
             ds += batch.cols.ds_byte.tolist()
-    assert reader.counters.packets == 8
+    assert reader.packets == 8
     assert not any(f & FLAG_MALFORMED for f in flags)
     assert (
         ip_len == [len(JUMBO), len(TSO_V4), len(TSO_V6)] + [len(SMALL_V6)] * 2 + [len(SMALL_V4)] * 3
@@ -279,7 +279,7 @@ def test_ppp_captures_are_marked_as_tshark_reads_them(
     src = Path(synth.write_pcap(tmp_path / "in.pcap", frames, linktype=linktype))
     out = tmp_path / "out.pcap"
     reader = _mark_all(src, out)
-    assert reader.counters.packets == 2
+    assert reader.packets == 2
     rows = _tshark(out, "ip.dsfield", "ipv6.tclass", "ip.checksum.status", "udp.srcport")
     assert int(rows[0][0], 16) == EF and rows[0][2] in {"1", "Good"}
     assert int(rows[1][1], 16) == EF
@@ -456,7 +456,7 @@ def test_twenty_thousand_interfaces_read_in_well_under_a_second(tmp_path: Path) 
     path = synth.write_pcapng(tmp_path / "many.pcapng", sections=[sec])
     elapsed, reader, _ = _timed_read(path)
     assert elapsed < 1.0, elapsed  # 33 s before
-    assert reader.counters.packets == 1
+    assert reader.packets == 1
     assert len(reader.interfaces) == 20_001 and reader.interfaces[-1] == "if19999"
 
 
@@ -469,7 +469,7 @@ def test_interfaces_between_packets_and_many_sections_stay_linear(tmp_path: Path
     sections += [synth.Section([synth.Interface(name=f"s{i}")], [frame]) for i in range(3000)]
     path = synth.write_pcapng(tmp_path / "mixed.pcapng", sections=sections)
     elapsed, reader, batches = _timed_read(path, batch_size=1)
-    assert reader.counters.packets == 6000
+    assert reader.packets == 6000
     assert elapsed < 5.0, elapsed
     # a batch's interface names are one shared tuple until an interface is added
     tuples = {id(names) for _, names in batches}

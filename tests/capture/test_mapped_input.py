@@ -70,7 +70,7 @@ def run(path: Path, *, use_mmap: bool, batch_size: int, slow: bool = False) -> t
         writer.close()
         if use_mmap:  # pages behind the last windows were given back
             assert r.source.released >= path.stat().st_size - 4 * WINDOW - 2 * 1500
-    counts = (r.counters.packets, decoded)
+    counts = (r.packets, decoded)
     written = (writer.packets_written, writer.packets_dropped, writer.bytes_written)
     return out.getvalue(), counts, written
 

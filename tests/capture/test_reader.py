@@ -50,7 +50,7 @@ def test_classic_pcap_variants(tmp_path: Path, nanosecond: bool, big_endian: boo
     assert cols["ts_ns"] == expect
     assert cols["direction"] == [2] * 5
     assert cols["ifindex"] == [0] * 5
-    assert reader.counters.packets == 5
+    assert reader.packets == 5
 
 
 def test_classic_pcap_interface_and_direction_options(tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_counters_and_malformed_numbers(tmp_path: Path) -> None:
     policy = parse("fmt_version 1.0\naction {\n module ipgpc\n name ipgpc.classify\n}\n")
     with open_capture(path) as reader:
         stats = drive(Session(policy), reader)
-    assert reader.counters.packets == stats.packets == 5
+    assert reader.packets == stats.packets == 5
     assert (stats.malformed, stats.not_ip.packets, stats.truncated) == (2, 1, 1)
     assert stats.malformed_first == (2, 5)
 

@@ -18,7 +18,7 @@ buffers, gzip, pipes) and the sans-I/O framers (``framing``, ``pcap_framing``,
 from __future__ import annotations
 
 from diffserv.capture.framing import CaptureFormat
-from diffserv.capture.reader import CaptureCounters, CaptureReader, open_capture
+from diffserv.capture.reader import CaptureReader, open_capture
 from diffserv.capture.writer import CaptureWriter
 
-__all__ = ["CaptureCounters", "CaptureFormat", "CaptureReader", "CaptureWriter", "open_capture"]
+__all__ = ["CaptureFormat", "CaptureReader", "CaptureWriter", "open_capture"]

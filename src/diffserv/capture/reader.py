@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -48,7 +47,6 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "MMAP_ENV",
     "RESERVE",
-    "CaptureCounters",
     "CaptureReader",
     "open_capture",
 ]
@@ -56,23 +54,12 @@ __all__ = [
 DEFAULT_BATCH_SIZE = 65536
 
 
-@dataclass(slots=True)
-class CaptureCounters:
-    """How far the reader has got, for messages ("near packet N").
-
-    What the packets were (not IP, malformed, cut by the snap length...) is counted by
-    the engine session from the batches' flags, the same way for every source.
-    """
-
-    packets: int = 0
-
-
 class CaptureReader:
     """Iterate a capture file as PacketBatches; use as a context manager.
 
     Attributes: ``format`` ("pcap" or "pcapng"), ``capture_format`` (the description a
-    CaptureWriter takes), ``name`` (for messages), ``counters``, ``interfaces`` (names,
-    index 0 = unknown), ``warnings``, ``source`` (the ByteSource).
+    CaptureWriter takes), ``name`` (for messages), ``packets`` (handed out so far),
+    ``interfaces`` (names, index 0 = unknown), ``warnings``, ``source`` (the ByteSource).
     A batch may have ``n == 0`` when its span holds only non-packet blocks.
     A record cut off at the end of the file raises InputDataError after every
     complete packet before it has been yielded.
@@ -94,7 +81,6 @@ class CaptureReader:
         self.name = os.fspath(path)
         self.batch_size = batch_size
         self.direction = direction
-        self.counters = CaptureCounters()
         # link type -> [interfaces of that type not decoded, description of the first]
         self._undecoded: dict[int, list[Any]] = {}
         self._started = False
@@ -120,6 +106,15 @@ class CaptureReader:
     def file_header(self) -> bytes:
         """What a writer puts before the first span (classic pcap: the file header)."""
         return self.capture_format.header
+
+    @property
+    def packets(self) -> int:
+        """Packets handed out so far, for messages ("near packet N").
+
+        What the packets were (not IP, malformed, cut by the snap length...) is counted
+        by the engine session from the batches' flags, the same way for every source.
+        """
+        return self._framer.packets
 
     @property
     def interfaces(self) -> list[str]:
@@ -175,14 +170,13 @@ class CaptureReader:
         while True:
             event = framer.next_event()
             if isinstance(event, Batch):
-                self._count(event.batch)
                 yield event.batch
             elif isinstance(event, NeedData):
                 try:
                     self.source.refill(event.offset)
                 except InputChangedError:
                     raise InputDataError(
-                        f"{self.name}: packet {self.counters.packets + 1}",
+                        f"{self.name}: packet {self.packets + 1}",
                         "the file is being changed by another process (opened for writing "
                         "or truncated) while it is read; stopped here, the packets before "
                         "were processed",
@@ -194,9 +188,6 @@ class CaptureReader:
                 return
             elif isinstance(event, InterfaceDescription):
                 self._interface_described(event)
-
-    def _count(self, batch: PacketBatch) -> None:
-        self.counters.packets += batch.n
 
     # --------------------------------------------------------------- closing
     def close(self) -> None:

@@ -229,7 +229,7 @@ def _run_capture(policy: Policy, args: argparse.Namespace, done: _Outputs) -> Se
         direction=direction,
         use_mmap=not rewrites,
     ) as reader:
-        set_position(lambda: f"{reader.name}: near packet {reader.counters.packets + 1}")
+        set_position(lambda: f"{reader.name}: near packet {reader.packets + 1}")
         records = done.records = _open_records(args)
         packets: _CaptureFile | None = None
         try:
