@@ -8,7 +8,8 @@ the packet, it counts in ``epackets`` and goes to ``ipp.drop`` with no colour.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import numpy as np
 from numba import njit
@@ -17,7 +18,10 @@ from numpy.typing import NDArray
 from diffserv.columns import ACTION_DROP, FLAG_MALFORMED, NOT_IP
 from diffserv.engine.context import BuildContext
 from diffserv.policy.diagnostics import LocatedPolicyError
+from diffserv.policy.interpret import MissingParameterError
 from diffserv.policy.model import GREEN, RED, YELLOW, Action
+
+P = TypeVar("P")  # a module's parameter interpretation
 
 # Outcome slots: index into next_ids and into the counters below.
 OUTCOME_GREEN = 0
@@ -89,11 +93,10 @@ class MeterBase:
 
     module = ""
 
-    def __init__(self, action: Action, ctx: BuildContext) -> None:
+    def __init__(
+        self, action: Action, ctx: BuildContext, *, green: str, yellow: str | None, red: str
+    ) -> None:
         self.name = action.name
-        red = _required_ref(action, "red_action_name")
-        green = _required_ref(action, "green_action_name")
-        yellow = action.ref_param("yellow_action_name")
         self.three_outcomes = yellow is not None
         ids = [ctx.action_id(green), ERROR_NEXT_ACTION, ctx.action_id(red)]
         if yellow is not None:
@@ -123,15 +126,9 @@ def invalid(action: Action) -> LocatedPolicyError:
     return policy_error(action, f"Invalid Parameters for action {action.name}.")
 
 
-def _required_ref(action: Action, name: str) -> str:
-    value = action.ref_param(name)
-    if value is None:
-        raise missing(action)
-    return value
-
-
-def required_int(action: Action, name: str) -> int:
-    """An integer parameter the kernel create routine insists on (ENOENT otherwise)."""
-    if not action.has(name):
-        raise missing(action)
-    return action.int_param(name)
+def interpreted(action: Action, interpret: Callable[[Action], P]) -> P:
+    """The meter's interpretation of ``action``; an unset required parameter is ENOENT."""
+    try:
+        return interpret(action)
+    except MissingParameterError:
+        raise missing(action) from None

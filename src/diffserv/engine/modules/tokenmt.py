@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from diffserv.columns import PacketBatch
 from diffserv.engine.context import BuildContext
-from diffserv.engine.meters.common import MeterBase, invalid, missing
+from diffserv.engine.meters.common import MeterBase, interpreted, invalid
 from diffserv.engine.meters.token_bucket import (
     CFG_COLOUR_AWARE,
     CFG_COMMITTED_CAPACITY,
@@ -30,7 +30,7 @@ from diffserv.engine.meters.token_bucket import (
     fill_ns,
     token_meter_kernel,
 )
-from diffserv.policy.interpret import MissingParameterError, tokenmt_params
+from diffserv.policy.interpret import tokenmt_params
 from diffserv.policy.model import Action
 from diffserv.policy.schema import UINT32_MAX
 
@@ -41,11 +41,14 @@ class TokenMeter(MeterBase):
     module = "tokenmt"
 
     def __init__(self, action: Action, ctx: BuildContext) -> None:
-        super().__init__(action, ctx)
-        try:
-            params = tokenmt_params(action)
-        except MissingParameterError:
-            raise missing(action) from None
+        params = interpreted(action, tokenmt_params)
+        super().__init__(
+            action,
+            ctx,
+            green=params.green_action,
+            yellow=params.yellow_action,
+            red=params.red_action,
+        )
         self.params = params
         committed_rate = params.committed_rate_bps
         committed_burst = params.committed_burst_bits

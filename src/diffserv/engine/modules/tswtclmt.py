@@ -15,8 +15,8 @@ from diffserv.columns import PacketBatch
 from diffserv.engine.context import BuildContext
 from diffserv.engine.meters.common import (
     MeterBase,
+    interpreted,
     invalid,
-    missing,
     policy_error,
 )
 from diffserv.engine.meters.random_source import initial_state
@@ -34,7 +34,7 @@ from diffserv.engine.meters.time_window import (
     STATE_SIZE,
     tsw_meter_kernel,
 )
-from diffserv.policy.interpret import MissingParameterError, tswtclmt_params
+from diffserv.policy.interpret import tswtclmt_params
 from diffserv.policy.model import Action
 from diffserv.policy.schema import UINT32_MAX
 
@@ -45,13 +45,14 @@ class TimeSlidingWindowMeter(MeterBase):
     module = "tswtclmt"
 
     def __init__(self, action: Action, ctx: BuildContext) -> None:
-        super().__init__(action, ctx)
-        if not self.three_outcomes:
-            raise missing(action)
-        try:
-            params = tswtclmt_params(action)
-        except MissingParameterError:
-            raise missing(action) from None
+        params = interpreted(action, tswtclmt_params)
+        super().__init__(
+            action,
+            ctx,
+            green=params.green_action,
+            yellow=params.yellow_action,
+            red=params.red_action,
+        )
         self.params = params
         committed_rate = params.committed_rate_bps
         peak_rate = params.peak_rate_bps
