@@ -1,0 +1,63 @@
+/* Shared by every kernel source: the column table, buffer access and the method tables.
+ *
+ * The kernels are the per-packet hot path of diffserv, compiled ahead of time into one
+ * extension module, diffserv._kernels, when the package is installed (so no run ever
+ * waits for a compiler). Python owns every array: a kernel borrows the buffers it is
+ * given for the length of one call, with the GIL released while it loops.
+ */
+#ifndef DIFFSERV_KERNELS_H
+#define DIFFSERV_KERNELS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "layout.h"
+
+/* A PacketColumns tuple borrowed for one call: the typed pointers and the views. */
+typedef struct {
+    columns_t c;
+    Py_buffer views[NCOLUMNS];
+    int held;
+} columns_hold_t;
+
+/* Borrow every column of the PacketColumns tuple `tuple` (writable, C-contiguous, the
+ * dtype the table declares, all of one length). On failure a Python exception is set,
+ * nothing stays borrowed and -1 is returned. */
+int columns_acquire(PyObject *tuple, columns_hold_t *hold);
+void columns_release(columns_hold_t *hold);
+
+/* Borrow a one-dimensional C-contiguous array of items of `itemsize` bytes; `is_signed`
+ * -1 accepts either signedness. `writable` asks for a writable buffer. `what` names
+ * the argument in the error. Returns -1 with an exception set on failure. */
+int array_acquire(PyObject *obj, Py_buffer *view, int itemsize, int is_signed, int writable,
+                  const char *what);
+/* The same for a byte buffer (any buffer of bytes: numpy uint8, bytes, mmap). */
+int bytes_acquire(PyObject *obj, Py_buffer *view, int writable, const char *what);
+
+#define ITEMS(view) ((view).len / (view).itemsize)
+
+/* Big-endian loads from a byte buffer (callers have checked the bounds). */
+static inline uint32_t load_be16(const uint8_t *p) { return ((uint32_t)p[0] << 8) | p[1]; }
+static inline uint32_t load_be32(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t load_be64(const uint8_t *p) {
+    return ((uint64_t)load_be32(p) << 32) | load_be32(p + 4);
+}
+static inline uint32_t load_le16(const uint8_t *p) { return p[0] | ((uint32_t)p[1] << 8); }
+static inline uint32_t load_le32(const uint8_t *p) {
+    return p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* Each area's Python-visible functions, NULL-terminated; module.c joins them. An area
+ * not built into this copy of the module is simply absent (weak symbol). */
+#define KERNEL_AREAS(X) X(packet) X(capture) X(classify) X(flows) X(meters)
+#define DECLARE_AREA(area) \
+    extern PyMethodDef area##_methods[] __attribute__((weak)); \
+    extern int area##_constants(PyObject *module) __attribute__((weak));
+KERNEL_AREAS(DECLARE_AREA)
+#undef DECLARE_AREA
+
+#endif
