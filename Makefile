@@ -5,17 +5,37 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 APT_TOOLS := tshark nftables softflowd nfdump tcpreplay
 export DEBIAN_FRONTEND := noninteractive
-export NUMBA_CACHE_DIR := $(CURDIR)/.numba-cache
+KERNEL_SOURCES := $(wildcard src/kernels/*.c src/kernels/*.h)
+KERNELS := $(VENV)/.kernels-built
 
-.PHONY: setup system-tools demo test lint typecheck unit bench fuzz clean
+.PHONY: setup build-tools system-tools demo test lint typecheck unit bench fuzz clean
 
-$(STAMP): pyproject.toml
+# The packet kernels are a C extension compiled when the package is installed: the
+# compiler and the Python headers come first (Debian: gcc, python3-dev, python3-venv).
+build-tools:
+	@missing=""; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
+	$(PYTHON) -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+	  || missing="$$missing python3-dev"; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml setup.py | build-tools
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# an editable install does not rebuild the extension when a C source changes: this does
+$(KERNELS): $(STAMP) $(KERNEL_SOURCES)
+	$(BIN)/python setup.py --quiet build_ext --inplace
+	$(BIN)/python -m compileall -q src
+	touch $(KERNELS)
+
+setup: $(KERNELS)
 
 # System tools the tests check our output against; installed only when missing.
 system-tools:
@@ -55,4 +75,4 @@ fuzz: setup
 	$(BIN)/python tests/fuzz/run_fuzz.py --runs $(FUZZ_RUNS) --update-readme
 
 clean:
-	rm -rf $(VENV) .numba-cache .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build src/diffserv/_kernels.*.so .numba-cache .mypy_cache .pytest_cache .ruff_cache

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import get_args, get_type_hints
 
 import numpy as np
-from numba import njit
-
+import pytest
+from diffserv import _kernels
 from diffserv.columns import (
     COLUMN,
     COLUMNS,
@@ -69,17 +69,30 @@ def test_current_ds_is_the_mark_when_set_else_the_byte_read() -> None:
     assert batch.current_ds().tolist() == [0x00, 0x28, 0xB9]
 
 
-@njit(cache=False)
-def _sum_wire(cols: PacketColumns) -> int:
-    total = 0
-    for i in range(cols.wire_len.shape[0]):
-        total += cols.wire_len[i]
-        cols.colour[i] = 4
-    return total
-
-
-def test_a_compiled_kernel_takes_the_columns_as_one_argument() -> None:
+def test_the_compiled_kernels_see_the_same_table() -> None:
+    """The C header is generated from this table; a stale one would misread columns."""
     cols = allocate_columns(3)
-    cols.wire_len[:] = [60, 1500, 9000]
-    assert _sum_wire(cols) == 10560
-    assert cols.colour.tolist() == [4, 4, 4]  # written through the structure
+    assert _kernels.NCOLUMNS == len(COLUMNS)
+    assert _kernels.columns_rows(cols) == 3
+
+
+@pytest.mark.parametrize("column", [c.name for c in COLUMNS])
+def test_a_column_of_the_wrong_dtype_is_refused_not_misread(column: str) -> None:
+    cols = allocate_columns(2)
+    wrong = np.float32 if COLUMN[column].dtype is not np.float32 else np.int8
+    with pytest.raises(TypeError, match=column):
+        _kernels.columns_rows(cols._replace(**{column: np.zeros(2, wrong)}))
+
+
+def test_columns_of_different_lengths_are_refused() -> None:
+    cols = allocate_columns(4)
+    with pytest.raises(ValueError, match="ds_byte has 3 rows, not 4"):
+        _kernels.columns_rows(cols._replace(ds_byte=np.zeros(3, np.uint8)))
+    with pytest.raises(TypeError, match="29 columns"):
+        _kernels.columns_rows(tuple(cols)[:-1])  # type: ignore[arg-type]
+
+
+def test_a_view_with_strides_is_refused() -> None:
+    cols = allocate_columns(4)
+    with pytest.raises(TypeError, match="contiguous"):
+        _kernels.columns_rows(cols._replace(number=np.zeros(8, np.int64)[::2]))

@@ -52,11 +52,6 @@ action {
 OFFLINE = ["--host", "known.example=192.0.2.1"]  # a static resolver: no DNS in tests
 
 
-@pytest.fixture(autouse=True)
-def _only_policy_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_main, "SUBCOMMAND_MODULES", ("diffserv.cli.policy_cmd",))
-
-
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     status = cli_main.main(argv)
     out, err = capsys.readouterr()

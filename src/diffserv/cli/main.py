@@ -22,12 +22,18 @@ from diffserv.errors import (
 EXIT_INTERNAL = 70  # sysexits EX_SOFTWARE: a defect of diffserv, not of its input
 
 # Each module defines register(subparsers) and sets `func(args) -> int` as default.
-SUBCOMMAND_MODULES = (
-    "diffserv.cli.dscp_cmd",
-    "diffserv.cli.policy_cmd",
-    "diffserv.cli.run_cmd",
-    "diffserv.cli.flows_cmd",
-)
+# A command line naming one sub-command imports only the module that implements it:
+# `check` never pays for numpy, `run` not for the policy explainer (a test holds this
+# table to what each module registers).
+COMMAND_MODULES: dict[str, str] = {
+    "dscp": "diffserv.cli.dscp_cmd",
+    "check": "diffserv.cli.policy_cmd",
+    "fmt": "diffserv.cli.policy_cmd",
+    "explain": "diffserv.cli.policy_cmd",
+    "run": "diffserv.cli.run_cmd",
+    "flows": "diffserv.cli.flows_cmd",
+}
+SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or only ``command``'s part of it when that is all it needs."""
     parser = _Parser(
         prog="diffserv",
         description="DiffServ QoS for Linux with IPQoS (ipqosconf) policies.",
@@ -47,9 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the Python traceback of an internal error (for bug reports)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module_name in SUBCOMMAND_MODULES:
+    wanted = COMMAND_MODULES.get(command or "")
+    for module_name in (wanted,) if wanted else SUBCOMMAND_MODULES:
         import_module(module_name).register(subparsers)
     return parser
+
+
+def _command_of(arguments: Sequence[str]) -> str | None:
+    """The sub-command a command line names: its first word that is not an option."""
+    for word in arguments:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word
+    return None
 
 
 def _with_notes(exc: BaseException) -> str:
@@ -87,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments, debug = _take_debug_flag(list(sys.argv[1:] if argv is None else argv))
     set_position(None)
     try:
-        parser = build_parser()
+        parser = build_parser(_command_of(arguments))
         args = parser.parse_args(arguments)
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)

@@ -8,6 +8,9 @@ their decimal value so ``parse_dscp(dscp_name(d)) == d`` always holds.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
 from diffserv.codepoints.convert import (
     DSCP_NAME_INDEX,
     default_pcp,
@@ -54,18 +57,44 @@ from diffserv.codepoints.tables import (
     LegacyTosBit,
     PcpInfo,
 )
-from diffserv.codepoints.vector import (
-    DSCP_NAMES,
-    default_pcp_array,
-    dscp_name_array,
-    dscp_to_tos_array,
-    ecn_name_array,
-    precedence_name_array,
-    service_class_array,
-    tos_to_dscp_array,
-    tos_to_ecn_array,
-    tos_to_precedence_array,
+
+# The numpy versions load on first use: `check`, `fmt` and `explain` name codepoints
+# without ever needing numpy (a tenth of a second of start-up).
+_VECTOR_NAMES: Final = frozenset(
+    {
+        "DSCP_NAMES",
+        "default_pcp_array",
+        "dscp_name_array",
+        "dscp_to_tos_array",
+        "ecn_name_array",
+        "precedence_name_array",
+        "service_class_array",
+        "tos_to_dscp_array",
+        "tos_to_ecn_array",
+        "tos_to_precedence_array",
+    }
 )
+
+if TYPE_CHECKING:
+    from diffserv.codepoints.vector import (
+        DSCP_NAMES,
+        default_pcp_array,
+        dscp_name_array,
+        dscp_to_tos_array,
+        ecn_name_array,
+        precedence_name_array,
+        service_class_array,
+        tos_to_dscp_array,
+        tos_to_ecn_array,
+        tos_to_precedence_array,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _VECTOR_NAMES:
+        return getattr(importlib.import_module("diffserv.codepoints.vector"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_DSCP_TO_PCP",
