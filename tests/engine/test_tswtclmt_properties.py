@@ -164,7 +164,7 @@ def test_random_source_is_the_documented_splitmix64_with_lemire_draws(
     rng = np.array([initial_state(seed, name)], dtype=np.uint64)
     reference = SplitMix64(seed, name)
     for _ in range(5):
-        draw = tsw_draw_inclusive(rng, np.uint64(upper))
+        draw = tsw_draw_inclusive(rng, upper)
         assert draw == reference.draw(upper)
         assert 0 <= draw <= upper
 
