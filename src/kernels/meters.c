@@ -135,8 +135,9 @@ static Py_ssize_t shortest(const Py_buffer *views, const int *which, int count) 
     return n;
 }
 
-/* Whether every row index is in [0, limit): one branch-free pass (it vectorises), so a
- * bad index is refused before any state or output is touched. Call without the GIL. */
+/* Whether every row index is in [0, limit): one pass before the loop, so a bad index is
+ * refused before any state or output is touched (numba would have read past the column;
+ * a negative index, which it wrapped, is refused too). Call without the GIL. */
 static int rows_in_range(const int64_t *rows, Py_ssize_t n, Py_ssize_t limit) {
     uint64_t worst = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -299,7 +300,8 @@ static void token_meter_loop(const token_in_t *in, const meter_out_t *out) {
         const int64_t now = in->ts_ns[row];
         const int64_t bits = packet_bits(in->ip_len[row]);
         /* a packet above 2^32 − 1 bits fits no bucket: the clamp never changes an outcome */
-        const int64_t need = (bits < PACKET_BITS_CLAMP ? bits : PACKET_BITS_CLAMP) * NANOBITS_PER_BIT;
+        const int64_t need =
+            (bits < PACKET_BITS_CLAMP ? bits : PACKET_BITS_CLAMP) * NANOBITS_PER_BIT;
 
         if (!started) {
             started = 1;
@@ -475,7 +477,8 @@ static inline uint64_t draw_inclusive(uint64_t *state, uint64_t upper) {
  * divisor fits 64 bits and, window_ns > 0, is never 0. */
 static int64_t next_avg_rate_wide(int64_t avg, int64_t window_ms, int64_t bits, uint64_t elapsed,
                                   int64_t window_ns) {
-    const u128 bits_in_window = (u128)(uint64_t)avg * (uint64_t)window_ms / MS_PER_S + (uint64_t)bits;
+    const u128 bits_in_window =
+        (u128)(uint64_t)avg * (uint64_t)window_ms / MS_PER_S + (uint64_t)bits;
     const uint64_t delta = (elapsed < ELAPSED_CAP ? elapsed : ELAPSED_CAP) + (uint64_t)window_ns;
     const u128 rate = bits_in_window * NS_PER_S / delta;
     return rate > (u128)AVG_RATE_MAX ? AVG_RATE_MAX : (int64_t)rate;
