@@ -4,6 +4,10 @@ Both meters keep the same kstat counters (docs/meters.md, "Common rules") and tr
 cannot meter the same way: a row that is not IP or is flagged malformed has no usable
 length, so, as the illumos modules return an error for it and the IP layer then drops
 the packet, it counts in ``epackets`` and goes to ``ipp.drop`` with no colour.
+
+The per-packet half of these rules (which rows are meterable, how an outcome is counted,
+coloured and routed) is compiled: ``is_meterable``, ``record_outcome`` and ``record_error``
+in src/kernels/meters.c, which reads the slots defined here.
 """
 
 from __future__ import annotations
@@ -12,10 +16,9 @@ from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 import numpy as np
-from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.columns import ACTION_DROP, FLAG_MALFORMED, NOT_IP
+from diffserv.columns import ACTION_DROP
 from diffserv.engine.context import BuildContext
 from diffserv.policy.diagnostics import LocatedPolicyError
 from diffserv.policy.interpret import MissingParameterError
@@ -23,7 +26,8 @@ from diffserv.policy.model import GREEN, RED, YELLOW, Action
 
 P = TypeVar("P")  # a module's parameter interpretation
 
-# Outcome slots: index into next_ids and into the counters below.
+# Outcome slots: index into next_ids and into the counters below (src/kernels/meters.c
+# numbers them alike and colours them with the same table).
 OUTCOME_GREEN = 0
 OUTCOME_YELLOW = 1
 OUTCOME_RED = 2
@@ -42,50 +46,6 @@ COUNTER_SLOTS: tuple[tuple[str, int], ...] = (
 )
 
 ERROR_NEXT_ACTION = ACTION_DROP
-
-
-@njit(cache=True, nogil=True, inline="always")
-def is_meterable(ip_version: np.uint8, flags: np.uint8) -> bool:
-    """A row has an IP datagram length the meter can trust."""
-    return bool(ip_version != NOT_IP and (flags & FLAG_MALFORMED) == 0)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def packet_bits(ip_len: np.uint32) -> np.int64:
-    """Packet size in bits: the IP datagram length × 8 (fits int64: < 2^35)."""
-    return np.int64(ip_len) * np.int64(8)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def record_outcome(  # noqa: PLR0917 (numba helpers take arrays positionally)
-    outcome: int,
-    bits: np.int64,
-    row: np.int64,
-    position: int,
-    next_ids: NDArray[np.int32],
-    counters: NDArray[np.int64],
-    colour_out: NDArray[np.uint8],
-    next_out: NDArray[np.int32],
-) -> None:
-    """Count a metered packet, colour its row and route it to the outcome's action."""
-    counters[outcome] += 1
-    counters[3 + outcome] += bits
-    colour_out[row] = OUTCOME_COLOURS[outcome]
-    next_out[position] = next_ids[outcome]
-
-
-@njit(cache=True, nogil=True, inline="always")
-def record_error(
-    row: np.int64,
-    position: int,
-    counters: NDArray[np.int64],
-    colour_out: NDArray[np.uint8],
-    next_out: NDArray[np.int32],
-) -> None:
-    """Count a packet that cannot be metered; it leaves uncoloured, to ``ipp.drop``."""
-    counters[EPACKETS_SLOT] += 1
-    colour_out[row] = 0
-    next_out[position] = ERROR_NEXT_ACTION
 
 
 class MeterBase:
