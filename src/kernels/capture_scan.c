@@ -150,6 +150,23 @@ static int bools_acquire(PyObject *obj, Py_buffer *view, const char *what) {
     return 0;
 }
 
+/* How far ahead of the walk the capture is fetched into cache. Each record header
+ * depends on the one before (its length says where the next one is), so a walk that
+ * waits for memory waits once per packet; the records lie one after the other, though,
+ * so the bytes a window ahead can be asked for before the walk knows what they are. */
+#ifndef STREAM_AHEAD
+#define STREAM_AHEAD 4096
+#endif
+
+/* Ask for every cache line of buf up to `upto` + STREAM_AHEAD (below end) that was not
+ * asked for yet; *pf is the first line not asked for. */
+static inline void stream_prefetch(const uint8_t *buf, int64_t *pf, int64_t upto, int64_t end) {
+    int64_t stop = upto + STREAM_AHEAD;
+    if (stop > end) stop = end;
+    for (int64_t at = *pf; at < stop; at += 64) __builtin_prefetch(buf + at);
+    if (*pf < stop) *pf = stop;
+}
+
 /* ------------------------------------------------------------------ classic pcap */
 
 typedef struct {
@@ -161,13 +178,14 @@ typedef struct {
 } pcap_walk_t;
 
 /* Walk and decode records of buf[pos:end] into rows row..capacity-1; updates *row and
- * w->pos and returns the status. */
-static int pcap_walk(const uint8_t *buf, pcap_walk_t *w, Py_ssize_t *row_io, Py_ssize_t capacity,
-                     const columns_t *c) {
+ * w->pos and returns the status. `big` is a constant in each of the two copies
+ * pcap_walk makes, so no load asks for the byte order. */
+DECODE_INLINE int pcap_walk_order(const uint8_t *buf, pcap_walk_t *w, Py_ssize_t *row_io,
+                                  Py_ssize_t capacity, const columns_t *c, const int big) {
     Py_ssize_t row = *row_io;
     int64_t pos = w->pos;
     const int64_t end = w->end;
-    const int big = w->big;
+    int64_t pf = pos;
     int status = SCAN_MORE;
     while (row < capacity) {
         if (pos + 16 > end) break;
@@ -179,8 +197,7 @@ static int pcap_walk(const uint8_t *buf, pcap_walk_t *w, Py_ssize_t *row_io, Py_
         }
         if (pos + 16 + incl > end) break;
         int64_t next = pos + 16 + incl;
-        /* the next record's header: fetched while this packet is decoded */
-        __builtin_prefetch(buf + (next < end ? next : pos));
+        stream_prefetch(buf, &pf, next, end);
         int64_t sec = load32(r, big);
         int64_t frac = load32(r + 4, big);
         int64_t wire = load32(r + 12, big);
@@ -197,6 +214,12 @@ static int pcap_walk(const uint8_t *buf, pcap_walk_t *w, Py_ssize_t *row_io, Py_
     *row_io = row;
     w->pos = pos;
     return status;
+}
+
+static int pcap_walk(const uint8_t *buf, pcap_walk_t *w, Py_ssize_t *row_io, Py_ssize_t capacity,
+                     const columns_t *c) {
+    if (w->big) return pcap_walk_order(buf, w, row_io, capacity, c, 1);
+    return pcap_walk_order(buf, w, row_io, capacity, c, 0);
 }
 
 /* scan_pcap(buf, pos, end, big, nanosecond, max_record, linktype, row, capacity, cols)
@@ -400,14 +423,16 @@ typedef struct {
     int64_t last_ts;
 } pcapng_walk_t;
 
-/* Walk blocks of buf[pos:end], decoding packets into rows row..capacity-1. */
-static int pcapng_walk(const uint8_t *buf, pcapng_walk_t *w, const ifaces_t *ifs,
-                       Py_ssize_t *row_io, Py_ssize_t capacity, const columns_t *c) {
+/* Walk blocks of buf[pos:end], decoding packets into rows row..capacity-1 (one copy for
+ * each byte order, as for pcap). */
+DECODE_INLINE int pcapng_walk_order(const uint8_t *buf, pcapng_walk_t *w, const ifaces_t *ifs,
+                                    Py_ssize_t *row_io, Py_ssize_t capacity, const columns_t *c,
+                                    const int big) {
     Py_ssize_t row = *row_io;
     int64_t pos = w->pos;
     const int64_t end = w->end;
-    const int big = w->big;
     int64_t last_ts = w->last_ts;
+    int64_t pf = pos;
     int status = SCAN_MORE;
     while (row < capacity) {
         if (pos + 12 > end) break;
@@ -423,6 +448,7 @@ static int pcapng_walk(const uint8_t *buf, pcapng_walk_t *w, const ifaces_t *ifs
             break;
         }
         if (pos + blen > end) break;
+        stream_prefetch(buf, &pf, pos + blen, end);
         if (load32(b + blen - 4, big) != blen) {
             status = SCAN_BAD;
             break;
@@ -492,6 +518,12 @@ static int pcapng_walk(const uint8_t *buf, pcapng_walk_t *w, const ifaces_t *ifs
     w->pos = pos;
     w->last_ts = last_ts;
     return status;
+}
+
+static int pcapng_walk(const uint8_t *buf, pcapng_walk_t *w, const ifaces_t *ifs,
+                       Py_ssize_t *row_io, Py_ssize_t capacity, const columns_t *c) {
+    if (w->big) return pcapng_walk_order(buf, w, ifs, row_io, capacity, c, 1);
+    return pcapng_walk_order(buf, w, ifs, row_io, capacity, c, 0);
 }
 
 /* Check each interface's time stamp resolution (what resolution() in pcapng.py lets
