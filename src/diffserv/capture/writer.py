@@ -14,41 +14,17 @@ from types import TracebackType
 from typing import BinaryIO, NoReturn
 
 import numpy as np
-from numba import njit
 from numpy.typing import NDArray
 
+# compiled (src/kernels/capture_scan.c): copies buf[span_start:span_end] into out
+# without the dropped records, returning the bytes written
+from diffserv._kernels import compact_records
 from diffserv.capture.framing import CaptureFormat
 from diffserv.capture.lease import Holds
 from diffserv.columns import ACTION_DROP, PacketBatch
 from diffserv.errors import HostSystemError
 
 ABORT_WAIT_S = 2.0  # how long abort() waits for a write already under way
-
-
-@njit(cache=True, nogil=True)
-def _compact(  # noqa: PLR0917 (numba: positional arguments)
-    buf: NDArray[np.uint8],
-    span_start: int,
-    span_end: int,
-    rec_off: NDArray[np.int64],
-    rec_len: NDArray[np.int64],
-    drop: NDArray[np.bool_],
-    out: NDArray[np.uint8],
-) -> int:
-    """Copy ``buf[span_start:span_end]`` into ``out`` without the dropped records."""
-    cursor = span_start
-    written = 0
-    for i in range(rec_off.shape[0]):
-        if not drop[i]:
-            continue
-        start = int(rec_off[i])
-        size = start - cursor
-        out[written : written + size] = buf[cursor:start]
-        written += size
-        cursor = start + int(rec_len[i])
-    size = span_end - cursor
-    out[written : written + size] = buf[cursor:span_end]
-    return written + size
 
 
 class CaptureWriter:
@@ -163,7 +139,7 @@ class CaptureWriter:
         if self._thread is not None or self._scratch.shape[0] < size:
             # a queued write may still read the old scratch buffer
             self._scratch = np.empty(max(size, self._scratch.shape[0]), np.uint8)
-        used = _compact(
+        used = compact_records(
             batch.buf,
             batch.span_start,
             batch.span_end,
