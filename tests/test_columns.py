@@ -96,3 +96,29 @@ def test_a_view_with_strides_is_refused() -> None:
     cols = allocate_columns(4)
     with pytest.raises(TypeError, match="contiguous"):
         _kernels.columns_rows(cols._replace(number=np.zeros(8, np.int64)[::2]))
+
+
+def test_uninitialised_columns_reuse_memory_only_once_every_array_is_gone() -> None:
+    first = allocate_columns(1000, initialise=False)
+    first.ds_byte[:] = 7
+    kept = first.saddr_lo[5:9]  # a view of one column is enough to keep the block
+    block = id(first.number.base)
+    del first
+    second = allocate_columns(1000, initialise=False)
+    assert id(second.number.base) != block  # still in use through `kept`
+    second.ds_byte[:] = 9
+    del kept
+    third = allocate_columns(1000, initialise=False)
+    assert id(third.number.base) == block  # free again: reused, contents as left
+    assert int(third.ds_byte[0]) == 7
+    assert int(second.ds_byte[0]) == 9  # the batch still alive was never touched
+
+
+def test_pooled_columns_have_the_table_dtypes_lengths_and_alignment() -> None:
+    cols = allocate_columns(333, initialise=False)
+    assert _kernels.columns_rows(cols) == 333
+    for column, array in zip(COLUMNS, cols, strict=True):
+        assert array.dtype == column.dtype and array.shape == (333,)
+        assert array.ctypes.data % array.itemsize == 0
+    starts = sorted((a.ctypes.data, a.ctypes.data + a.nbytes) for a in cols)
+    assert all(end <= start for (_, end), (start, _) in zip(starts, starts[1:], strict=False))
