@@ -38,15 +38,16 @@ def instance_hashes(
 def classify_rows(
     idx: NDArray[Any],
     cols: PacketColumns,
-    if_id: NDArray[Any],
+    if_table: NDArray[Any] | None,
     index: Any,
     default_class: int,
+    class_next: NDArray[Any],
     c_packets: NDArray[Any],
     c_bytes: NDArray[Any],
     c_last: NDArray[Any],
-    out: NDArray[Any],
+    next: NDArray[Any],
     /,
-) -> None: ...
+) -> int: ...
 
 # --- flows: flowacct flow table (src/kernels/flows.c)
 

@@ -66,6 +66,12 @@ class FilterIndex(NamedTuple):
     slot_hash: NDArray[np.uint64]
     slot_start: NDArray[np.int64]
     slot_len: NDArray[np.int64]
+    # per group, a bitmap of the hashes its table holds (bit h >> g_bits_shift, from word
+    # g_bits_off of hash_bits): most packets miss most groups, and a clear bit says so
+    # without a probe of the table
+    g_bits_off: NDArray[np.int64]
+    g_bits_shift: NDArray[np.int64]
+    hash_bits: NDArray[np.uint64]
     cand: NDArray[np.int64]
     i_value: NDArray[np.uint64]
     i_dir: NDArray[np.int64]
@@ -80,21 +86,28 @@ class FilterIndex(NamedTuple):
 def classify_rows(  # noqa: PLR0917 (the kernel's positional arguments)
     idx: NDArray[np.int64],
     cols: PacketColumns,
-    if_id: NDArray[np.int64],
+    if_table: NDArray[np.int64] | None,
     index: FilterIndex,
     default_class: int,
+    class_next: NDArray[np.int32],
     c_packets: NDArray[np.int64],
     c_bytes: NDArray[np.int64],
     c_last: NDArray[np.int64],
-) -> NDArray[np.int32]:
-    """Class id of every row in ``idx``; updates the per-class counters.
+) -> tuple[NDArray[np.int32], int]:
+    """The next action of every row in ``idx``, and how many of them were malformed.
 
-    ``cols`` are the batch's columns (the DS byte as received: ipgpc runs first) and
-    ``if_id`` the filter-set id of every row's interface.
+    A malformed row (FLAG_MALFORMED) is not classified: its next action is
+    ACTION_CONTINUE. Any other row gets its class in ``cols.class_id`` and the class's
+    ``class_next``, and is counted in the per-class counters. ``cols`` are the batch's
+    columns (the DS byte as received: ipgpc runs first); ``if_table`` maps an ifindex to
+    the filter-set id of the interface (-1: none), None when no filter names one.
+    One pass over the rows does all of it: this is the per-packet cost of ipgpc.
     """
-    out = np.empty(idx.shape[0], np.int32)
-    _kernels.classify_rows(idx, cols, if_id, index, default_class, c_packets, c_bytes, c_last, out)
-    return out
+    nxt = np.empty(idx.shape[0], np.int32)
+    malformed = _kernels.classify_rows(
+        idx, cols, if_table, index, default_class, class_next, c_packets, c_bytes, c_last, nxt
+    )
+    return nxt, malformed
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +150,10 @@ def build_index(instances: list[Instance]) -> FilterIndex:
     hashes = instance_hashes(i_value, i_group, g_mask)
     g_tab_off = np.zeros(ngroups, np.int64)
     g_tab_mask = np.zeros(ngroups, np.int64)
+    g_bits_off = np.zeros(ngroups, np.int64)
+    g_bits_shift = np.zeros(ngroups, np.int64)
+    bits_parts: list[NDArray[np.uint64]] = []
+    bits_offset = 0
     slot_hash_parts: list[NDArray[np.uint64]] = []
     slot_start_parts: list[NDArray[np.int64]] = []
     slot_len_parts: list[NDArray[np.int64]] = []
@@ -166,6 +183,20 @@ def build_index(instances: list[Instance]) -> FilterIndex:
         slot_hash_parts.append(s_hash)
         slot_start_parts.append(s_start)
         slot_len_parts.append(s_len)
+        # the group's hashes as bits of a bitmap (at least 32 bits per hash, so a packet
+        # whose hash the group lacks finds its bit clear ~31 times in 32)
+        nbits = 64
+        while nbits < 32 * len(by_hash):
+            nbits *= 2
+        shift = 65 - nbits.bit_length()  # h >> shift: the top log2(nbits) bits of h
+        words = np.zeros(nbits // 64, np.uint64)
+        for h in by_hash:
+            bit = h >> shift
+            words[bit >> 6] |= np.uint64(1 << (bit & 63))
+        g_bits_off[g] = bits_offset
+        g_bits_shift[g] = shift
+        bits_offset += words.shape[0]
+        bits_parts.append(words)
     return FilterIndex(
         g_family=g_family,
         g_mask=g_mask,
@@ -175,6 +206,9 @@ def build_index(instances: list[Instance]) -> FilterIndex:
         slot_hash=np.concatenate([np.zeros(0, np.uint64), *slot_hash_parts]),
         slot_start=np.concatenate([np.zeros(0, np.int64), *slot_start_parts]),
         slot_len=np.concatenate([np.zeros(1 if not groups else 0, np.int64), *slot_len_parts]),
+        g_bits_off=g_bits_off,
+        g_bits_shift=g_bits_shift,
+        hash_bits=np.concatenate([np.zeros(0, np.uint64), *bits_parts]),
         cand=np.array(cand, np.int64),
         i_value=i_value,
         i_dir=i_dir,
