@@ -163,6 +163,7 @@ typedef struct {
 typedef struct {
     uint64_t fits4, fits6; /* the shapes an IPv4 (IPv6) packet fits */
     uint64_t need[NKEY]; /* the shapes a packet lacking field k cannot match */
+    int64_t needed; /* bit k: need[k] is not empty (packets mostly lack fields none needs) */
 } block_t;
 
 typedef struct {
@@ -242,6 +243,7 @@ static const char *prepare_shapes(index_t *x) {
         if (s->family == 0 || s->family == 6) blk->fits6 |= me;
         for (int k = 0; k < NKEY; k++)
             if (s->required & BIT(k)) blk->need[k] |= me;
+        blk->needed |= s->required;
     }
     return NULL;
 }
@@ -393,7 +395,7 @@ static inline int64_t search(const index_t *x, const packet_t *p) {
         uint64_t todo = p->version == 4   ? blk->fits4
                         : p->version == 6 ? blk->fits6
                                           : family_fits(x, g0, nb, p->version);
-        for (uint64_t a = (uint64_t)p->absent; a != 0; a &= a - 1)
+        for (uint64_t a = (uint64_t)(p->absent & blk->needed); a != 0; a &= a - 1)
             todo &= ~blk->need[__builtin_ctzll(a)];
         while (todo != 0) {
             int b = __builtin_ctzll(todo);
@@ -430,7 +432,15 @@ typedef struct {
 
 /* Classify every row of the job; returns the malformed rows skipped, or -1 - j if row
  * idx[j] reached an instance or class outside its array (a corrupt index). */
-static Py_ssize_t classify_job(const index_t *x, const columns_t *c, const job_t *job) {
+static Py_ssize_t classify_job(const index_t *index, const columns_t *cols, const job_t *jobp) {
+    /* local copies: the stores to the counters cannot change them, so the compiler keeps
+     * their fields in registers instead of reloading them for every row */
+    const index_t xl = *index;
+    const columns_t cl = *cols;
+    const job_t jl = *jobp;
+    const index_t *x = &xl;
+    const columns_t *c = &cl;
+    const job_t *job = &jl;
     Py_ssize_t malformed = 0;
     packet_t p;
     for (Py_ssize_t j = 0; j < job->n; j++) {

@@ -160,6 +160,7 @@ class Ipgpc:
             instances.extend(filter_instances(flt, class_ids[flt.class_name], self.if_ids))
         self.nfilters = len(instances)
         self.index: FilterIndex = build_index(instances)
+        self._uses_ifname = self.index.uses_ifname
         ncls = len(classes)
         self.c_packets = np.zeros(ncls, np.int64)
         self.c_bytes = np.zeros(ncls, np.int64)
@@ -170,7 +171,7 @@ class Ipgpc:
     def _interface_table(self, batch: PacketBatch) -> NDArray[np.int64] | None:
         """The filter-set id of every interface of ``batch`` (-1: no filter names it), by
         ifindex; None when no filter names an interface."""
-        if not self.index.uses_ifname:
+        if not self._uses_ifname:
             return None
         cache = self._if_cache
         names = batch.interfaces

@@ -3,7 +3,8 @@ filter *shapes*, not the number of filters.
 
 Filters are grouped by which selectors they specify and with which masks (address prefix
 lengths, dsfield mask): a *shape*. Within a shape every filter's key is its selector values
-under the shape's masks, so one hash probe per shape finds the candidates for a packet; the
+under the shape's masks, so one hash probe per shape finds the candidates for a packet (and a
+bitmap of the hashes a shape holds spares the probe of most shapes a packet misses); the
 candidates are then verified field by field (no filter is ever lost to a hash collision) and
 against the set-valued ``direction`` selector. Ranks are precomputed (priority, precedence,
 file order), and shapes are visited best-rank first so the search stops as soon as no
