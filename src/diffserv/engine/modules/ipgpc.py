@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.columns import ACTION_CONTINUE, FLAG_MALFORMED, PacketBatch
+from diffserv.columns import PacketBatch
 from diffserv.engine.context import BuildContext
 from diffserv.engine.modules.ipgpc_index import (
     F_DADDR_HI,
@@ -160,6 +160,7 @@ class Ipgpc:
             instances.extend(filter_instances(flt, class_ids[flt.class_name], self.if_ids))
         self.nfilters = len(instances)
         self.index: FilterIndex = build_index(instances)
+        self._uses_ifname = self.index.uses_ifname
         ncls = len(classes)
         self.c_packets = np.zeros(ncls, np.int64)
         self.c_bytes = np.zeros(ncls, np.int64)
@@ -167,9 +168,11 @@ class Ipgpc:
         self.epackets = 0
         self._if_cache: tuple[tuple[str, ...], NDArray[np.int64]] | None = None
 
-    def _interface_ids(self, batch: PacketBatch) -> NDArray[np.int64]:
-        if not self.index.uses_ifname:
-            return np.zeros(batch.n, np.int64)
+    def _interface_table(self, batch: PacketBatch) -> NDArray[np.int64] | None:
+        """The filter-set id of every interface of ``batch`` (-1: no filter names it), by
+        ifindex; None when no filter names an interface."""
+        if not self._uses_ifname:
+            return None
         cache = self._if_cache
         names = batch.interfaces
         if cache is None or cache[0] is not names:
@@ -183,35 +186,21 @@ class Ipgpc:
             )
             cache = (names, np.concatenate([table, added]))
             self._if_cache = cache
-        table = cache[1]
-        ifindex = batch.cols.ifindex.astype(np.int64)
-        inside = (ifindex >= 0) & (ifindex < table.shape[0])
-        return np.where(inside, table[np.clip(ifindex, 0, table.shape[0] - 1)], -1)
+        return cache[1]
 
     def process(self, batch: PacketBatch, idx: NDArray[np.int64]) -> NDArray[np.int32]:
-        nxt = np.full(idx.shape[0], ACTION_CONTINUE, np.int32)
-        malformed = (batch.cols.flags[idx] & FLAG_MALFORMED) != 0
-        if malformed.any():
-            self.epackets += int(malformed.sum())
-            keep = ~malformed
-            rows = idx[keep]
-        else:
-            keep = None
-            rows = idx
-        cls = classify_rows(
-            rows,
+        nxt, malformed = classify_rows(
+            idx,
             batch.cols,
-            self._interface_ids(batch),
+            self._interface_table(batch),
             self.index,
             self.default_class,
+            self.class_next,
             self.c_packets,
             self.c_bytes,
             self.c_last,
         )
-        batch.cols.class_id[rows] = cls
-        if keep is None:
-            return self.class_next[cls]
-        nxt[keep] = self.class_next[cls]
+        self.epackets += malformed
         return nxt
 
     def finish(self) -> None:

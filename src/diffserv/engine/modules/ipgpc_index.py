@@ -3,7 +3,8 @@ filter *shapes*, not the number of filters.
 
 Filters are grouped by which selectors they specify and with which masks (address prefix
 lengths, dsfield mask): a *shape*. Within a shape every filter's key is its selector values
-under the shape's masks, so one hash probe per shape finds the candidates for a packet; the
+under the shape's masks, so one hash probe per shape finds the candidates for a packet (and a
+bitmap of the hashes a shape holds spares the probe of most shapes a packet misses); the
 candidates are then verified field by field (no filter is ever lost to a hash collision) and
 against the set-valued ``direction`` selector. Ranks are precomputed (priority, precedence,
 file order), and shapes are visited best-rank first so the search stops as soon as no
@@ -13,83 +14,65 @@ remaining shape can beat the match already found.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import numpy as np
-from numba import njit
 from numpy.typing import NDArray
 
-from diffserv.columns import FLAG_HEADER_CUT, PacketColumns
+from diffserv import _kernels
+from diffserv.columns import PacketColumns
 
-# Key fields, in this order, as uint64 words.
-F_SADDR_HI = 0
-F_SADDR_LO = 1
-F_DADDR_HI = 2
-F_DADDR_LO = 3
-F_PROTO = 4
-F_SPORT = 5
-F_DPORT = 6
-F_DSFIELD = 7
-F_IFNAME = 8
-F_UID = 9
-F_PROJID = 10
-NKEY = 11
+# Key fields, in this order, as uint64 words: the kernel defines the layout (it reads the
+# packet columns into these words), the index is built with the same numbers.
+F_SADDR_HI: Final = _kernels.F_SADDR_HI
+F_SADDR_LO: Final = _kernels.F_SADDR_LO
+F_DADDR_HI: Final = _kernels.F_DADDR_HI
+F_DADDR_LO: Final = _kernels.F_DADDR_LO
+F_PROTO: Final = _kernels.F_PROTO
+F_SPORT: Final = _kernels.F_SPORT
+F_DPORT: Final = _kernels.F_DPORT
+F_DSFIELD: Final = _kernels.F_DSFIELD
+F_IFNAME: Final = _kernels.F_IFNAME
+F_UID: Final = _kernels.F_UID
+F_PROJID: Final = _kernels.F_PROJID
+NKEY: Final = _kernels.NKEY
 
-U32_ALL = 0xFFFFFFFF
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-_SEED = np.uint64(0x2545F4914F6CDD1D)
-# fields whose packet value can be "absent" (never matching a filter that uses the field)
-_PRESENCE_FIELDS = (F_PROTO, F_SPORT, F_DPORT, F_IFNAME, F_UID, F_PROJID)
-_ABSENT_VALUE = np.array([0, 0, 0, 0, 0, 0, 0, 0, U32_ALL, U32_ALL, U32_ALL], np.uint64)
-# a packet cut inside its IP header (FLAG_HEADER_CUT) has no addresses: a shape that
-# tests one cannot match it (the policy language has no /0 prefix)
-_ADDRESS_FIELDS = (F_SADDR_HI, F_SADDR_LO, F_DADDR_HI, F_DADDR_LO)
-_ADDRESS_BITS = sum(1 << k for k in _ADDRESS_FIELDS)
+U32_ALL = 0xFFFFFFFF  # the whole of a 32-bit selector (interface, user, project id)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _mix(h: np.uint64, v: np.uint64) -> np.uint64:
-    h = (h ^ v) * _MIX
-    return h ^ (h >> np.uint64(31))
-
-
-@njit(cache=True, nogil=True)
-def _key_hash(key: NDArray[np.uint64], mask: NDArray[np.uint64]) -> np.uint64:
-    h = _SEED
-    for k in range(NKEY):
-        if mask[k] != 0:  # fields a shape does not use add nothing (same at build time)
-            h = _mix(h, key[k] & mask[k])
-    return h
-
-
-@njit(cache=True, nogil=True)
 def instance_hashes(
     values: NDArray[np.uint64], group: NDArray[np.int64], gmask: NDArray[np.uint64]
 ) -> NDArray[np.uint64]:
-    """The hash of every filter instance under its group's masks (build time)."""
+    """The hash of every filter instance under its group's masks (build time).
+
+    The kernel computes the hash: the same function probes the tables at run time.
+    """
     out = np.empty(values.shape[0], np.uint64)
-    for i in range(values.shape[0]):
-        out[i] = _key_hash(values[i], gmask[group[i]])
+    _kernels.instance_hashes(values, group, gmask, out)
     return out
 
 
 class FilterIndex(NamedTuple):
     """The compiled filter set: shapes (groups), their hash tables, and the instances.
 
-    A named tuple of arrays, so the kernel takes it as one argument.
+    What a shape's masks imply (the fields it hashes, the fields a packet must have to
+    match it) the kernel derives from ``g_mask`` itself, so it cannot disagree with it.
     """
 
     g_family: NDArray[np.int64]
     g_mask: NDArray[np.uint64]
-    g_fields: NDArray[np.int64]  # per group: the key fields it uses, ascending
-    g_nfields: NDArray[np.int64]
-    g_required: NDArray[np.int64]  # bit k: field k must be present in the packet
     g_min_rank: NDArray[np.int64]
     g_tab_off: NDArray[np.int64]
     g_tab_mask: NDArray[np.int64]
     slot_hash: NDArray[np.uint64]
     slot_start: NDArray[np.int64]
     slot_len: NDArray[np.int64]
+    # per group, a bitmap of the hashes its table holds (bit h >> g_bits_shift, from word
+    # g_bits_off of hash_bits): most packets miss most groups, and a clear bit says so
+    # without a probe of the table
+    g_bits_off: NDArray[np.int64]
+    g_bits_shift: NDArray[np.int64]
+    hash_bits: NDArray[np.uint64]
     cand: NDArray[np.int64]
     i_value: NDArray[np.uint64]
     i_dir: NDArray[np.int64]
@@ -101,112 +84,31 @@ class FilterIndex(NamedTuple):
         return bool(self.g_mask.shape[0]) and bool(np.any(self.g_mask[:, F_IFNAME] != 0))
 
 
-@njit(cache=True, nogil=True)
-def classify_rows(  # noqa: PLR0917 (numba takes no keyword-only arguments)
+def classify_rows(  # noqa: PLR0917 (the kernel's positional arguments)
     idx: NDArray[np.int64],
     cols: PacketColumns,
-    if_id: NDArray[np.int64],
+    if_table: NDArray[np.int64] | None,
     index: FilterIndex,
     default_class: int,
+    class_next: NDArray[np.int32],
     c_packets: NDArray[np.int64],
     c_bytes: NDArray[np.int64],
     c_last: NDArray[np.int64],
-) -> NDArray[np.int32]:
-    """Class id of every row in ``idx``; updates the per-class counters.
+) -> tuple[NDArray[np.int32], int]:
+    """The next action of every row in ``idx``, and how many of them were malformed.
 
-    ``cols`` are the batch's columns (the DS byte as received: ipgpc runs first) and
-    ``if_id`` the filter-set id of every row's interface.
+    A malformed row (FLAG_MALFORMED) is not classified: its next action is
+    ACTION_CONTINUE. Any other row gets its class in ``cols.class_id`` and the class's
+    ``class_next``, and is counted in the per-class counters. ``cols`` are the batch's
+    columns (the DS byte as received: ipgpc runs first); ``if_table`` maps an ifindex to
+    the filter-set id of the interface (-1: none), None when no filter names one.
+    One pass over the rows does all of it: this is the per-packet cost of ipgpc.
     """
-    ip_version = cols.ip_version
-    saddr_hi, saddr_lo = cols.saddr_hi, cols.saddr_lo
-    daddr_hi, daddr_lo = cols.daddr_hi, cols.daddr_lo
-    protocol, sport, dport = cols.protocol, cols.sport, cols.dport
-    ds = cols.ds_byte
-    direction, uid, projid = cols.direction, cols.uid, cols.projid
-    flags, ip_len, ts_ns = cols.flags, cols.ip_len, cols.ts_ns
-    g_family, g_mask = index.g_family, index.g_mask
-    g_fields, g_nfields = index.g_fields, index.g_nfields
-    g_required, g_min_rank = index.g_required, index.g_min_rank
-    g_tab_off, g_tab_mask = index.g_tab_off, index.g_tab_mask
-    slot_hash, slot_start, slot_len = index.slot_hash, index.slot_start, index.slot_len
-    cand, i_value, i_dir = index.cand, index.i_value, index.i_dir
-    i_rank, i_class = index.i_rank, index.i_class
-    n = idx.shape[0]
-    out = np.empty(n, np.int32)
-    key = np.zeros(NKEY, np.uint64)
-    ngroups = g_family.shape[0]
-    no_rank = np.int64(0x7FFFFFFFFFFFFFFF)
-    for j in range(n):
-        r = idx[j]
-        ver = np.int64(ip_version[r])
-        key[F_SADDR_HI] = saddr_hi[r]
-        key[F_SADDR_LO] = saddr_lo[r]
-        key[F_DADDR_HI] = daddr_hi[r]
-        key[F_DADDR_LO] = daddr_lo[r]
-        key[F_PROTO] = np.uint64(protocol[r])
-        key[F_SPORT] = np.uint64(sport[r])
-        key[F_DPORT] = np.uint64(dport[r])
-        key[F_DSFIELD] = np.uint64(ds[r])
-        key[F_IFNAME] = np.uint64(if_id[r] & U32_ALL)
-        key[F_UID] = np.uint64(np.int64(uid[r]) & U32_ALL)
-        key[F_PROJID] = np.uint64(np.int64(projid[r]) & U32_ALL)
-        pdir = np.int64(direction[r])
-        # selectors this packet can never satisfy: no protocol, no ports, unknown ids
-        absent = np.int64(0)
-        for k in _PRESENCE_FIELDS:
-            if key[k] == _ABSENT_VALUE[k]:
-                absent |= np.int64(1) << k
-        if flags[r] & FLAG_HEADER_CUT:
-            absent |= np.int64(_ADDRESS_BITS)
-        best = no_rank
-        best_c = -1
-        for g in range(ngroups):
-            if g_min_rank[g] >= best:
-                break
-            fam = g_family[g]
-            if fam not in (0, ver):
-                continue
-            if g_required[g] & absent:
-                continue
-            m = g_mask[g]
-            fields = g_fields[g]
-            nf = g_nfields[g]
-            h = _SEED
-            for q in range(nf):
-                k = fields[q]
-                h = _mix(h, key[k] & m[k])
-            off = g_tab_off[g]
-            tmask = g_tab_mask[g]
-            pos = np.int64(h & np.uint64(tmask))
-            while slot_len[off + pos] != 0:
-                s = off + pos
-                if slot_hash[s] == h:
-                    start = slot_start[s]
-                    for t in range(start, start + slot_len[s]):
-                        c = cand[t]
-                        if i_rank[c] >= best:
-                            break
-                        ok = True
-                        for q in range(nf):
-                            k = fields[q]
-                            if (key[k] & m[k]) != i_value[c, k]:
-                                ok = False
-                                break
-                        if not ok:
-                            continue
-                        if i_dir[c] != 0 and (i_dir[c] & pdir) == 0:
-                            continue
-                        best = i_rank[c]
-                        best_c = c
-                        break
-                    break
-                pos = (pos + 1) & tmask
-        cls = default_class if best_c < 0 else i_class[best_c]
-        out[j] = cls
-        c_packets[cls] += 1
-        c_bytes[cls] += np.int64(ip_len[r])
-        c_last[cls] = max(c_last[cls], ts_ns[r])
-    return out
+    nxt = np.empty(idx.shape[0], np.int32)
+    malformed = _kernels.classify_rows(
+        idx, cols, if_table, index, default_class, class_next, c_packets, c_bytes, c_last, nxt
+    )
+    return nxt, malformed
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,18 +138,9 @@ def build_index(instances: list[Instance]) -> FilterIndex:
     g_family = np.zeros(ngroups, np.int64)
     g_mask = np.zeros((ngroups, NKEY), np.uint64)
     g_min_rank = np.zeros(ngroups, np.int64)
-    g_fields = np.zeros((ngroups, NKEY), np.int64)
-    g_nfields = np.zeros(ngroups, np.int64)
-    g_required = np.zeros(ngroups, np.int64)
     for g, ((family, mask), members) in enumerate(groups):
         g_family[g] = family
         g_mask[g] = np.array(mask, np.uint64)
-        used = [k for k in range(NKEY) if mask[k]]
-        g_fields[g, : len(used)] = used
-        g_nfields[g] = len(used)
-        g_required[g] = sum(1 << k for k in used if k in _PRESENCE_FIELDS)
-        if any(k in _ADDRESS_FIELDS for k in used):
-            g_required[g] |= _ADDRESS_BITS
         g_min_rank[g] = members[0]
         for rank in members:
             inst = instances[rank]
@@ -255,9 +148,13 @@ def build_index(instances: list[Instance]) -> FilterIndex:
             i_dir[rank] = inst.direction
             i_class[rank] = inst.class_id
             i_group[rank] = g
-    hashes = instance_hashes(i_value, i_group, g_mask) if n else np.zeros(0, np.uint64)
+    hashes = instance_hashes(i_value, i_group, g_mask)
     g_tab_off = np.zeros(ngroups, np.int64)
     g_tab_mask = np.zeros(ngroups, np.int64)
+    g_bits_off = np.zeros(ngroups, np.int64)
+    g_bits_shift = np.zeros(ngroups, np.int64)
+    bits_parts: list[NDArray[np.uint64]] = []
+    bits_offset = 0
     slot_hash_parts: list[NDArray[np.uint64]] = []
     slot_start_parts: list[NDArray[np.int64]] = []
     slot_len_parts: list[NDArray[np.int64]] = []
@@ -287,18 +184,32 @@ def build_index(instances: list[Instance]) -> FilterIndex:
         slot_hash_parts.append(s_hash)
         slot_start_parts.append(s_start)
         slot_len_parts.append(s_len)
+        # the group's hashes as bits of a bitmap (at least 32 bits per hash, so a packet
+        # whose hash the group lacks finds its bit clear ~31 times in 32)
+        nbits = 64
+        while nbits < 32 * len(by_hash):
+            nbits *= 2
+        shift = 65 - nbits.bit_length()  # h >> shift: the top log2(nbits) bits of h
+        words = np.zeros(nbits // 64, np.uint64)
+        for h in by_hash:
+            bit = h >> shift
+            words[bit >> 6] |= np.uint64(1 << (bit & 63))
+        g_bits_off[g] = bits_offset
+        g_bits_shift[g] = shift
+        bits_offset += words.shape[0]
+        bits_parts.append(words)
     return FilterIndex(
         g_family=g_family,
         g_mask=g_mask,
-        g_fields=g_fields,
-        g_nfields=g_nfields,
-        g_required=g_required,
         g_min_rank=g_min_rank,
         g_tab_off=g_tab_off,
         g_tab_mask=g_tab_mask,
         slot_hash=np.concatenate([np.zeros(0, np.uint64), *slot_hash_parts]),
         slot_start=np.concatenate([np.zeros(0, np.int64), *slot_start_parts]),
         slot_len=np.concatenate([np.zeros(1 if not groups else 0, np.int64), *slot_len_parts]),
+        g_bits_off=g_bits_off,
+        g_bits_shift=g_bits_shift,
+        hash_bits=np.concatenate([np.zeros(0, np.uint64), *bits_parts]),
         cand=np.array(cand, np.int64),
         i_value=i_value,
         i_dir=i_dir,
