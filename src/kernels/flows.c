@@ -368,13 +368,61 @@ static inline int64_t find_item(const table_t *t, int64_t f, int64_t ds, int64_t
     return EMPTY;
 }
 
+static inline int64_t row_ports(const columns_t *c, int64_t r) {
+    return ((int64_t)c->sport[r] << 24) | ((int64_t)c->dport[r] << 8) | (int64_t)c->protocol[r];
+}
+
+static inline int64_t row_hash(const columns_t *c, int64_t r) {
+    return hash5(c->saddr_hi[r], c->saddr_lo[r], c->daddr_hi[r], c->daddr_lo[r],
+                 (uint64_t)row_ports(c, r));
+}
+
+/* A packet costs three dependent cache misses (its index slot, the flow that slot names,
+ * the flow's item) plus its list neighbours; one after another they were most of the
+ * time. So a packet's hash is taken AHEAD_INDEX packets early and its slot prefetched,
+ * the flow in that slot is prefetched AHEAD_FLOW packets early and the flow's first item
+ * and neighbours AHEAD_ITEM early: the misses of several packets overlap. A prefetch
+ * changes nothing, so a guess made stale by the packets between is only a wasted load. */
+enum { AHEAD_INDEX = 16, AHEAD_FLOW = 8, AHEAD_ITEM = 4, RING = 32 };
+
+static inline void prefetch_flow(const table_t *t, int64_t h) {
+    int64_t g = t->index[h & t->mask];
+    if (!flow_ok(t, g)) return;
+    __builtin_prefetch(&FL(t, g, 0), 1);
+    __builtin_prefetch(&FL(t, g, F_NCOLS - 1), 1); /* a row spans two lines */
+}
+
+static inline void prefetch_item(const table_t *t, int64_t h) {
+    int64_t g = t->index[h & t->mask];
+    if (!flow_ok(t, g)) return;
+    const int64_t *fl = &FL(t, g, 0);
+    int64_t it = fl[F_IHEAD], prev = fl[F_PREV], nxt = fl[F_NEXT];
+    if (item_ok(t, it)) {
+        __builtin_prefetch(&IT(t, it, 0), 1);
+        __builtin_prefetch(&IT(t, it, I_NCOLS - 1), 1);
+    }
+    if (flow_ok(t, prev)) __builtin_prefetch(&FL(t, prev, F_NEXT), 1);
+    if (flow_ok(t, nxt)) __builtin_prefetch(&FL(t, nxt, F_PREV), 1);
+}
+
 /* Account packets rows[start:]; the status, with the position reached in *pos. */
 static int account_rows(table_t *t, const account_args_t *a, int64_t start, int64_t *pos_out) {
     const columns_t *c = a->c;
     int64_t *s = t->s;
     const int64_t timer_ns = a->timer_ns, timeout_ns = a->timeout_ns;
+    const int64_t *rows = a->rows, nrows = a->nrows;
+    int64_t ring[RING]; /* hashes of packets k .. k + AHEAD_INDEX */
+    for (int64_t j = start; j < start + AHEAD_INDEX && j < nrows; j++)
+        ring[j % RING] = row_hash(c, rows[j]);
     int64_t k;
-    for (k = start; k < a->nrows; k++) {
+    for (k = start; k < nrows; k++) {
+        if (k + AHEAD_INDEX < nrows) {
+            int64_t hj = row_hash(c, rows[k + AHEAD_INDEX]);
+            ring[(k + AHEAD_INDEX) % RING] = hj;
+            __builtin_prefetch(&t->index[hj & t->mask], 0);
+        }
+        if (k + AHEAD_FLOW < nrows) prefetch_flow(t, ring[(k + AHEAD_FLOW) % RING]);
+        if (k + AHEAD_ITEM < nrows) prefetch_item(t, ring[(k + AHEAD_ITEM) % RING]);
         if (s[S_FFREE] == EMPTY || s[S_IFREE] == EMPTY) {
             *pos_out = k;
             return NEED_GROW;
@@ -388,7 +436,7 @@ static int account_rows(table_t *t, const account_args_t *a, int64_t start, int6
             }
             s[S_PENDING] = 0;
         }
-        int64_t r = a->rows[k];
+        int64_t r = rows[k];
         if ((uint64_t)r >= (uint64_t)c->n) return CORRUPT; /* checked before the loop */
         if (c->ip_version[r] == 0 || (c->flags[r] & FLAG_HEADER_CUT) != 0) {
             a->verdict[k] = V_PASS;
@@ -429,10 +477,8 @@ static int account_rows(table_t *t, const account_args_t *a, int64_t start, int6
 
         int64_t shi = (int64_t)c->saddr_hi[r], slo = (int64_t)c->saddr_lo[r];
         int64_t dhi = (int64_t)c->daddr_hi[r], dlo = (int64_t)c->daddr_lo[r];
-        int64_t ports = ((int64_t)c->sport[r] << 24) | ((int64_t)c->dport[r] << 8) |
-                        (int64_t)c->protocol[r];
-        int64_t h = hash5((uint64_t)shi, (uint64_t)slo, (uint64_t)dhi, (uint64_t)dlo,
-                          (uint64_t)ports);
+        int64_t ports = row_ports(c, r);
+        int64_t h = ring[k % RING];
         int64_t f = find_flow(t, h, shi, slo, dhi, dlo, ports);
         if (f == -2) return CORRUPT;
         int64_t dsv = c->new_ds[r] >= 0 ? (int64_t)c->new_ds[r] : (int64_t)c->ds_byte[r];
