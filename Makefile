@@ -75,4 +75,4 @@ fuzz: setup
 	$(BIN)/python tests/fuzz/run_fuzz.py --runs $(FUZZ_RUNS) --update-readme
 
 clean:
-	rm -rf $(VENV) build src/diffserv/_kernels.*.so .numba-cache .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build src/diffserv/_kernels.*.so .mypy_cache .pytest_cache .ruff_cache

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,6 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-os.environ.setdefault("NUMBA_CACHE_DIR", str(HERE.parent / ".numba-cache"))
 
 from diffserv.columns import PacketBatch  # noqa: E402
 from diffserv.engine.graph import compile_policy  # noqa: E402

@@ -174,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS)
     parser.add_argument("--repeat", type=int, default=3, help="runs per policy (best is kept)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(HERE.parent / ".numba-cache"))
 
     print("meter kernels alone (no I/O):")
     kernel_alone(args.packets)

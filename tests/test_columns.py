@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import get_args, get_type_hints
 
 import numpy as np
 import pytest
+
 from diffserv import _kernels
 from diffserv.columns import (
     COLUMN,
@@ -72,7 +74,7 @@ def test_current_ds_is_the_mark_when_set_else_the_byte_read() -> None:
 def test_the_compiled_kernels_see_the_same_table() -> None:
     """The C header is generated from this table; a stale one would misread columns."""
     cols = allocate_columns(3)
-    assert _kernels.NCOLUMNS == len(COLUMNS)
+    assert len(COLUMNS) == _kernels.NCOLUMNS
     assert _kernels.columns_rows(cols) == 3
 
 
@@ -121,4 +123,4 @@ def test_pooled_columns_have_the_table_dtypes_lengths_and_alignment() -> None:
         assert array.dtype == column.dtype and array.shape == (333,)
         assert array.ctypes.data % array.itemsize == 0
     starts = sorted((a.ctypes.data, a.ctypes.data + a.nbytes) for a in cols)
-    assert all(end <= start for (_, end), (start, _) in zip(starts, starts[1:], strict=False))
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(starts))

@@ -3,9 +3,10 @@
 A :class:`PacketBatch` is a run of packets held as columns, the unit every operator works
 on. The columns are the fields of :class:`PacketColumns`, each declared on one line with
 its dtype, its neutral value, who fills it and what it means; batches are allocated from
-that declaration, and compiled kernels take the whole :class:`PacketColumns` tuple as one
-argument (numba passes a named tuple of arrays as a struct). Adding a column, such as the
-NFQUEUE packet id, is one line here plus the code that fills it.
+that declaration, and the compiled kernels take the whole :class:`PacketColumns` tuple as
+one argument (they see it as a C struct generated from this table: ``src/kernels/``).
+Adding a column, such as the NFQUEUE packet id, is one line here, the regenerated header,
+plus the code that fills it.
 
 This module sits below ``packet/`` (which decodes into the columns), ``capture/`` and the
 live sources (which frame packets into them) and ``engine/`` (which writes the result
@@ -182,6 +183,8 @@ class _ColumnPool:
             # referenced by the list, this loop and getrefcount's argument: nobody else
             if block.shape[0] == size and sys.getrefcount(block) == _FREE_REFS:
                 return block
+        # blocks of another size nobody uses are dropped: the new size is the one in use
+        self._blocks = [b for b in self._blocks if sys.getrefcount(b) > _FREE_REFS]
         block = np.empty(size, np.uint8)
         if len(self._blocks) < self._keep:
             self._blocks.append(block)

@@ -52,8 +52,9 @@ _DIRECTION_CONSTANTS = ("UNKNOWN", "LOCAL_IN", "LOCAL_OUT", "FWD_IN", "FWD_OUT",
 
 
 def _define(name: str, value: int) -> str:
-    text = f"({value})" if value < 0 else (f"0x{value:02X}" if name.startswith("FLAG") else str(value))
-    return f"#define {name} {text}"
+    if value < 0:
+        return f"#define {name} ({value})"
+    return f"#define {name} {f'0x{value:02X}' if name.startswith('FLAG') else value}"
 
 
 def _by_value(item: tuple[str, int]) -> int:

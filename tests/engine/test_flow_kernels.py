@@ -17,7 +17,7 @@ M64 = (1 << 64) - 1
 
 
 def reference_hash(shi: int, slo: int, dhi: int, dlo: int, ports: int) -> int:
-    """The hash as the numba kernel computed it, in Python integers modulo 2**64."""
+    """The documented flow hash, in Python integers modulo 2**64."""
 
     def mix(x: int) -> int:
         x ^= x >> 33
@@ -39,7 +39,9 @@ words = st.integers(min_value=-(1 << 63), max_value=(1 << 64) - 1)
 
 
 @given(words, words, words, words, st.integers(min_value=0, max_value=(1 << 40) - 1))
-def test_flow_hash_is_the_numba_hash(shi: int, slo: int, dhi: int, dlo: int, ports: int) -> None:
+def test_flow_hash_is_the_documented_hash(
+    shi: int, slo: int, dhi: int, dlo: int, ports: int
+) -> None:
     assert ft.flow_hash(shi, slo, dhi, dlo, ports) == reference_hash(shi, slo, dhi, dlo, ports)
 
 

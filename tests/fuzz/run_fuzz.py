@@ -9,8 +9,9 @@ exception is. Findings are saved under tests/fuzz/findings/ (git-ignored) for
 reproduction: ``python tests/fuzz/run_fuzz.py --replay FILE --only NAME``.
 The last figures (cases, cases/s, peak RSS, findings) are printed as a table and,
 with ``--update-readme``, written into the README between its fuzz markers.
-Pure-Python code is instrumented for coverage; compiled (numba) kernels run as they
-are, so their inputs are explored by mutation alone.
+The Python code is instrumented for coverage; the compiled kernels (C) run as built, so
+their inputs are explored through the Python around them and by mutation (the fast
+slice also runs them under AddressSanitizer: tests/fuzz/test_sanitized_kernels.py).
 """
 
 from __future__ import annotations
@@ -39,19 +40,6 @@ TIME_LIMIT_S = 10  # one input taking longer than this is a finding
 RSS_LIMIT_MB = 2048  # so is a process growing past this
 
 
-def _compiled_modules() -> list[str]:
-    """Modules holding numba kernels: instrumented bytecode could not be compiled."""
-    import diffserv
-
-    package = Path(diffserv.__file__).resolve().parent
-    names = []
-    for path in sorted(package.rglob("*.py")):
-        if "@njit" in path.read_text(encoding="utf-8"):
-            parts = path.relative_to(package.parent).with_suffix("").parts
-            names.append(".".join(parts))
-    return names
-
-
 @dataclass(slots=True)
 class Outcome:
     """What one target's run gave."""
@@ -73,7 +61,7 @@ def _child(name: str, runs: int, corpus: str) -> None:
     # coverage of branches only: tracing every comparison's operands (atheris' default)
     # costs more than it finds on parsers this branchy, and halves the cases per second
     hooks = atheris.import_hook.HookManager(
-        {"diffserv"}, set(_compiled_modules()), enable_loader_override=True, trace_dataflow=False
+        {"diffserv"}, set(), enable_loader_override=True, trace_dataflow=False
     )
     with hooks:
         from all_targets import all_targets

@@ -1,8 +1,8 @@
 """The compiled packet and capture kernels refuse arguments that would take them outside a
 buffer, with a Python exception, instead of reading or writing memory they were not given.
 
-numba had no bounds checks either; the C kernels check at the boundary (and per row where
-a row's offsets come from the caller), so a bad caller gets a ValueError/TypeError.
+The C kernels check at the boundary (and per row where a row's offsets come from the
+caller), so a bad caller gets a ValueError/TypeError.
 """
 
 from __future__ import annotations
