@@ -38,12 +38,17 @@ def _wait_until(predicate: object, what: str, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def test_truncation_while_mapped_stops_with_a_message_and_waits_for_us(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "copied-from-a-mapping"])
+def test_truncation_while_mapped_stops_with_a_message_and_waits_for_us(
+    tmp_path: Path, mapped: bool
+) -> None:
+    """Both ways a regular file is read go through a mapping under the lease: as windows
+    (no action rewrites packets), or copied out of it into buffers (marking runs)."""
     path = tmp_path / "big.pcap"
     _capture(path)
     size = path.stat().st_size
-    with CaptureReader(path, batch_size=256, chunk_size=CHUNK) as reader:  # many windows
-        assert reader.source.mapped, "a regular file is mapped"
+    with CaptureReader(path, batch_size=256, chunk_size=CHUNK, use_mmap=mapped) as reader:
+        assert reader.source.mapped == mapped and reader.source.leased
         batches = iter(reader)
         first = next(batches)
         assert 0 < first.n <= 256
@@ -94,9 +99,10 @@ def test_a_file_open_for_writing_is_read_not_mapped(tmp_path: Path) -> None:
     """tcpdump may still be writing it: no lease can be had, so no mapping."""
     path = tmp_path / "live.pcap"
     _capture(path, 100)
-    with open(path, "ab"), open_capture(path) as reader:
-        assert not reader.source.mapped
-        assert sum(batch.n for batch in reader) == 100
+    for mapped in (True, False):
+        with open(path, "ab"), open_capture(path, use_mmap=mapped) as reader:
+            assert not reader.source.mapped and not reader.source.leased
+            assert sum(batch.n for batch in reader) == 100
 
 
 def test_a_pipe_is_processed_as_packets_arrive(tmp_path: Path) -> None:
