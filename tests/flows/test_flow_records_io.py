@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
@@ -280,3 +281,26 @@ def test_damaged_files_fail_cleanly(
         assert "\n" not in str(exc)
     else:
         assert table.n <= 4
+
+
+@given(
+    st.one_of(
+        st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1)),
+        st.tuples(st.just(0), st.integers(0, 2**64 - 1)),  # ::x, ::a.b.c.d, v4-mapped
+        st.tuples(st.just(0), st.integers(0, 2**32 - 1).map(lambda v: (0xFFFF << 32) | v)),
+        st.tuples(  # runs of zero words in every position
+            st.integers(0, 15).map(
+                lambda m: sum(0x1234 << (16 * i) for i in range(4) if m >> i & 1)
+            ),
+            st.integers(0, 15).map(lambda m: sum(0xAB << (16 * i) for i in range(4) if m >> i & 1)),
+        ),
+    )
+)
+def test_address_text_is_rfc_5952_as_the_ipaddress_module_writes_it(pair: tuple[int, int]) -> None:
+    hi, lo = pair
+    value = (hi << 64) | lo
+    if hi == 0 and lo >> 32 == 0xFFFF:
+        expected = str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+    else:
+        expected = ipaddress.IPv6Address(value).compressed
+    assert format_address(hi, lo) == expected

@@ -34,6 +34,7 @@ from diffserv.engine.stats import (
 )
 from diffserv.errors import InputDataError
 from diffserv.packet.rewrite import apply_marks
+from diffserv.policy.interpret import MODULE_RULES
 from diffserv.policy.model import Policy
 
 # progress(packets_done, elapsed_seconds)
@@ -83,6 +84,10 @@ class Session:
         self.options = options if options is not None else EngineOptions()
         self.graph: ActionGraph = compile_policy(policy, self.options)
         self.graph.trace_limit = self.options.trace_limit
+        # a policy without a marker never changes a byte: no pass over the packets for it
+        self._rewrites = self.options.rewrite_packets and any(
+            MODULE_RULES[action.module].marker for action in policy.actions
+        )
         self.packet_sink = packet_sink
         self.labels = labels if labels is not None else Labels()
         self.input_error: InputDataError | None = None
@@ -112,7 +117,7 @@ class Session:
             deferred = action == ACTION_DEFER
             if deferred.any():
                 action[deferred] = ACTION_DROP
-            if self.options.rewrite_packets:
+            if self._rewrites:
                 apply_marks(batch)
             self._written += batch.n - int(np.count_nonzero(action == ACTION_DROP))
         if self.packet_sink is not None:
