@@ -2,23 +2,24 @@
 
 `diffserv run` classifies every packet (four classes) into flowacct on every class
 and writes Parquet records; `softflowd -r` accounts the same file and exports
-IPFIX to a local socket nobody reads. We print both wall times, the ratio, our
-peak RSS on the 5M and on a 10x smaller capture with the same ~10 000 flows
-(memory follows the flow table, not the input), and, separately, the flowacct
-operator alone over already-decoded batches.
+IPFIX to a local socket nobody reads. On 2 M and on 5 M packets (the same ~10 000
+flows: memory follows the flow table, not the input) both run alternately, round by
+round; we print medians of wall and CPU time, the ratios (target >= 1.5x) and our peak
+RSS (target < 256 MiB), then the flowacct operator alone over decoded batches.
 
-    python benchmarks/bench_flowacct.py [--packets N] [--keep]
+    python benchmarks/bench_flowacct.py [--small N] [--packets N] [--rounds N] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -30,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from gen_capture import DATA_DIR, DEFAULT_PACKETS, ensure  # noqa: E402
-from measure import diffserv_command, timed  # noqa: E402
+from measure import alternate, comparison, diffserv_command, save_results, timed  # noqa: E402
 
 POLICY = """fmt_version 1.0
 
@@ -120,63 +121,51 @@ def operator_only(src: Path) -> tuple[float, int]:
     return spent, sink.records
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS)
-    parser.add_argument("--keep", action="store_true", help="keep the record files")
-    parser.add_argument("--runs", type=int, default=3, help="runs per tool; the best counts")
-    args = parser.parse_args(argv)
-    src = ensure(args.packets)
-    small_packets = max(1, args.packets // 10)
-    small = ensure(small_packets)
-    policy = DATA_DIR / "bench_flowacct.conf"
-    policy.write_text(policy_text())
-    records = DATA_DIR / "bench_flowacct.parquet"
-    diffserv = diffserv_command()
-
-    def ours(capture: Path) -> list[str]:
-        run = [*diffserv, "run", str(policy), str(capture), "-o", "-", "-q"]
-        return [*run, "--flows", str(records)]
-
+def _case(packets: int, policy: Path, records: Path, rounds: int) -> dict[str, Any]:
+    """diffserv and softflowd on one capture, alternating; our peak RSS and records."""
+    src = ensure(packets)
+    ours = [*diffserv_command(), "run", str(policy), str(src), "-o", os.devnull, "-q"]
+    ours += ["--flows", str(records)]
+    commands = [(f"diffserv run, {packets:,} packets", ours)]
     softflowd = shutil.which("softflowd")
-    # one run first, so every measured run finds the input in the page cache
-    subprocess.run(ours(small), check=True, stdout=subprocess.DEVNULL)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
         sink.bind(("127.0.0.1", 0))  # softflowd exports here; nobody reads
         port = sink.getsockname()[1]
-        theirs_cmd = [softflowd or "softflowd", "-r", str(src), "-n", f"127.0.0.1:{port}"]
-        theirs_cmd += ["-v", "10", "-6", "-A", "milli"]
-        ours_runs, theirs_runs = [], []
-        for _ in range(args.runs):  # interleaved, so both see the same machine load
-            ours_runs.append(timed(ours(src), quiet_stderr=True))
-            if softflowd is not None:
-                theirs_runs.append(timed(theirs_cmd, quiet_stderr=True))
+        if softflowd is None:
+            print("softflowd not installed: no ratio")
+        else:
+            theirs = [softflowd, "-r", str(src), "-n", f"127.0.0.1:{port}"]
+            commands.append(("softflowd -r", [*theirs, "-v", "10", "-6", "-A", "milli"]))
+        timed(ours, quiet_stderr=True)  # the page cache holds the capture from here on
+        results = alternate(commands, rounds, quiet_stderr=True)
+    for runs in results:
+        print(runs.line())
     n_records = pq.ParquetFile(records).metadata.num_rows
-    small_rss = timed(ours(small), quiet_stderr=True).peak_rss_kib
-    ours_s, ours_cpu = min(r.wall_s for r in ours_runs), min(r.cpu_s for r in ours_runs)
-    ours_rss = max(r.peak_rss_kib for r in ours_runs)
-    print(f"diffserv run : {ours_s:7.2f} s  {args.packets / ours_s / 1e6:6.2f} Mpkt/s", end="")
-    print(f"  (CPU {ours_cpu:.2f} s; best of {args.runs})")
-    print(f"  records    : {n_records} written to {records.name}")
-    print(f"  peak RSS   : {ours_rss / 1024:7.1f} MiB ({args.packets} packets)")
-    print(f"  peak RSS   : {small_rss / 1024:7.1f} MiB ({small_packets} packets)")
-    op_s, op_records = operator_only(src)
-    print(f"flowacct op  : {op_s:7.2f} s  {args.packets / op_s / 1e6:6.2f} Mpkt/s", end="")
-    print(f"  (CPU, decoded batches, {op_records} records)")
-    status = 0
-    if softflowd is None:
-        print("softflowd not installed: no ratio")
-        status = 1
-    else:
-        theirs_s = min(r.wall_s for r in theirs_runs)
-        theirs_cpu = min(r.cpu_s for r in theirs_runs)
-        rate = args.packets / theirs_s / 1e6
-        print(f"softflowd -r : {theirs_s:7.2f} s  {rate:6.2f} Mpkt/s  (CPU {theirs_cpu:.2f} s)")
-        print(f"ratio        : {theirs_s / ours_s:7.2f}x wall (softflowd time / diffserv time)")
-        print(f"ratio        : {theirs_cpu / ours_cpu:7.2f}x CPU")
+    print(f"  records: {n_records:,} written to {records.name}")
+    what = f"flowacct on every class, {packets / 1e6:g} M packets, ~10 000 flows"
+    anchor = results[1] if len(results) > 1 else None
+    return comparison(what, results[0], anchor, ">= 1.5×, < 256 MiB", records=n_records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--small", type=int, default=2_000_000, help="packets of the first case")
+    parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS)
+    parser.add_argument("--rounds", type=int, default=3, help="runs per tool, alternating")
+    parser.add_argument("--keep", action="store_true", help="keep the record files")
+    args = parser.parse_args(argv)
+    policy = DATA_DIR / "bench_flowacct.conf"
+    policy.write_text(policy_text())
+    records = DATA_DIR / "bench_flowacct.parquet"
+    rows = [_case(n, policy, records, args.rounds) for n in (args.small, args.packets)]
+    op_s, op_records = operator_only(ensure(args.packets))
+    print(f"flowacct operator alone: {op_s:.2f} s CPU over {args.packets:,} decoded packets")
+    print(f"  ({op_s / args.packets * 1e9:.0f} ns/packet, {op_records:,} records)")
+    rows[-1]["operator_cpu_s"] = op_s
+    save_results("bench_flowacct", rows)
     if not args.keep:
         records.unlink(missing_ok=True)
-    return status
+    return 0
 
 
 if __name__ == "__main__":
