@@ -3,9 +3,10 @@
 The table is declared once, in ``diffserv/columns.py``; the kernels see it through this
 generated header (a struct of typed column pointers, and the dtype each column must
 have, which ``columns_acquire`` checks on every call). The constants the kernels share
-with Python (column flags, verdicts, callout positions, link types) come from their
-Python modules the same way. Run ``python src/kernels/gen_layout.py`` after changing
-any of them; a test fails while the committed header is out of date.
+with Python (column flags, verdicts, callout positions, link types, the meters' colours
+and state slots) come from their Python modules the same way. Run
+``python src/kernels/gen_layout.py`` after changing any of them; a test fails while the
+committed header is out of date.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from diffserv import columns, directions
+from diffserv.engine.meters import common, time_window, token_bucket
 from diffserv.packet import linktypes
+from diffserv.policy import model
 
 HEADER = Path(__file__).with_name("layout.h")
 
@@ -57,6 +60,23 @@ def _define(name: str, value: int) -> str:
     return f"#define {name} {f'0x{value:02X}' if name.startswith('FLAG') else value}"
 
 
+_OUTCOME_CONSTANTS = ("OUTCOME_GREEN", "OUTCOME_YELLOW", "OUTCOME_RED", "EPACKETS_SLOT")
+
+
+def _slots(module: object) -> list[tuple[str, int]]:
+    """A meter module's CFG_*/ST_* slot numbers and its CONFIG_SIZE/STATE_SIZE."""
+    names = [
+        name
+        for name in vars(module)
+        if name.startswith(("CFG_", "ST_")) or name in ("CONFIG_SIZE", "STATE_SIZE")
+    ]
+
+    def order(name: str) -> tuple[bool, int]:  # the config first, then the state
+        return name.startswith("ST_") or name == "STATE_SIZE", getattr(module, name)
+
+    return [(name, getattr(module, name)) for name in sorted(names, key=order)]
+
+
 def _by_value(item: tuple[str, int]) -> int:
     return item[1]
 
@@ -79,6 +99,14 @@ def render() -> str:
     lines += ["", "/* link-layer header types */"]
     types = {k: v for k, v in vars(linktypes).items() if k.startswith("LINKTYPE_")}
     lines += [_define(name, value) for name, value in sorted(types.items(), key=_by_value)]
+    lines += ["", "/* meters: colours of the colour column, outcome and counter slots */"]
+    colours = ("GREEN", "YELLOW", "RED")
+    lines += [_define(f"COLOUR_{name}", getattr(model, name)) for name in colours]
+    lines += [_define(name, getattr(common, name)) for name in _OUTCOME_CONSTANTS]
+    lines.append(_define("NCOUNTERS", len(common.COUNTER_SLOTS)))
+    for module, prefix in ((token_bucket, "TOK_"), (time_window, "TSW_")):
+        lines += ["", f"/* {module.__name__.rsplit('.', 1)[1]} config and state slots */"]
+        lines += [_define(prefix + name, value) for name, value in _slots(module)]
     lines += ["", f"#define NCOLUMNS {len(columns.COLUMNS)}", "", "/* one batch: n rows */"]
     lines += ["typedef struct {", "    Py_ssize_t n;"]
     for column in columns.COLUMNS:

@@ -47,6 +47,45 @@
 #define LINKTYPE_IPV6 229
 #define LINKTYPE_LINUX_SLL2 276
 
+/* meters: colours of the colour column, outcome and counter slots */
+#define COLOUR_GREEN 1
+#define COLOUR_YELLOW 2
+#define COLOUR_RED 4
+#define OUTCOME_GREEN 0
+#define OUTCOME_YELLOW 1
+#define OUTCOME_RED 2
+#define EPACKETS_SLOT 6
+#define NCOUNTERS 7
+
+/* token_bucket config and state slots */
+#define TOK_CFG_TWO_RATE 0
+#define TOK_CFG_COLOUR_AWARE 1
+#define TOK_CFG_THREE_OUTCOMES 2
+#define TOK_CFG_COMMITTED_CAPACITY 3
+#define TOK_CFG_PEAK_CAPACITY 4
+#define TOK_CFG_COMMITTED_RATE 5
+#define TOK_CFG_PEAK_RATE 6
+#define TOK_CFG_COMMITTED_FILL_NS 7
+#define TOK_CFG_PEAK_FILL_NS 8
+#define TOK_CONFIG_SIZE 9
+#define TOK_ST_STARTED 0
+#define TOK_ST_LAST_NS 1
+#define TOK_ST_COMMITTED 2
+#define TOK_ST_PEAK 3
+#define TOK_STATE_SIZE 4
+
+/* time_window config and state slots */
+#define TSW_CFG_COMMITTED_RATE 0
+#define TSW_CFG_PEAK_RATE 1
+#define TSW_CFG_WINDOW_MS 2
+#define TSW_CFG_WINDOW_NS 3
+#define TSW_CFG_FAST_AVG_MAX 4
+#define TSW_CONFIG_SIZE 5
+#define TSW_ST_STARTED 0
+#define TSW_ST_WIN_FRONT_NS 1
+#define TSW_ST_AVG_RATE 2
+#define TSW_STATE_SIZE 3
+
 #define NCOLUMNS 29
 
 /* one batch: n rows */

@@ -19,17 +19,10 @@
 
 typedef unsigned __int128 u128;
 
-/* Colours of the `colour` column: diffserv.policy.model GREEN, YELLOW, RED (exported as
- * METER_GREEN/YELLOW/RED so a test holds them equal). */
-#define COLOUR_GREEN 1
-#define COLOUR_YELLOW 2
-#define COLOUR_RED 4
-
-/* Outcome slots (engine/meters/common.py): an index into next_ids and the counters;
+/* The colours (COLOUR_*), outcome slots (OUTCOME_*), EPACKETS_SLOT and NCOUNTERS come
+ * from layout.h, generated from diffserv.policy.model and engine/meters/common.py:
  * counters[outcome] = packets, counters[3 + outcome] = bits, counters[6] = epackets. */
-enum { OUTCOME_GREEN, OUTCOME_YELLOW, OUTCOME_RED, NOUTCOMES };
-#define EPACKETS_SLOT 6
-#define NCOUNTERS 7
+#define NOUTCOMES 3
 #define ERROR_NEXT_ACTION ACTION_DROP
 
 static const uint8_t OUTCOME_COLOURS[NOUTCOMES] = {COLOUR_GREEN, COLOUR_YELLOW, COLOUR_RED};
@@ -37,35 +30,13 @@ static const uint8_t OUTCOME_COLOURS[NOUTCOMES] = {COLOUR_GREEN, COLOUR_YELLOW, 
 #define UINT32_MAX_I64 INT64_C(4294967295)
 #define NS_PER_S INT64_C(1000000000)
 
-/* tokenmt config and state slots (engine/meters/token_bucket.py). */
-enum {
-    TOK_CFG_TWO_RATE,
-    TOK_CFG_COLOUR_AWARE,
-    TOK_CFG_THREE_OUTCOMES,
-    TOK_CFG_COMMITTED_CAPACITY,
-    TOK_CFG_PEAK_CAPACITY,
-    TOK_CFG_COMMITTED_RATE,
-    TOK_CFG_PEAK_RATE,
-    TOK_CFG_COMMITTED_FILL_NS,
-    TOK_CFG_PEAK_FILL_NS,
-    TOK_CONFIG_SIZE
-};
-enum { TOK_ST_STARTED, TOK_ST_LAST_NS, TOK_ST_COMMITTED, TOK_ST_PEAK, TOK_STATE_SIZE };
+/* tokenmt's config and state slots (TOK_CFG_*, TOK_ST_*) are in layout.h. */
 #define NANOBITS_PER_BIT NS_PER_S
 #define PACKET_BITS_CLAMP (INT64_C(1) << 33)
 #define CAPACITY_MAX (UINT32_MAX_I64 * NANOBITS_PER_BIT)
 #define COLOUR_MAP_SIZE 64
 
-/* tswtclmt config and state slots (engine/meters/time_window.py). */
-enum {
-    TSW_CFG_COMMITTED_RATE,
-    TSW_CFG_PEAK_RATE,
-    TSW_CFG_WINDOW_MS,
-    TSW_CFG_WINDOW_NS,
-    TSW_CFG_FAST_AVG_MAX,
-    TSW_CONFIG_SIZE
-};
-enum { TSW_ST_STARTED, TSW_ST_WIN_FRONT_NS, TSW_ST_AVG_RATE, TSW_STATE_SIZE };
+/* tswtclmt's config and state slots (TSW_CFG_*, TSW_ST_*) are in layout.h. */
 #define AVG_RATE_MAX (INT64_C(1) << 62)
 #define NS_PER_MS INT64_C(1000000)
 #define MS_PER_S INT64_C(1000)
