@@ -244,6 +244,7 @@ def tsw_draw_inclusive(rng: NDArray[Any], upper: int, /) -> int: ...
 
 GRAPH_OUTCOME_SIZE: Final[int]  # (packets, bytes) of continue, drop, defer
 DSCPMK_COUNTERS: Final[int]  # npackets, dscp_changed, dscp_unchanged, ipackets, epackets
+DLCOSMK_COUNTERS: Final[int]  # npackets, ipackets
 DSCP_TRANSITIONS: Final[int]  # 64 × 64: read DSCP × 64 + written DSCP
 PACKET_CONDITIONS: Final[int]  # truncated, header_cut, length_from_frame
 
@@ -287,6 +288,20 @@ def dscpmk_rows(
     per_dscp: NDArray[Any],
     counters: NDArray[Any],
     next_out: NDArray[Any],
+    next_action: int,
+    /,
+) -> None: ...
+
+# Dlcosmk.process: counters (int64[DLCOSMK_COUNTERS]) updated, new_pcp (int8) set to pcp
+# (0..7) for outbound 802.1Q-tagged rows, next_out (int32[len(rows)]) filled
+def dlcosmk_rows(
+    rows: NDArray[Any],  # int64
+    direction: NDArray[Any],  # uint8
+    vlan_off: NDArray[Any],  # int64
+    new_pcp: NDArray[Any],
+    counters: NDArray[Any],
+    next_out: NDArray[Any],
+    pcp: int,
     next_action: int,
     /,
 ) -> None: ...

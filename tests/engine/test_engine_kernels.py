@@ -37,6 +37,7 @@ from diffserv.engine.graph import (
     Outcome,
     compile_policy,
 )
+from diffserv.engine.modules.dlcosmk import Dlcosmk
 from diffserv.engine.modules.dscpmk import Dscpmk
 from diffserv.engine.stats import DscpTransitions, PacketConditions
 from diffserv.policy.model import Action, Class, Filter, Policy
@@ -123,6 +124,26 @@ class ReferenceDscpmk:
             if nchanged:
                 marked = (new6[changed].astype(np.int16) << 2) | (old[changed] & 3)
                 batch.cols.new_ds[rows[changed]] = marked
+        return np.full(n, self.next_action, np.int32)
+
+
+@dataclass
+class ReferenceDlcosmk:
+    """Dlcosmk.process as numpy."""
+
+    pcp: int
+    next_action: int
+    npackets: int = 0
+    ipackets: int = 0
+
+    def process(self, batch: PacketBatch, idx: Any) -> Any:
+        n = idx.shape[0]
+        self.npackets += n
+        direction = batch.cols.direction[idx]
+        inbound = (direction == LOCAL_IN) | (direction == FWD_IN)
+        passed = inbound | (batch.cols.vlan_off[idx] < 0)
+        self.ipackets += int(passed.sum())
+        batch.cols.new_pcp[idx[~passed]] = self.pcp
         return np.full(n, self.next_action, np.int32)
 
 
@@ -246,6 +267,25 @@ def test_dscpmk_rows_matches_the_numpy_marker(seed: int) -> None:
         assert np.array_equal(batch.cols.new_ds, twin.cols.new_ds)
     assert dict(op.counters()) == ref.counts
     assert np.array_equal(op.per_dscp, ref.per_dscp)
+
+
+@pytest.mark.parametrize(("cos", "mode"), [(5, "illumos"), (1, "illumos"), (7, "plain")])
+def test_dlcosmk_rows_matches_the_numpy_marker(cos: int, mode: str) -> None:
+    rng = np.random.default_rng(cos)
+    action = Action("c", "dlcosmk", params=(("cos", cos),))
+    ctx = BuildContext(action_ids={"c": 0}, options=EngineOptions(cos_mode=mode))
+    op = Dlcosmk(action, ctx)
+    ref = ReferenceDlcosmk(op.pcp, op.next_action)
+    for n in (0, 1, 300, 3000):
+        batch = random_batch(rng, n)
+        batch.cols.vlan_off[:] = np.where(rng.random(n) < 0.6, 12, -1)
+        twin = PacketBatch(buf=batch.buf, cols=columns_of(a.copy() for a in batch.cols))
+        idx = np.flatnonzero(rng.random(n) < 0.7).astype(np.int64)
+        assert np.array_equal(op.process(batch, idx), ref.process(twin, idx))
+        assert np.array_equal(batch.cols.new_pcp, twin.cols.new_pcp)
+    assert (op.npackets, op.ipackets, op.epackets) == (ref.npackets, ref.ipackets, 0)
+    with pytest.raises(IndexError):
+        op.process(batch, np.array([n], np.int64))
 
 
 @pytest.mark.parametrize("seed", range(3))
