@@ -239,3 +239,75 @@ def tsw_next_u64(rng: NDArray[Any], /) -> int: ...  # rng: uint64[1], advanced
 def tsw_draw_inclusive(rng: NDArray[Any], upper: int, /) -> int: ...
 
 # --- engine: the action graph's dispatch, dscpmk, dlcosmk, statistics (src/kernels/engine.c)
+# Every kernel checks its arguments before it writes anything: a wrong dtype is a
+# TypeError, a wrong length or value a ValueError, a row outside the columns an IndexError.
+
+GRAPH_OUTCOME_SIZE: Final[int]  # (packets, bytes) of continue, drop, defer
+DSCPMK_COUNTERS: Final[int]  # npackets, dscp_changed, dscp_unchanged, ipackets, epackets
+DLCOSMK_COUNTERS: Final[int]  # npackets, ipackets
+DSCP_TRANSITIONS: Final[int]  # 64 × 64: read DSCP × 64 + written DSCP
+PACKET_CONDITIONS: Final[int]  # truncated, header_cut, length_from_frame
+
+# start a batch: every action becomes ACTION_CONTINUE; the rows that enter the graph (IP
+# or malformed), ascending, go to ip_rows[:n_ip] (int64, ≥ n items); the numbers of the
+# first len(malformed_first) malformed packets to malformed_first (int64)
+def graph_begin(
+    cols: PacketColumns, ip_rows: NDArray[Any], malformed_first: NDArray[Any], /
+) -> tuple[int, int, int, int, int]: ...  # n_ip, bytes, n_malformed, not_ip packets, bytes
+
+# check action aid's verdicts nxt (int32) for rows (int64): a later action id (< len
+# pending) or ACTION_CONTINUE/DEFER/DROP; if all are, write them to action (int32), add
+# the rows each real action gets to pending (int64) and the packets and wire bytes
+# (wire_len: uint32) of the rest to outcomes (int64[GRAPH_OUTCOME_SIZE]). Returns the
+# position of the first invalid verdict (nothing written) or -1.
+def graph_scatter(
+    action: NDArray[Any],
+    wire_len: NDArray[Any],
+    rows: NDArray[Any],
+    nxt: NDArray[Any],
+    pending: NDArray[Any],
+    outcomes: NDArray[Any],
+    aid: int,
+    /,
+) -> int: ...
+
+# the rows whose action (int32) is aid, ascending, into out (int64; at most len(out));
+# returns how many rows there are
+def graph_rows_at(action: NDArray[Any], aid: int, out: NDArray[Any], /) -> int: ...
+
+# Dscpmk.process for distinct rows (int64): counters (int64[DSCPMK_COUNTERS]) and
+# per_dscp (int64[64]) updated, new_ds (int16) written where the DSCP changes, next_out
+# (int32[len(rows)]) filled with next_action
+def dscpmk_rows(
+    rows: NDArray[Any],
+    direction: NDArray[Any],  # uint8
+    ip_version: NDArray[Any],  # uint8
+    ds_byte: NDArray[Any],  # uint8
+    new_ds: NDArray[Any],  # int16
+    dscp_map: NDArray[Any],  # uint8[64], values < 64
+    per_dscp: NDArray[Any],
+    counters: NDArray[Any],
+    next_out: NDArray[Any],
+    next_action: int,
+    /,
+) -> None: ...
+
+# Dlcosmk.process: counters (int64[DLCOSMK_COUNTERS]) updated, new_pcp (int8) set to pcp
+# (0..7) for outbound 802.1Q-tagged rows, next_out (int32[len(rows)]) filled
+def dlcosmk_rows(
+    rows: NDArray[Any],  # int64
+    direction: NDArray[Any],  # uint8
+    vlan_off: NDArray[Any],  # int64
+    new_pcp: NDArray[Any],
+    counters: NDArray[Any],
+    next_out: NDArray[Any],
+    pcp: int,
+    next_action: int,
+    /,
+) -> None: ...
+
+# statistics: add to counts (int64[DSCP_TRANSITIONS]) the (read, written) DSCP of every
+# row written out (ACTION_CONTINUE, IP); add to counts (int64[PACKET_CONDITIONS]) the
+# rows of flags (uint8) truncated, header-cut and length-from-frame (not malformed)
+def dscp_transitions(cols: PacketColumns, counts: NDArray[Any], /) -> None: ...
+def packet_conditions(flags: NDArray[Any], counts: NDArray[Any], /) -> None: ...

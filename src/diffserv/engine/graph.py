@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from diffserv._kernels import GRAPH_OUTCOME_SIZE, graph_begin, graph_rows_at, graph_scatter
 from diffserv.columns import (
     ACTION_CONTINUE,
     ACTION_DEFER,
@@ -145,45 +146,85 @@ class ActionGraph:
         return self.operators[0]
 
     def run(self, batch: PacketBatch) -> None:
-        """Classify and process every packet of ``batch``; leaves virtual ids in ``action``."""
+        """Classify and process every packet of ``batch``; leaves virtual ids in ``action``.
+
+        The masks, gathers and sums around the operators are C passes
+        (``diffserv._kernels.graph_*``): one to start the batch, one to write each
+        operator's checked verdicts (which also counts what each later action holds and
+        what ends at a virtual action), one to gather an action's rows. An action no
+        verdict reached is skipped without looking at the batch.
+        """
+        cols = batch.cols
         n = batch.n
+        ip_rows = np.empty(n, np.int64)
+        room = max(0, MALFORMED_KEPT - len(self.malformed_numbers))
+        first = np.empty(room, np.int64)
+        n_ip, nbytes, nmal, not_ip_packets, not_ip_bytes = graph_begin(cols, ip_rows, first)
         self.packets += n
-        self.bytes += int(batch.cols.wire_len.sum())
-        action = batch.cols.action
-        action[:] = ACTION_CONTINUE
-        malformed = (batch.cols.flags & FLAG_MALFORMED) != 0
-        nmal = int(malformed.sum())
+        self.bytes += nbytes
         if nmal:
             self.malformed_count += nmal
-            room = MALFORMED_KEPT - len(self.malformed_numbers)
-            if room > 0:
-                self.malformed_numbers.extend(int(x) for x in batch.cols.number[malformed][:room])
-        # malformed frames go to ipgpc, which passes them on unclassified (epackets)
-        is_ip = (batch.cols.ip_version != NOT_IP) | malformed
-        non_ip = ~is_ip
-        if non_ip.any():
-            self.not_ip.packets += int(non_ip.sum())
-            self.not_ip.bytes += int(batch.cols.wire_len[non_ip].sum())
-        rows = np.flatnonzero(is_ip).astype(np.int64)
-        traced = self.trace_limit > 0 and n > 0 and int(batch.cols.number[0]) <= self.trace_limit
-        if rows.shape[0]:
-            action[rows] = self._checked(0, rows, self.classifier.process(batch, rows))
+            self.malformed_numbers.extend(first[: min(nmal, room)].tolist())
+        if not_ip_packets:
+            self.not_ip.packets += not_ip_packets
+            self.not_ip.bytes += not_ip_bytes
+        traced = self.trace_limit > 0 and n > 0 and int(cols.number[0]) <= self.trace_limit
+        pending = np.zeros(len(self.operators), np.int64)  # rows each action now holds
+        tally = np.zeros(GRAPH_OUTCOME_SIZE, np.int64)  # packets, bytes per outcome
+        if n_ip:
+            rows = ip_rows[:n_ip]
+            self._scatter(
+                batch, 0, rows, self.classifier.process(batch, rows), pending=pending, tally=tally
+            )
             if traced:
                 self._trace_step(batch, 0, rows)
             for aid in range(1, len(self.operators)):
-                rows = np.flatnonzero(action == aid).astype(np.int64)
-                if rows.shape[0]:
-                    nxt = self.operators[aid].process(batch, rows)
-                    action[rows] = self._checked(aid, rows, nxt)
-                    if traced:
-                        self._trace_step(batch, aid, rows)
+                held = int(pending[aid])
+                if not held:
+                    continue
+                rows = np.empty(held, np.int64)
+                if graph_rows_at(cols.action, aid, rows) != held:
+                    raise EngineError(f"action {self.operators[aid].name}: rows went astray")
+                self._scatter(
+                    batch,
+                    aid,
+                    rows,
+                    self.operators[aid].process(batch, rows),
+                    pending=pending,
+                    tally=tally,
+                )
+                if traced:
+                    self._trace_step(batch, aid, rows)
         if traced:
-            self._trace_end(batch, is_ip, malformed)
-        for vid, name in OUTCOMES.items():
-            at = (action == vid) & is_ip
+            malformed = (cols.flags & FLAG_MALFORMED) != 0
+            self._trace_end(batch, (cols.ip_version != NOT_IP) | malformed, malformed)
+        for slot, name in enumerate(OUTCOMES.values()):
             outcome = self.outcomes.setdefault(name, Outcome())
-            outcome.packets += int(at.sum())
-            outcome.bytes += int(batch.cols.wire_len[at].sum())
+            outcome.packets += int(tally[2 * slot])
+            outcome.bytes += int(tally[2 * slot + 1])
+
+    def _scatter(
+        self,
+        batch: PacketBatch,
+        aid: int,
+        rows: NDArray[np.int64],
+        nxt: NDArray[np.int32],
+        *,
+        pending: NDArray[np.int64],
+        tally: NDArray[np.int64],
+    ) -> None:
+        """Write action ``aid``'s verdicts for ``rows``; EngineError for a bad one."""
+        if nxt.shape[0] != rows.shape[0]:
+            raise EngineError(f"action {self.operators[aid].name}: wrong number of verdicts")
+        if not (isinstance(nxt, np.ndarray) and nxt.dtype == np.int32 and nxt.flags.c_contiguous):
+            # not the protocol's dtype: check the values as given, then store as the
+            # action column would (numpy's assignment cast)
+            nxt = np.ascontiguousarray(self._checked(aid, rows, nxt), dtype=np.int32)
+        bad = graph_scatter(batch.cols.action, batch.cols.wire_len, rows, nxt, pending, tally, aid)
+        if bad >= 0:
+            raise EngineError(
+                f"action {self.operators[aid].name}: invalid next action {int(nxt[bad])}"
+            )
 
     def _trace_step(self, batch: PacketBatch, aid: int, rows: NDArray[np.int64]) -> None:
         op = self.operators[aid]

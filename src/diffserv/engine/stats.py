@@ -18,25 +18,15 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.columns import (
-    ACTION_CONTINUE,
-    FLAG_HEADER_CUT,
-    FLAG_LENGTH_FROM_FRAME,
-    FLAG_MALFORMED,
-    FLAG_TRUNCATED,
-    NOT_IP,
-    PacketBatch,
+from diffserv._kernels import (
+    DSCP_TRANSITIONS,
+    PACKET_CONDITIONS,
+    dscp_transitions,
+    packet_conditions,
 )
+from diffserv.columns import PacketBatch
 
 STATS_FORMAT: Final = "diffserv-run-stats/1"
-
-# flag-byte values counted as each packet-level condition (a malformed packet is not
-# also counted as a header cut or an offload length)
-_FLAG_BYTES = np.arange(256)
-_MALFORMED = (_FLAG_BYTES & FLAG_MALFORMED) != 0
-_TRUNCATED = (_FLAG_BYTES & FLAG_TRUNCATED) != 0
-_HEADER_CUT = ((_FLAG_BYTES & FLAG_HEADER_CUT) != 0) & ~_MALFORMED
-_FROM_FRAME = ((_FLAG_BYTES & FLAG_LENGTH_FROM_FRAME) != 0) & ~_MALFORMED
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,15 +154,11 @@ class SessionStats:
 class DscpTransitions:
     """A 64 × 64 count of (DSCP as read, DSCP as written) over the packets written out."""
 
-    counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(64 * 64, np.int64))
+    counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(DSCP_TRANSITIONS, np.int64))
 
     def update(self, batch: PacketBatch) -> None:
-        cols = batch.cols
-        keep = (cols.action == ACTION_CONTINUE) & (cols.ip_version != NOT_IP)
-        before = cols.ds_byte[keep] >> 2
-        after = batch.current_ds()[keep] >> 2
-        pair = before.astype(np.int64) * 64 + after.astype(np.int64)
-        self.counts += np.bincount(pair, minlength=64 * 64)
+        """Count the batch's packets written out (ACTION_CONTINUE, IP): one C pass."""
+        dscp_transitions(batch.cols, self.counts)
 
     def rows(self) -> tuple[Transition, ...]:
         """Non-zero transitions, largest first (ties by DSCP values)."""
@@ -193,7 +179,10 @@ class PacketConditions:
     length_from_frame: int = 0
 
     def update(self, batch: PacketBatch) -> None:
-        by_flags = np.bincount(batch.cols.flags, minlength=256)  # one pass for all three
-        self.truncated += int(by_flags[_TRUNCATED].sum())
-        self.header_cut += int(by_flags[_HEADER_CUT].sum())
-        self.length_from_frame += int(by_flags[_FROM_FRAME].sum())
+        """One C pass over the flags (a malformed packet counts only as malformed)."""
+        counts = np.zeros(PACKET_CONDITIONS, np.int64)
+        packet_conditions(batch.cols.flags, counts)
+        truncated, header_cut, from_frame = counts.tolist()
+        self.truncated += truncated
+        self.header_cut += header_cut
+        self.length_from_frame += from_frame

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import NDArray
 
+from diffserv._kernels import DLCOSMK_COUNTERS, dlcosmk_rows
 from diffserv.columns import PacketBatch
-from diffserv.directions import FWD_IN, LOCAL_IN
 from diffserv.engine.context import BuildContext
 from diffserv.policy.interpret import dlcosmk_params
 from diffserv.policy.model import Action
@@ -32,20 +32,33 @@ class Dlcosmk:
         self.cos = self.params.cos
         self.pcp = self.params.pcp(ctx.options.cos_mode)
         self.next_action = ctx.action_id(self.params.next_action)
-        self.npackets = 0
-        self.ipackets = 0
+        self._counts = np.zeros(DLCOSMK_COUNTERS, np.int64)  # npackets, ipackets
         self.epackets = 0
 
     def process(self, batch: PacketBatch, idx: NDArray[np.int64]) -> NDArray[np.int32]:
-        n = idx.shape[0]
-        self.npackets += n
-        direction = batch.cols.direction[idx]
-        inbound = (direction == LOCAL_IN) | (direction == FWD_IN)
-        untagged = batch.cols.vlan_off[idx] < 0
-        passed = inbound | untagged
-        self.ipackets += int(passed.sum())
-        batch.cols.new_pcp[idx[~passed]] = self.pcp
-        return np.full(n, self.next_action, np.int32)
+        """Mark rows ``idx`` in one C pass."""
+        rows = np.ascontiguousarray(idx, dtype=np.int64)
+        next_out = np.empty(rows.shape[0], np.int32)
+        cols = batch.cols
+        dlcosmk_rows(
+            rows,
+            cols.direction,
+            cols.vlan_off,
+            cols.new_pcp,
+            self._counts,
+            next_out,
+            self.pcp,
+            self.next_action,
+        )
+        return next_out
+
+    @property
+    def npackets(self) -> int:
+        return int(self._counts[0])
+
+    @property
+    def ipackets(self) -> int:
+        return int(self._counts[1])
 
     def finish(self) -> None:
         return None
