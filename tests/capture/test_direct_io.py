@@ -8,6 +8,7 @@ still surfaces (at the next write or at close), on a real ext4 file system.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import subprocess
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ def _pieces(total: int, seed: int) -> list[bytes]:
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 256, total, dtype=np.uint8).tobytes()
     cuts = sorted(set(rng.integers(0, total, 40).tolist()) | {0, total})
-    return [data[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(cuts)]
 
 
 def test_direct_output_is_every_byte_in_order(ext4: Path) -> None:
