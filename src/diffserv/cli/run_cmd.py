@@ -185,6 +185,7 @@ def _settle_for_a_long_run() -> None:
     """
     gc.collect()
     gc.freeze()
+
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_MMAP_THRESHOLD, _MALLOC_KEEP)
