@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from gen_capture import DATA_DIR, DEFAULT_PACKETS, ensure  # noqa: E402
-from measure import diffserv_command, timed  # noqa: E402
+from measure import diffserv_command, save_results, timed  # noqa: E402
 
 BASE_POLICY = HERE / "bench_run.conf"
 TARGET_SHARE = 0.15
@@ -207,6 +207,16 @@ def main(argv: list[str] | None = None) -> int:
             line += "\n    " + ", ".join(f"{k} {v:,}" for k, v in counters[name].items())
         print(line, flush=True)
     worst = max((cpu[n] - cpu["base"]) / cpu[n] for n in METERS)
+    shares = " / ".join(f"{(cpu[n] - cpu['base']) / cpu[n] * 100:+.1f} %" for n in METERS)
+    row = {
+        "what": f"{' / '.join(METERS)} on the busiest class, {args.packets / 1e6:g} M packets",
+        "ours_text": f"{shares} of the run's CPU time",
+        "anchor_text": "the same run without the meter",
+        "ratio_text": "—",
+        "target": "< 15 %",
+        "cpu_s": cpu,
+    }
+    save_results("bench_meter", [row])
     return 0 if worst < TARGET_SHARE else 1
 
 
