@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE))
 from measure import Runs, alternate, comparison, diffserv_command, save_results, timed  # noqa: E402
 
 POLICY = ROOT / "examples" / "policies" / "enterprise-edge.conf"
+_NUMPY_ONE_THREAD = "import os; os.environ['OPENBLAS_NUM_THREADS'] = '1'; import numpy"
 CAPTURE = ROOT / "examples" / "captures" / "edge.pcapng"
 
 
@@ -41,7 +42,8 @@ def _warm(rounds: int, work: Path) -> list[dict[str, object]]:
         ("diffserv run (bundled example)", _run_example(diffserv, work / "out.pcapng")),
         ("diffserv check (bundled policy)", [*diffserv, "check", str(POLICY)]),
         ("python -c pass", [python, "-c", "pass"]),
-        ("python -c 'import numpy'", [python, "-c", "import numpy"]),
+        # as diffserv imports it: with one OpenBLAS thread (cli/main.py)
+        ("python -c 'import numpy'", [python, "-c", _NUMPY_ONE_THREAD]),
     ]
     tcprewrite = shutil.which("tcprewrite")
     if tcprewrite:
@@ -51,6 +53,8 @@ def _warm(rounds: int, work: Path) -> list[dict[str, object]]:
                 [tcprewrite, "--tos=184", "--tclass=184", "-i", str(CAPTURE), "-o", "/dev/null"],
             )
         )
+    # byte-compiled as an installed package is (a working tree may have changed sources)
+    subprocess.run([python, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
     timed(commands[0][1], quiet_stderr=True)  # the page cache holds every file from here on
     results = alternate(commands, rounds, quiet_stderr=True)
     for runs in results:
