@@ -9,7 +9,7 @@ from engine_helpers import classes_of, classifier_policy, graph_for, make_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diffserv.columns import FLAG_MALFORMED
+from diffserv.columns import FLAG_HEADER_CUT, FLAG_MALFORMED
 from diffserv.directions import FWD_IN, FWD_OUT, LOCAL_IN, LOCAL_OUT
 from diffserv.policy.model import (
     Class,
@@ -317,3 +317,48 @@ def test_index_agrees_with_naive_matcher(
         )
     got = classify(filters, packets)
     assert got == [_naive(filters, p) for p in packets]
+
+
+# Packets that differ in exactly one thing a filter can select on, interleaved in one
+# batch: each must get the class it gets alone (nothing learnt from one row of a batch may
+# answer for another).
+_NEAR_TWINS: list[dict[str, Any]] = [
+    {"dport": 80},
+    {"dport": 80, "sport": 5060},
+    {"dport": 80, "proto": 6},
+    {"dport": 80, "ds": 0xB8},
+    {"dport": 80, "dir": LOCAL_IN},
+    {"dport": 80, "dir": FWD_OUT},
+    {"dport": 80, "ifindex": 1},
+    {"dport": 80, "uid": 1001},
+    {"dport": 80, "projid": 7},
+    {"dport": 80, "src": "10.1.2.3"},
+    {"dport": 80, "dst": "2001:db8::80", "src": "2001:db8::1"},
+    {"dport": 80, "flags": FLAG_HEADER_CUT},
+    {"dport": 0, "proto": 1},
+]
+_TWIN_FILTERS = [
+    Filter("web", "web", dport=80),
+    Filter("sip", "voice", sport=5060, precedence=1),
+    Filter("tcp", "tcp", dport=80, protocol=6, precedence=1),
+    Filter("ef", "marked", dsfield=0xB8, dsfield_mask=0xFC, precedence=1),
+    Filter("in", "inbound", direction=LOCAL_IN, precedence=1),
+    Filter("eth1", "eth1", if_name="eth1", precedence=1),
+    Filter("user", "user", user=1001, precedence=1),
+    Filter("proj", "proj", projid=7, precedence=1),
+    Filter("net10", "net10", saddr=ipaddress.ip_network("10.0.0.0/8"), precedence=1),
+    Filter("v6", "v6", daddr=ipaddress.ip_network("2001:db8::/32"), precedence=1),
+    Filter("icmp", "icmp", protocol=1, precedence=1),
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(0, len(_NEAR_TWINS) - 1), min_size=64, max_size=400))
+def test_a_batch_classifies_each_packet_as_a_batch_of_one_would(order: list[int]) -> None:
+    packets = _NEAR_TWINS + [_NEAR_TWINS[i] for i in order]  # every twin, then repeats
+    interfaces = ("", "eth1")
+    whole = classes_of(graph_for(classifier_policy(_TWIN_FILTERS)), make_batch(packets, interfaces))
+    alone_graph = graph_for(classifier_policy(_TWIN_FILTERS))
+    alone = [classes_of(alone_graph, make_batch([p], interfaces))[0] for p in packets]
+    assert whole == alone
+    assert len(set(whole)) > 5  # the twins really fall in different classes
