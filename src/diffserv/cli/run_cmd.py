@@ -183,7 +183,6 @@ def _settle_for_a_long_run() -> None:
     zero (page clearing went from 2.5 % of the samples to 1.6 %). What is kept stays
     bounded by one batch's temporaries.
     """
-    gc.collect()
     gc.freeze()
 
     with contextlib.suppress(OSError, AttributeError):
