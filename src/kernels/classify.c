@@ -562,14 +562,11 @@ PyMethodDef classify_methods[] = {
 };
 
 int classify_constants(PyObject *module) {
-    static const struct { const char *name; int value; } constants[] = {
+    static const int_constant_t constants[] = {
         {"F_SADDR_HI", F_SADDR_HI}, {"F_SADDR_LO", F_SADDR_LO}, {"F_DADDR_HI", F_DADDR_HI},
         {"F_DADDR_LO", F_DADDR_LO}, {"F_PROTO", F_PROTO},       {"F_SPORT", F_SPORT},
         {"F_DPORT", F_DPORT},       {"F_DSFIELD", F_DSFIELD},   {"F_IFNAME", F_IFNAME},
         {"F_UID", F_UID},           {"F_PROJID", F_PROJID},     {"NKEY", NKEY},
     };
-    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
-        if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0)
-            return -1;
-    return 0;
+    return add_int_constants(module, constants, sizeof constants / sizeof constants[0]);
 }

@@ -42,37 +42,6 @@ enum { COND_TRUNCATED, COND_HEADER_CUT, COND_FROM_FRAME, CONDITIONS_SIZE };
 
 /* ---- arguments ------------------------------------------------------------------- */
 
-typedef struct {
-    const char *name;
-    int itemsize;
-    int is_signed;
-    int writable;
-} arg_spec_t;
-
-static void release_arrays(Py_buffer *views, int held) {
-    for (int i = 0; i < held; i++) PyBuffer_Release(&views[i]);
-}
-
-/* Borrow the first `n` arguments as the arrays `specs` describes; all or none. The
- * argument count is checked by the caller (some kernels take integers after them). */
-static int acquire_arrays(PyObject *const *args, const arg_spec_t *specs, int n,
-                          Py_buffer *views) {
-    for (int i = 0; i < n; i++) {
-        if (array_acquire(args[i], &views[i], specs[i].itemsize, specs[i].is_signed,
-                          specs[i].writable, specs[i].name) < 0) {
-            release_arrays(views, i);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int check_nargs(const char *func, Py_ssize_t nargs, int n) {
-    if (nargs == n) return 0;
-    PyErr_Format(PyExc_TypeError, "%s() takes %d arguments (%zd given)", func, n, nargs);
-    return -1;
-}
-
 /* An array argument that must hold exactly `size` items. */
 static int check_size(const char *func, const char *name, const Py_buffer *view,
                       Py_ssize_t size) {
@@ -164,7 +133,7 @@ static PyObject *graph_begin(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (columns_acquire(args[0], &hold) < 0) return NULL;
     static const arg_spec_t specs[] = {{"ip_rows", 8, 1, 1}, {"malformed_first", 8, 1, 1}};
     Py_buffer v[2];
-    if (acquire_arrays(args + 1, specs, 2, v) < 0) {
+    if (arrays_acquire(args + 1, specs, 2, v) < 0) {
         columns_release(&hold);
         return NULL;
     }
@@ -181,7 +150,7 @@ static PyObject *graph_begin(PyObject *self, PyObject *const *args, Py_ssize_t n
     result = Py_BuildValue("(nKnnK)", t.n_ip, (unsigned long long)t.bytes, t.n_malformed,
                            t.not_ip_packets, (unsigned long long)t.not_ip_bytes);
 done:
-    release_arrays(v, 2);
+    arrays_release(v, 2);
     columns_release(&hold);
     return result;
 }
@@ -240,7 +209,7 @@ static PyObject *graph_scatter(PyObject *self, PyObject *const *args, Py_ssize_t
     };
     if (check_nargs(func, nargs, SC_NARRAYS + 1) < 0) return NULL;
     Py_buffer v[SC_NARRAYS];
-    if (acquire_arrays(args, specs, SC_NARRAYS, v) < 0) return NULL;
+    if (arrays_acquire(args, specs, SC_NARRAYS, v) < 0) return NULL;
     PyObject *result = NULL;
     Py_ssize_t nops = ITEMS(v[SC_PENDING]);
     Py_ssize_t n = ITEMS(v[SC_ROWS]);
@@ -272,7 +241,7 @@ static PyObject *graph_scatter(PyObject *self, PyObject *const *args, Py_ssize_t
     }
     result = PyLong_FromSsize_t(bad);
 done:
-    release_arrays(v, SC_NARRAYS);
+    arrays_release(v, SC_NARRAYS);
     return result;
 }
 
@@ -301,12 +270,12 @@ static PyObject *graph_rows_at(PyObject *self, PyObject *const *args, Py_ssize_t
     long long aid;
     if (int_arg(args[1], INT32_MIN, INT32_MAX, "aid", &aid) < 0) return NULL;
     Py_buffer v[2];
-    if (acquire_arrays((PyObject *const[]){args[0], args[2]}, specs, 2, v) < 0) return NULL;
+    if (arrays_acquire((PyObject *const[]){args[0], args[2]}, specs, 2, v) < 0) return NULL;
     Py_ssize_t k;
     Py_BEGIN_ALLOW_THREADS;
     k = rows_at_loop(v[0].buf, ITEMS(v[0]), (int32_t)aid, v[1].buf, ITEMS(v[1]));
     Py_END_ALLOW_THREADS;
-    release_arrays(v, 2);
+    arrays_release(v, 2);
     return PyLong_FromSsize_t(k);
 }
 
@@ -390,7 +359,7 @@ static PyObject *dscpmk_rows(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (int_arg(args[DM_NARRAYS], INT32_MIN, INT32_MAX, "next_action", &next_action) < 0)
         return NULL;
     Py_buffer v[DM_NARRAYS];
-    if (acquire_arrays(args, specs, DM_NARRAYS, v) < 0) return NULL;
+    if (arrays_acquire(args, specs, DM_NARRAYS, v) < 0) return NULL;
     PyObject *result = NULL;
     dscpmk_call_t a = {
         .rows = v[DM_ROWS].buf,
@@ -430,7 +399,7 @@ static PyObject *dscpmk_rows(PyObject *self, PyObject *const *args, Py_ssize_t n
     }
     result = Py_NewRef(Py_None);
 done:
-    release_arrays(v, DM_NARRAYS);
+    arrays_release(v, DM_NARRAYS);
     return result;
 }
 
@@ -474,7 +443,7 @@ static PyObject *dlcosmk_rows(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (int_arg(args[DC_NARRAYS + 1], INT32_MIN, INT32_MAX, "next_action", &next_action) < 0)
         return NULL;
     Py_buffer v[DC_NARRAYS];
-    if (acquire_arrays(args, specs, DC_NARRAYS, v) < 0) return NULL;
+    if (arrays_acquire(args, specs, DC_NARRAYS, v) < 0) return NULL;
     PyObject *result = NULL;
     Py_ssize_t n = ITEMS(v[DC_ROWS]);
     if (check_size(func, "counters", &v[DC_COUNTERS], DLCOSMK_COUNTERS) < 0) goto done;
@@ -496,7 +465,7 @@ static PyObject *dlcosmk_rows(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     result = Py_NewRef(Py_None);
 done:
-    release_arrays(v, DC_NARRAYS);
+    arrays_release(v, DC_NARRAYS);
     return result;
 }
 
@@ -519,7 +488,7 @@ static PyObject *dscp_transitions(PyObject *self, PyObject *const *args, Py_ssiz
     columns_hold_t hold;
     if (columns_acquire(args[0], &hold) < 0) return NULL;
     Py_buffer counts;
-    if (acquire_arrays(args + 1, &spec, 1, &counts) < 0) {
+    if (arrays_acquire(args + 1, &spec, 1, &counts) < 0) {
         columns_release(&hold);
         return NULL;
     }
@@ -557,7 +526,7 @@ static PyObject *packet_conditions(PyObject *self, PyObject *const *args, Py_ssi
     static const arg_spec_t specs[] = {{"flags", 1, 0, 0}, {"counts", 8, 1, 1}};
     if (check_nargs(func, nargs, 2) < 0) return NULL;
     Py_buffer v[2];
-    if (acquire_arrays(args, specs, 2, v) < 0) return NULL;
+    if (arrays_acquire(args, specs, 2, v) < 0) return NULL;
     PyObject *result = NULL;
     if (check_size(func, "counts", &v[1], CONDITIONS_SIZE) < 0) goto done;
     Py_BEGIN_ALLOW_THREADS;
@@ -565,7 +534,7 @@ static PyObject *packet_conditions(PyObject *self, PyObject *const *args, Py_ssi
     Py_END_ALLOW_THREADS;
     result = Py_NewRef(Py_None);
 done:
-    release_arrays(v, 2);
+    arrays_release(v, 2);
     return result;
 }
 
@@ -601,17 +570,12 @@ PyMethodDef engine_methods[] = {
 };
 
 int engine_constants(PyObject *module) {
-    static const struct {
-        const char *name;
-        long value;
-    } constants[] = {
+    static const int_constant_t constants[] = {
         {"GRAPH_OUTCOME_SIZE", GRAPH_OUTCOME_SIZE},
         {"DSCPMK_COUNTERS", DSCPMK_COUNTERS},
         {"DLCOSMK_COUNTERS", DLCOSMK_COUNTERS},
         {"DSCP_TRANSITIONS", TRANSITIONS},
         {"PACKET_CONDITIONS", CONDITIONS_SIZE},
     };
-    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
-        if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0) return -1;
-    return 0;
+    return add_int_constants(module, constants, sizeof constants / sizeof constants[0]);
 }

@@ -38,6 +38,30 @@ int bytes_acquire(PyObject *obj, Py_buffer *view, int writable, const char *what
 
 #define ITEMS(view) ((view).len / (view).itemsize)
 
+/* One array argument of a kernel: its name in errors, item size, signedness (-1 either)
+ * and whether the kernel writes it. */
+typedef struct {
+    const char *name;
+    int itemsize;
+    int is_signed;
+    int writable;
+} arg_spec_t;
+
+/* Borrow the first `n` arguments as the arrays `specs` describes: all or none (with an
+ * exception set). The argument count is the caller's to check (check_nargs), since some
+ * kernels take integers after their arrays. */
+int arrays_acquire(PyObject *const *args, const arg_spec_t *specs, int n, Py_buffer *views);
+void arrays_release(Py_buffer *views, int n);
+/* A TypeError unless a METH_FASTCALL kernel got exactly `n` arguments. */
+int check_nargs(const char *func, Py_ssize_t nargs, int n);
+
+/* An area's integer constants, added to the module by name. */
+typedef struct {
+    const char *name;
+    long value;
+} int_constant_t;
+int add_int_constants(PyObject *module, const int_constant_t *constants, size_t n);
+
 /* Big-endian loads from a byte buffer (callers have checked the bounds). */
 static inline uint32_t load_be16(const uint8_t *p) { return ((uint32_t)p[0] << 8) | p[1]; }
 static inline uint32_t load_be32(const uint8_t *p) {

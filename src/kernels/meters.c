@@ -52,36 +52,13 @@ static const uint8_t OUTCOME_COLOURS[NOUTCOMES] = {COLOUR_GREEN, COLOUR_YELLOW, 
 
 /* ---- arguments ------------------------------------------------------------------- */
 
-/* One array argument of a kernel: its name in errors, item type and whether it is
- * written. */
-typedef struct {
-    const char *name;
-    int itemsize;
-    int is_signed;
-    int writable;
-} arg_spec_t;
-
 #define MAX_ARRAY_ARGS 14
-
-static void release_arrays(Py_buffer *views, int held) {
-    for (int i = 0; i < held; i++) PyBuffer_Release(&views[i]);
-}
 
 /* Borrow the `n` array arguments `specs` describes; all or none (exception set). */
 static int acquire_arrays(const char *func, PyObject *const *args, Py_ssize_t nargs,
                           const arg_spec_t *specs, int n, Py_buffer *views) {
-    if (nargs != n) {
-        PyErr_Format(PyExc_TypeError, "%s() takes %d arguments (%zd given)", func, n, nargs);
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        if (array_acquire(args[i], &views[i], specs[i].itemsize, specs[i].is_signed,
-                          specs[i].writable, specs[i].name) < 0) {
-            release_arrays(views, i);
-            return -1;
-        }
-    }
-    return 0;
+    if (check_nargs(func, nargs, n) < 0) return -1;
+    return arrays_acquire(args, specs, n, views);
 }
 
 /* The fixed-size arrays (config, state, counters, ...) must have exactly their size. */
@@ -410,10 +387,10 @@ static PyObject *token_meter_kernel(PyObject *self, PyObject *const *args, Py_ss
         PyErr_Format(PyExc_IndexError, "%s: a row is outside [0, %zd)", func, limit);
         goto fail;
     }
-    release_arrays(v, TOK_NARGS);
+    arrays_release(v, TOK_NARGS);
     Py_RETURN_NONE;
 fail:
-    release_arrays(v, TOK_NARGS);
+    arrays_release(v, TOK_NARGS);
     return NULL;
 }
 
@@ -615,10 +592,10 @@ static PyObject *tsw_meter_kernel(PyObject *self, PyObject *const *args, Py_ssiz
         PyErr_Format(PyExc_IndexError, "%s: a row is outside [0, %zd)", func, limit);
         goto fail;
     }
-    release_arrays(v, TSW_NARGS);
+    arrays_release(v, TSW_NARGS);
     Py_RETURN_NONE;
 fail:
-    release_arrays(v, TSW_NARGS);
+    arrays_release(v, TSW_NARGS);
     return NULL;
 }
 
@@ -717,10 +694,7 @@ PyMethodDef meters_methods[] = {
 };
 
 int meters_constants(PyObject *module) {
-    static const struct {
-        const char *name;
-        long value;
-    } constants[] = {
+    static const int_constant_t constants[] = {
         {"METER_GREEN", COLOUR_GREEN},
         {"METER_YELLOW", COLOUR_YELLOW},
         {"METER_RED", COLOUR_RED},
@@ -729,7 +703,5 @@ int meters_constants(PyObject *module) {
         {"TSW_CONFIG_SIZE", TSW_CONFIG_SIZE},
         {"TSW_STATE_SIZE", TSW_STATE_SIZE},
     };
-    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
-        if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0) return -1;
-    return 0;
+    return add_int_constants(module, constants, sizeof constants / sizeof constants[0]);
 }

@@ -41,6 +41,33 @@ int bytes_acquire(PyObject *obj, Py_buffer *view, int writable, const char *what
     return 0;
 }
 
+void arrays_release(Py_buffer *views, int n) {
+    for (int i = 0; i < n; i++) PyBuffer_Release(&views[i]);
+}
+
+int arrays_acquire(PyObject *const *args, const arg_spec_t *specs, int n, Py_buffer *views) {
+    for (int i = 0; i < n; i++) {
+        if (array_acquire(args[i], &views[i], specs[i].itemsize, specs[i].is_signed,
+                          specs[i].writable, specs[i].name) < 0) {
+            arrays_release(views, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int check_nargs(const char *func, Py_ssize_t nargs, int n) {
+    if (nargs == n) return 0;
+    PyErr_Format(PyExc_TypeError, "%s() takes %d arguments (%zd given)", func, n, nargs);
+    return -1;
+}
+
+int add_int_constants(PyObject *module, const int_constant_t *constants, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0) return -1;
+    return 0;
+}
+
 void columns_release(columns_hold_t *hold) {
     for (int i = 0; i < hold->held; i++) PyBuffer_Release(&hold->views[i]);
     hold->held = 0;
