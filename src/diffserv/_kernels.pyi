@@ -137,6 +137,8 @@ def classify_rows(
 ) -> int: ...
 
 # --- flows: flowacct flow table (src/kernels/flows.c)
+def format_addresses(hi: NDArray[Any], lo: NDArray[Any], /) -> list[str]: ...  # uint64 words
+
 # Layout in diffserv.engine.modules._flow_table; int64 pools of (rows, FLOW_NCOLS) and
 # (rows, ITEM_NCOLS), a power-of-two int64 index, FLOW_NSCALARS int64 scalars and a
 # (rows, FLOW_OUT_NCOLS) int64 record buffer.

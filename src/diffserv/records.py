@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from dataclasses import dataclass
 from datetime import date
 from typing import Final, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+from diffserv._kernels import format_addresses as _format_addresses
 
 GROUP_BASIC: Final = "basic"
 GROUP_EXTENDED: Final = "extended"
@@ -134,17 +135,9 @@ RECORD_COLUMNS: Final = (
 
 
 def format_address(hi: int, lo: int) -> str:
-    """Text form of a 128-bit address: dotted quad for v4-mapped, RFC 5952 otherwise.
-
-    ``inet_ntop`` is the fast path (a flow file formats two addresses per record); it
-    writes the deprecated IPv4-compatible form ``::a.b.c.d`` where RFC 5952 (and the
-    ``ipaddress`` module) give hex words, so those few addresses take the slow path.
-    """
-    if hi == _V4_MAPPED_HI and (lo >> 32) == _V4_MAPPED_LO_TAG:
-        return socket.inet_ntoa((lo & 0xFFFFFFFF).to_bytes(4, "big"))
-    if hi == 0 and (lo >> 32) == 0:
-        return ipaddress.IPv6Address(lo).compressed
-    return socket.inet_ntop(socket.AF_INET6, ((hi << 64) | lo).to_bytes(16, "big"))
+    """Text form of a 128-bit address: dotted quad for v4-mapped, RFC 5952 otherwise."""
+    (text,) = _format_addresses(np.array([hi], np.uint64), np.array([lo], np.uint64))
+    return text
 
 
 def parse_address(text: str) -> tuple[int, int]:
@@ -157,17 +150,10 @@ def parse_address(text: str) -> tuple[int, int]:
 
 
 def format_addresses(hi: NDArray[np.uint64], lo: NDArray[np.uint64]) -> list[str]:
-    """Text forms of many addresses, each distinct address formatted once."""
-    cache: dict[tuple[int, int], str] = {}
-    out: list[str] = []
-    for h, low in zip(hi.tolist(), lo.tolist(), strict=True):
-        key = (h, low)
-        text = cache.get(key)
-        if text is None:
-            text = format_address(h, low)
-            cache[key] = text
-        out.append(text)
-    return out
+    """Text forms of many addresses (compiled: a flow file writes two per record)."""
+    return _format_addresses(
+        np.ascontiguousarray(hi, np.uint64), np.ascontiguousarray(lo, np.uint64)
+    )
 
 
 # Record times are int64 ns since the epoch: exactly what that type holds, no more.

@@ -14,6 +14,8 @@
  */
 #include "kernels.h"
 
+#include <stdio.h>
+
 /* Flow pool columns. */
 enum { F_SHI, F_SLO, F_DHI, F_DLO, F_PORTS, F_LAST, F_PREV, F_NEXT, F_IHEAD, F_ITAIL, F_HASH,
        F_NCOLS };
@@ -753,7 +755,95 @@ fail_table:
     return NULL;
 }
 
+/* ---- record text ------------------------------------------------------------------ */
+
+/* The text of one 128-bit address into out (at least 40 bytes); returns its length. An
+ * IPv4-mapped address is a dotted quad; any other is RFC 5952: lowercase hex words
+ * without leading zeros, the longest run of two or more zero words (the first of equal
+ * runs) as "::". That is what Python's ipaddress writes, and not quite what inet_ntop
+ * does (it writes ::a.b.c.d for the IPv4-compatible block). */
+static int address_text(uint64_t hi, uint64_t lo, char *out) {
+    if (hi == 0 && (lo >> 32) == 0xFFFF)
+        return sprintf(out, "%u.%u.%u.%u", (unsigned)(lo >> 24) & 0xFF,
+                       (unsigned)(lo >> 16) & 0xFF, (unsigned)(lo >> 8) & 0xFF,
+                       (unsigned)lo & 0xFF);
+    unsigned words[8];
+    for (int i = 0; i < 4; i++) {
+        words[i] = (unsigned)(hi >> (48 - 16 * i)) & 0xFFFF;
+        words[4 + i] = (unsigned)(lo >> (48 - 16 * i)) & 0xFFFF;
+    }
+    int best = -1, best_len = 0;
+    for (int i = 0; i < 8;) {
+        if (words[i] != 0) {
+            i++;
+            continue;
+        }
+        int start = i;
+        while (i < 8 && words[i] == 0) i++;
+        if (i - start > best_len) {
+            best = start;
+            best_len = i - start;
+        }
+    }
+    if (best_len < 2) best = -1;
+    char *p = out;
+    int after_gap = 1;
+    for (int i = 0; i < 8;) {
+        if (i == best) {
+            *p++ = ':';
+            *p++ = ':';
+            i += best_len;
+            after_gap = 1;
+            continue;
+        }
+        if (!after_gap) *p++ = ':';
+        p += sprintf(p, "%x", words[i]);
+        after_gap = 0;
+        i++;
+    }
+    *p = '\0';
+    return (int)(p - out);
+}
+
+/* format_addresses(hi, lo) -> list[str]: the text of every address (see address_text). */
+static PyObject *py_format_addresses(PyObject *self, PyObject *args) {
+    PyObject *hi_o, *lo_o;
+    if (!PyArg_ParseTuple(args, "OO:format_addresses", &hi_o, &lo_o)) return NULL;
+    Py_buffer hi, lo;
+    if (array_acquire(hi_o, &hi, 8, 0, 0, "hi") < 0) return NULL;
+    if (array_acquire(lo_o, &lo, 8, 0, 0, "lo") < 0) {
+        PyBuffer_Release(&hi);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t n = ITEMS(hi);
+    if (ITEMS(lo) != n) {
+        PyErr_SetString(PyExc_ValueError, "hi and lo differ in length");
+        goto done;
+    }
+    out = PyList_New(n);
+    if (out == NULL) goto done;
+    const uint64_t *h = hi.buf, *l = lo.buf;
+    char text[48];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int len = address_text(h[i], l[i], text);
+        PyObject *item = PyUnicode_FromStringAndSize(text, len);
+        if (item == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+done:
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&hi);
+    return out;
+}
+
 PyMethodDef flows_methods[] = {
+    {"format_addresses", py_format_addresses, METH_VARARGS,
+     "format_addresses(hi, lo) -> list[str]: dotted quads for IPv4-mapped addresses, RFC "
+     "5952 text for the others."},
     {"link_free_rows", py_link_free_rows, METH_VARARGS,
      "link_free_rows(pool, start, link_col) -> head: chain rows start.. as a free list."},
     {"flow_hash", py_flow_hash, METH_VARARGS,

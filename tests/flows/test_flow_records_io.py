@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import ipaddress
 import json
 from pathlib import Path
@@ -304,3 +305,16 @@ def test_address_text_is_rfc_5952_as_the_ipaddress_module_writes_it(pair: tuple[
     else:
         expected = ipaddress.IPv6Address(value).compressed
     assert format_address(hi, lo) == expected
+
+
+@pytest.mark.parametrize("action", ["acct", "line\nbreak"])
+def test_csv_rows_are_whole_records_whatever_a_field_holds(tmp_path: Path, action: str) -> None:
+    """The CSV writer writes many rows at once and cuts them into per-record lines; a
+    field with a line break in it (quoted) must not cut a record in two."""
+    path = tmp_path / "flows.csv"
+    with open_record_writer(str(path), "extended") as w:
+        w.write(records(action, 5))
+        assert w.records_written == 5
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["action"] for row in rows] == [action] * 5
