@@ -126,3 +126,18 @@ def test_a_pipe_is_processed_as_packets_arrive(tmp_path: Path) -> None:
     finally:
         release.set()
         feeder.join(timeout=30)
+
+
+@pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "copied-from-a-mapping"])
+def test_closing_the_reader_lets_a_writer_in_at_once(tmp_path: Path, mapped: bool) -> None:
+    """The lease goes with the reader's close, not with the last reference to it."""
+    path = tmp_path / "done.pcap"
+    _capture(path, 500)
+    reader = CaptureReader(path, batch_size=64, chunk_size=CHUNK, use_mmap=mapped)
+    with reader:
+        assert reader.source.leased
+        assert sum(batch.n for batch in reader) == 500
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", f"open({str(path)!r}, 'ab').close()"], check=True)
+    assert time.monotonic() - start < 10, "the writer waited for a lease still held"
+    assert reader.packets == 500  # the reader object itself is still alive

@@ -415,6 +415,10 @@ class ByteSource:
             self._retired = None
             with contextlib.suppress(BufferError):  # batches still held keep the mapping
                 self._map.close()
+        if self._copy_map is not None:  # nothing but the copying ever views it
+            self._copy_whole = np.empty(0, np.uint8)
+            with contextlib.suppress(BufferError):
+                self._copy_map.close()
         if self._reading:
             return  # closing would wait for the blocked read's lock; exit frees the file
         if self._owns_file and not self._file.closed:

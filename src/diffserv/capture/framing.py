@@ -211,6 +211,11 @@ class Framer:
     def _prepare(self) -> None:
         """The format's own state, once the shared state is set."""
 
+    def let_go(self) -> None:
+        """Drop the view of the last buffer offered (the reader is closing)."""
+        self._buf = np.empty(0, np.uint8)
+        self._end = 0
+
     # ------------------------------------------------------------ protocol
     def receive_data(self, buf: NDArray[np.uint8], end: int, base: int, eof: bool) -> None:
         """Offer ``buf[:end]``, the capture bytes from offset ``base`` on; ``eof``: no more."""

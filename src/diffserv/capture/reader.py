@@ -192,6 +192,9 @@ class CaptureReader:
     # --------------------------------------------------------------- closing
     def close(self) -> None:
         """Stop reading ahead and close the file (standard input is left open)."""
+        framer = getattr(self, "_framer", None)
+        if framer is not None:
+            framer.let_go()  # its view of the last window would keep the mapping (and lease)
         source = getattr(self, "source", None)
         if source is not None:
             source.close()
