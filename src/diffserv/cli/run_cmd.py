@@ -37,7 +37,7 @@ from diffserv.errors import (
     PolicyFileError,
     UsageError,
 )
-from diffserv.policy.interpret import COS_MODES, DEFAULT_COS_MODE, MODULE_RULES
+from diffserv.policy.interpret import COS_MODES, DEFAULT_COS_MODE, has_accounting, has_marker
 
 if TYPE_CHECKING:
     from diffserv.capture.reader import CaptureReader
@@ -184,7 +184,6 @@ def _settle_for_a_long_run() -> None:
     bounded by one batch's temporaries.
     """
     gc.freeze()
-
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_MMAP_THRESHOLD, _MALLOC_KEEP)
@@ -207,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     policy = load(args.policy, hosts=SYSTEM_HOSTS)
     for warning in policy.warnings:
         print(format_diagnostic(warning), file=sys.stderr)
-    if args.flows and not any(MODULE_RULES[a.module].accounts for a in policy.actions):
+    if args.flows and not has_accounting(policy):
         print(
             f"warning: --flows {args.flows}: the policy has no flowacct action, "
             "so no flow records will be written",
@@ -248,7 +247,7 @@ def _run_capture(policy: Policy, args: argparse.Namespace, done: _Outputs) -> Se
     direction = BY_OPTION[args.direction] if args.direction else None
     # a mapped input saves copying it, but every page a marker writes is copied on the
     # fault instead, which costs more: map only when no action rewrites packets
-    rewrites = any(MODULE_RULES[action.module].marker for action in policy.actions)
+    rewrites = has_marker(policy)
     with open_capture(
         args.input,
         batch_size=args.batch_size,

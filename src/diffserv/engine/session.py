@@ -34,7 +34,7 @@ from diffserv.engine.stats import (
 )
 from diffserv.errors import InputDataError
 from diffserv.packet.rewrite import apply_marks
-from diffserv.policy.interpret import MODULE_RULES
+from diffserv.policy.interpret import has_marker
 from diffserv.policy.model import Policy
 
 # progress(packets_done, elapsed_seconds)
@@ -85,9 +85,7 @@ class Session:
         self.graph: ActionGraph = compile_policy(policy, self.options)
         self.graph.trace_limit = self.options.trace_limit
         # a policy without a marker never changes a byte: no pass over the packets for it
-        self._rewrites = self.options.rewrite_packets and any(
-            MODULE_RULES[action.module].marker for action in policy.actions
-        )
+        self._rewrites = self.options.rewrite_packets and has_marker(policy)
         self.packet_sink = packet_sink
         self.labels = labels if labels is not None else Labels()
         self.input_error: InputDataError | None = None

@@ -18,7 +18,6 @@ from diffserv.codepoints import PCP_TABLE, dscp_name
 from diffserv.directions import DIRECTIONS
 from diffserv.policy.hosts import HostDatabase, host_database
 from diffserv.policy.interpret import (
-    MODULE_RULES,
     DlcosmkParams,
     DscpmkParams,
     FlowacctParams,
@@ -26,6 +25,7 @@ from diffserv.policy.interpret import (
     ModuleParams,
     TokenmtParams,
     TswtclmtParams,
+    has_marker,
     interpret,
     ipgpc_params,
 )
@@ -578,7 +578,7 @@ def explain_policy(
         "Every packet is classified by ipgpc.classify: among the filters that match it, the "
         "highest priority wins, then the lowest precedence, then the first in the file."
     )
-    if any(a.module in MODULE_RULES and MODULE_RULES[a.module].marker for a in policy.actions):
+    if has_marker(policy):
         out.append("Markers leave inbound packets (LOCAL_IN, FWD_IN) unchanged.")
     by_class: dict[str, list[Filter]] = {}
     for flt in classifier.filters:

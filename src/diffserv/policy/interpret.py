@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Final
 
 from diffserv.policy.diagnostics import Reporter, clip
-from diffserv.policy.model import CONTINUE, Action, Class, Filter, Location
+from diffserv.policy.model import CONTINUE, Action, Class, Filter, Location, Policy
 from diffserv.policy.raw import RawAction, RawItem
 from diffserv.policy.schema import (
     COS_BBAND_MAP,
@@ -392,6 +392,21 @@ MODULE_RULES: Final[Mapping[str, ModuleRules]] = MappingProxyType(
         )
     }
 )
+
+
+def has_marker(policy: Policy) -> bool:
+    """Whether an action of ``policy`` rewrites packets (dscpmk, dlcosmk)."""
+    return any(rules.marker for rules in _rules_of(policy))
+
+
+def has_accounting(policy: Policy) -> bool:
+    """Whether an action of ``policy`` hands out flow records (flowacct)."""
+    return any(rules.accounts for rules in _rules_of(policy))
+
+
+def _rules_of(policy: Policy) -> list[ModuleRules]:
+    """The rules of every action's module (a module diffserv does not know has none)."""
+    return [MODULE_RULES[a.module] for a in policy.actions if a.module in MODULE_RULES]
 
 
 def interpret(action: Action) -> ModuleParams:
