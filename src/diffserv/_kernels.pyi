@@ -68,6 +68,12 @@ def compact_records(
     /,
 ) -> int: ...
 
+# page advice for a mapped capture, GIL released (capture_pages.c)
+def advise(buf: NDArray[Any] | bytes, start: int, length: int, advice: int, /) -> None: ...
+def copy_from_mapping(
+    src: NDArray[Any], pos: int, dst: NDArray[Any], start: int, n: int, /
+) -> bool: ...
+
 SCAN_MORE: Final[int]
 SCAN_BAD: Final[int]
 SCAN_CONTROL: Final[int]

@@ -40,6 +40,7 @@ from typing import BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
+from diffserv._kernels import advise, copy_from_mapping
 from diffserv.capture.file_lease import lease_broken, take_read_lease
 from diffserv.capture.lease import BUFFERS
 from diffserv.errors import InputDataError
@@ -112,6 +113,7 @@ class ByteSource:
         self._retired: NDArray[np.uint8] | None = None  # mapped window left at the last advance
         self._released = 0  # mapped pages below this offset are given back
         self._release: Future[None] | None = None
+        self._advising = threading.Lock()  # held by a helper thread advising on the mapping
         self._closing = False
         self._buf: NDArray[np.uint8] = np.empty(0, np.uint8)
         self._spare: NDArray[np.uint8] | None = None
@@ -220,16 +222,11 @@ class ByteSource:
         pos = self._copy_pos
         size = len(mapping)
         n = max(0, min(buf.shape[0] - start, size - pos))
-        page = mmap.PAGESIZE
-        first = pos - pos % page
         self._reading += 1
         try:
-            with contextlib.suppress(OSError):  # a kernel before 5.14: faults map the pages
-                mapping.madvise(_MADV_POPULATE_READ, first, pos + n - first)
-            buf[start : start + n] = self._copy_whole[pos : pos + n]
-            done = pos + n - (pos + n) % page
-            if done > first:  # copied: the mapping's pages are not needed any more
-                mapping.madvise(mmap.MADV_DONTNEED, first, done - first)
+            # map in, copy, give the pages back: one call, without the GIL (the engine
+            # thread runs meanwhile; mmap.madvise would hold it)
+            copy_from_mapping(self._copy_whole, pos, buf, start, n)
         finally:
             self._reading -= 1
         self._copy_pos = pos + n
@@ -379,23 +376,24 @@ class ByteSource:
     def _release_window(
         self, done: NDArray[np.uint8] | None, release_to: int, ahead: tuple[int, int]
     ) -> None:
-        mapping = self._map
-        assert mapping is not None
         start, stop = ahead
-        if stop > start and self._populate and not self._closing:
-            try:
-                mapping.madvise(self._populate, start, stop - start)
-            except ValueError:  # closed meanwhile
-                pass
-            except OSError:  # a kernel before 5.14: read ahead without mapping
-                self._populate = mmap.MADV_WILLNEED if self._populate != mmap.MADV_WILLNEED else 0
+        # advice goes through a view of the mapping with the GIL released (mmap.madvise
+        # holds it); the lock keeps close() from unmapping while a call holds the view
+        with self._advising:
+            if stop > start and self._populate and not self._closing:
+                try:
+                    advise(self._whole, start, stop - start, self._populate)
+                except OSError:  # a kernel before 5.14: read ahead without mapping
+                    self._populate = (
+                        mmap.MADV_WILLNEED if self._populate != mmap.MADV_WILLNEED else 0
+                    )
         if done is None:
             return
         BUFFERS.wait_free(done)  # the consumer and the writer have finished with the window
-        if release_to > self._released and not self._closing:
-            with contextlib.suppress(ValueError):  # closed meanwhile
-                mapping.madvise(mmap.MADV_DONTNEED, self._released, release_to - self._released)
-            self._released = release_to
+        with self._advising:
+            if release_to > self._released and not self._closing:
+                advise(self._whole, self._released, release_to - self._released, mmap.MADV_DONTNEED)
+                self._released = release_to
 
     def close(self) -> None:
         """Stop reading ahead and close the file (standard input is left open)."""
@@ -411,6 +409,8 @@ class ByteSource:
             if not pending.done():
                 self._reading += 1  # a read is stuck (a stalled pipe): do not wait on it
         if self._map is not None:
+            with self._advising:  # no advice is in flight, and none starts from here on
+                pass
             self._buf = self._whole = np.empty(0, np.uint8)
             self._retired = None
             with contextlib.suppress(BufferError):  # batches still held keep the mapping
