@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from importlib import import_module
@@ -11,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
+import diffserv
 from diffserv.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[2]
+# the fresh interpreter imports the diffserv under test, not one a relative PYTHONPATH
+# would find from its working directory (or the one installed in the environment)
+SOURCE_ROOT = str(Path(diffserv.__file__).resolve().parents[1])
 POLICY = str(ROOT / "examples" / "policies" / "enterprise-edge.conf")
 CAPTURE = str(ROOT / "examples" / "captures" / "edge.pcapng")
 
@@ -29,12 +34,14 @@ print(json.dumps({"status": status, "loaded": loaded}), file=sys.stderr)
 
 
 def _loaded(*argv: str, tmp_path: Path) -> list[str]:
+    path = os.pathsep.join(filter(None, (SOURCE_ROOT, os.environ.get("PYTHONPATH"))))
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
         capture_output=True,
         text=True,
         check=False,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
     )
     report = json.loads(result.stderr.strip().splitlines()[-1])
     assert report["status"] == 0, result.stderr
