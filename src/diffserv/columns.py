@@ -19,9 +19,9 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Annotated, Any, Final, NamedTuple, get_args, get_origin, get_type_hints
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -56,8 +56,7 @@ class Filler(enum.Enum):
     ENGINE = "engine"  # the actions of the policy: results
 
 
-@dataclass(frozen=True, slots=True)
-class Column:
+class Column(msgspec.Struct, frozen=True):
     """One line of the table: a column's neutral value, its filler and its meaning."""
 
     default: int
@@ -203,8 +202,7 @@ def reset_columns(columns: PacketColumns, filled_by: Filler) -> None:
             array.fill(column.default)
 
 
-@dataclass(slots=True)
-class PacketBatch:
+class PacketBatch(msgspec.Struct):
     """``n`` packets: their columns, the buffer their bytes live in, and their interfaces."""
 
     buf: NDArray[np.uint8]

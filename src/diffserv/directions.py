@@ -7,8 +7,9 @@ spelling of ``diffserv run --direction`` and the words ``explain`` prints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 UNKNOWN: Final = 0  # the source does not say (a classic pcap file)
 LOCAL_IN: Final = 0x01
@@ -19,8 +20,7 @@ INBOUND: Final = LOCAL_IN | FWD_IN  # markers leave these packets unchanged
 DEFAULT: Final = LOCAL_OUT  # what a packet whose source says nothing is taken to be
 
 
-@dataclass(frozen=True, slots=True)
-class Direction:
+class Direction(msgspec.Struct, frozen=True):
     """One callout position."""
 
     value: int

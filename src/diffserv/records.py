@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 from datetime import date
 from typing import Final, Protocol
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -50,8 +50,7 @@ def fields_of(group: str) -> tuple[str, ...]:
     return EXTENDED_FIELDS if group == GROUP_EXTENDED else BASIC_FIELDS
 
 
-@dataclass(frozen=True, slots=True)
-class FlowRecords:
+class FlowRecords(msgspec.Struct, frozen=True):
     """Expired flow items of one flowacct action, one row per item (8-tuple).
 
     Addresses are 128-bit as (hi, lo) halves, IPv4 v4-mapped; projid/uid are -1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from importlib import import_module
@@ -11,30 +12,38 @@ from pathlib import Path
 
 import pytest
 
+import diffserv
 from diffserv.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[2]
+# the fresh interpreter imports the diffserv under test, not one a relative PYTHONPATH
+# would find from its working directory (or the one installed in the environment)
+SOURCE_ROOT = str(Path(diffserv.__file__).resolve().parents[1])
 POLICY = str(ROOT / "examples" / "policies" / "enterprise-edge.conf")
 CAPTURE = str(ROOT / "examples" / "captures" / "edge.pcapng")
 
-# Runs one command in a fresh interpreter and prints which heavy modules it loaded.
+# Runs one command in a fresh interpreter and prints which of the watched modules it loaded:
+# the heavy ones, and dataclasses (value classes are msgspec Structs, created in C; each
+# @dataclass costs about a millisecond of start-up to create)
 PROBE = """
 import json, sys
 from diffserv.cli.main import main
 status = main(sys.argv[1:])
-heavy = ("diffserv._kernels", "numpy", "numba", "pyarrow", "rich")
-loaded = sorted(m for m in heavy if m in sys.modules)
+watched = ("dataclasses", "diffserv._kernels", "numpy", "numba", "pyarrow", "rich")
+loaded = sorted(m for m in watched if m in sys.modules)
 print(json.dumps({"status": status, "loaded": loaded}), file=sys.stderr)
 """
 
 
 def _loaded(*argv: str, tmp_path: Path) -> list[str]:
+    path = os.pathsep.join(filter(None, (SOURCE_ROOT, os.environ.get("PYTHONPATH"))))
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
         capture_output=True,
         text=True,
         check=False,
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
     )
     report = json.loads(result.stderr.strip().splitlines()[-1])
     assert report["status"] == 0, result.stderr
@@ -64,6 +73,11 @@ def test_run_loads_the_compiled_kernels_and_no_jit_compiler(tmp_path: Path) -> N
     loaded = _loaded(*argv, tmp_path=tmp_path)
     assert "diffserv._kernels" in loaded and "numpy" in loaded
     assert "numba" not in loaded and "pyarrow" not in loaded
+
+
+def test_run_creates_no_dataclass(tmp_path: Path) -> None:
+    argv = ("run", POLICY, CAPTURE, "-o", str(tmp_path / "out.pcapng"), "--direction", "fwd-out")
+    assert "dataclasses" not in _loaded(*argv, tmp_path=tmp_path)
 
 
 def test_the_command_table_names_what_each_module_registers() -> None:

@@ -20,6 +20,7 @@ from diffserv.policy import (
 )
 from diffserv.policy.explain import describe_filter, explain_policy
 from diffserv.policy.hosts import FALLBACK_PROTOCOLS, FALLBACK_SERVICES
+from diffserv.policy.model import IP_V4, IP_V6
 from diffserv.policy.printer import format_policy, protocol_name, service_name, user_name
 
 # Names no real machine has: only the pinned database knows them.
@@ -134,6 +135,32 @@ def test_static_database_defaults_and_protocol() -> None:
     with pytest.raises(LookupError):
         db.resolve("localhost", 3)
     assert isinstance(SYSTEM_HOSTS, SystemHostDatabase)
+
+
+def test_static_database_keeps_read_only_copies_and_checks_addresses_at_once() -> None:
+    users = {"op": 0}
+    hosts = {"dual.example": ["192.0.2.7", "2001:db8::7"]}
+    db = StaticHostDatabase(users=users, interfaces=["eth0"], hosts=hosts)
+    users["late"] = 1
+    hosts["late.example"] = ["192.0.2.8"]
+    assert db.user_id("late") is None and db.interface_exists("eth0")
+    with pytest.raises(LookupError):
+        db.resolve("late.example", IP_V4 | IP_V6)
+    assert [str(a) for a in db.resolve("dual.example", IP_V4 | IP_V6)] == [
+        "192.0.2.7",
+        "2001:db8::7",
+    ]
+    assert [str(a) for a in db.resolve("dual.example", IP_V6)] == ["2001:db8::7"]
+    with pytest.raises(TypeError):
+        db.users["op"] = 5  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        db.users = {}  # type: ignore[misc]
+    same = StaticHostDatabase(
+        users={"op": 0}, interfaces=("eth0",), hosts={"dual.example": ("192.0.2.7", "2001:db8::7")}
+    )
+    assert db == same and db != StaticHostDatabase(users={"op": 0}, interfaces=("eth0",))
+    with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6 address"):
+        StaticHostDatabase(hosts={"bad.example": ["192.0.2.300"]})
 
 
 def test_the_commands_use_one_database(

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -45,8 +45,7 @@ from diffserv.packet.linktypes import SUPPORTED_LINKTYPES, linktype_text, suppor
 DETECT_BYTES = 64  # what the format detection looks at
 
 
-@dataclass(frozen=True, slots=True)
-class CaptureFormat:
+class CaptureFormat(msgspec.Struct, frozen=True):
     """What a writer needs to know to write a capture like its input.
 
     ``header`` is written before the first span: the 24-byte file header of a classic
@@ -87,31 +86,26 @@ def detect_format(head: bytes) -> CaptureFormat:
 
 
 # ------------------------------------------------------------------ events
-@dataclass(frozen=True, slots=True)
-class Batch:
+class Batch(msgspec.Struct, frozen=True):
     batch: PacketBatch
 
 
-@dataclass(frozen=True, slots=True)
-class NeedData:
+class NeedData(msgspec.Struct, frozen=True):
     offset: int  # the next buffer must hold the bytes from here on
 
 
-@dataclass(frozen=True, slots=True)
-class FileHeader:
+class FileHeader(msgspec.Struct, frozen=True):
     format: CaptureFormat
 
 
-@dataclass(frozen=True, slots=True)
-class SectionHeader:
+class SectionHeader(msgspec.Struct, frozen=True):
     offset: int
     section: int  # 1 = the first
     big_endian: bool
     version: tuple[int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class InterfaceDescription:
+class InterfaceDescription(msgspec.Struct, frozen=True):
     offset: int
     section: int
     index: int  # interface id within the section
@@ -125,8 +119,7 @@ class InterfaceDescription:
         return self.linktype in SUPPORTED_LINKTYPES
 
 
-@dataclass(frozen=True, slots=True)
-class CaptureError:
+class CaptureError(msgspec.Struct, frozen=True):
     message: str
     packet: int | None = None  # the packet concerned (1-based), if any
     offset: int | None = None  # else the byte offset concerned, if any
@@ -140,8 +133,7 @@ class CaptureError:
         return name
 
 
-@dataclass(frozen=True, slots=True)
-class EndOfCapture:
+class EndOfCapture(msgspec.Struct, frozen=True):
     pass
 
 

@@ -8,7 +8,8 @@ of millions of records costs one call.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
+import msgspec
 
 # the walker and its statuses: SCAN_MORE (stopped: the next record is not complete in
 # the buffer, or rows are full), SCAN_BAD (the record header at the returned position
@@ -36,8 +37,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class PcapHeader:
+class PcapHeader(msgspec.Struct, frozen=True):
     """What the classic pcap file header says."""
 
     big_endian: bool

@@ -11,8 +11,9 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
+
+import msgspec
 
 from diffserv.codepoints import (
     DSCP_COUNT,
@@ -56,8 +57,7 @@ examples:
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(msgspec.Struct, frozen=True):
     """One input value, how it was read and what it means."""
 
     text: str

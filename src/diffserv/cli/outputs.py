@@ -15,16 +15,16 @@ import os
 import stat
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import BinaryIO
+
+import msgspec
 
 from diffserv.errors import HostSystemError, UsageError
 
 STDIO = "-"
 
 
-@dataclass(frozen=True, slots=True)
-class NamedPath:
+class NamedPath(msgspec.Struct, frozen=True):
     """A file a command reads or writes, with the words that name it in a message."""
 
     role: str  # "the input capture", "--stats", ...

@@ -20,9 +20,10 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from diffserv.cli.position import set_position
 from diffserv.errors import UsageError
@@ -47,8 +48,7 @@ HOSTS: HostDatabase = SYSTEM_HOSTS
 __all__ = ["UnreadableFileError", "decode_policy", "load_policy", "register"]
 
 
-@dataclass(frozen=True, slots=True)
-class Loaded:
+class Loaded(msgspec.Struct, frozen=True):
     """A policy file read and checked: the policy (None if invalid) and its messages."""
 
     filename: str

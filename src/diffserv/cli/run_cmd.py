@@ -18,8 +18,9 @@ import gc
 import json
 import os
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
+
+import msgspec
 
 from diffserv.cli.interrupts import interrupts_unwind
 from diffserv.cli.outputs import (
@@ -148,8 +149,7 @@ def _named_files(args: argparse.Namespace) -> tuple[list[NamedPath], list[NamedP
     return inputs, outputs
 
 
-@dataclass(slots=True)
-class _Outputs:
+class _Outputs(msgspec.Struct):
     """What a run has put on disk so far, for the message when it fails part-way."""
 
     capture: str

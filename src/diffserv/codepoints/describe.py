@@ -6,8 +6,9 @@ JSON, so the CLI and the library cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import SupportsIndex
+
+import msgspec
 
 from diffserv.codepoints.convert import (
     _checked,
@@ -27,8 +28,7 @@ from diffserv.codepoints.tables import SERVICE_CLASS_SOURCES, TOS_MAX, DscpInfo,
 JsonValue = str | int | list[str] | list[int] | dict[str, list[str]] | None
 
 
-@dataclass(frozen=True, slots=True)
-class DsField:
+class DsField(msgspec.Struct, frozen=True):
     """A DS byte (IPv4 ToS / IPv6 Traffic Class) with everything derived from it."""
 
     tos: int

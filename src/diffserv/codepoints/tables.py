@@ -7,9 +7,10 @@ name or a number lives in exactly one place (RFC 2474, 2597, 3168, 3246, 4594,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
+
+import msgspec
 
 DSCP_COUNT: Final = 64
 TOS_COUNT: Final = 256
@@ -66,8 +67,7 @@ PRECEDENCE_CISCO: Final = (
 # --------------------------------------------- legacy ToS bits (RFC 791 / 1349)
 
 
-@dataclass(frozen=True, slots=True)
-class LegacyTosBit:
+class LegacyTosBit(msgspec.Struct, frozen=True):
     """One RFC 1349 ToS value as iptables `-j TOS --set-tos` names it."""
 
     name: str
@@ -128,8 +128,7 @@ SERVICE_CLASS_SOURCES: Final = MappingProxyType({44: "RFC 5865", 1: "RFC 8622"})
 AF_DROP_NAMES: Final = ("", "low", "medium", "high")
 
 
-@dataclass(frozen=True, slots=True)
-class DscpInfo:
+class DscpInfo(msgspec.Struct, frozen=True):
     """Everything known about one DSCP value.
 
     ``phb`` is the PHB group: DF, CS, AF, EF, VA, LE or ``unassigned``;
@@ -263,8 +262,7 @@ DSCP_TABLE: Final = tuple(_dscp_info(dscp) for dscp in range(DSCP_COUNT))
 # ----------------------------------------------------------- IEEE 802.1p / PCP
 
 
-@dataclass(frozen=True, slots=True)
-class PcpInfo:
+class PcpInfo(msgspec.Struct, frozen=True):
     """One 802.1Q priority code point with its 802.1Q-2005+ and 802.1D-1998 names.
 
     ``rank`` orders priorities lowest first (PCP 1 ranks below PCP 0).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from diffserv.columns import ACTION_CONTINUE, ACTION_DEFER, ACTION_DROP
 from diffserv.policy.interpret import DEFAULT_COS_MODE
@@ -19,8 +20,7 @@ VIRTUAL_ACTION_IDS: Mapping[str, int] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class EngineOptions:
+class EngineOptions(msgspec.Struct, frozen=True):
     """Knobs of one session that are not part of the policy."""
 
     seed: int = DEFAULT_SEED
@@ -35,8 +35,7 @@ class EngineOptions:
     rewrite_packets: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class BuildContext:
+class BuildContext(msgspec.Struct, frozen=True):
     """Handed to every module factory while the action graph is compiled."""
 
     action_ids: Mapping[str, int]

@@ -19,8 +19,8 @@ from __future__ import annotations
 import heapq
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -116,30 +116,28 @@ def topological_order(policy: Policy) -> list[Action]:
     return order
 
 
-@dataclass(slots=True)
-class Outcome:
+class Outcome(msgspec.Struct):
     """Packets and bytes that ended at one virtual action (or bypassed the graph)."""
 
     packets: int = 0
     bytes: int = 0
 
 
-@dataclass(slots=True)
-class ActionGraph:
+class ActionGraph(msgspec.Struct):
     """A compiled policy: operators indexed by action id, plus end-of-chain counters."""
 
     policy: Policy
     operators: list[Operator]
     action_ids: dict[str, int]
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-    not_ip: Outcome = field(default_factory=Outcome)
+    outcomes: dict[str, Outcome] = msgspec.field(default_factory=dict)
+    not_ip: Outcome = msgspec.field(default_factory=Outcome)
     malformed_count: int = 0
-    malformed_numbers: list[int] = field(default_factory=list)
+    malformed_numbers: list[int] = msgspec.field(default_factory=list)
     packets: int = 0
     bytes: int = 0
     # the path of the first ``trace_limit`` packets (by number): number -> steps
     trace_limit: int = 0
-    trace: dict[int, list[str]] = field(default_factory=dict)
+    trace: dict[int, list[str]] = msgspec.field(default_factory=dict)
 
     @property
     def classifier(self) -> Operator:

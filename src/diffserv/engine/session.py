@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
+import msgspec
 import numpy as np
 
 from diffserv.columns import ACTION_DEFER, ACTION_DROP, PacketBatch
@@ -57,8 +57,7 @@ class BatchSink(Protocol):
     def abort(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Labels:
+class Labels(msgspec.Struct, frozen=True):
     """What the statistics call the policy, the packet source and the output."""
 
     policy: str = ""

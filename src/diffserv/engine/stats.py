@@ -12,9 +12,9 @@ whichever source the packets came from. docs/engine.md describes the JSON docume
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -29,8 +29,7 @@ from diffserv.columns import PacketBatch
 STATS_FORMAT: Final = "diffserv-run-stats/1"
 
 
-@dataclass(frozen=True, slots=True)
-class Volume:
+class Volume(msgspec.Struct, frozen=True):
     """Packets and bytes (on the wire)."""
 
     packets: int = 0
@@ -40,8 +39,7 @@ class Volume:
         return {"packets": self.packets, "bytes": self.bytes}
 
 
-@dataclass(frozen=True, slots=True)
-class ClassStats:
+class ClassStats(msgspec.Struct, frozen=True):
     """One ipgpc class: what it matched and where it sends packets."""
 
     packets: int
@@ -58,8 +56,7 @@ class ClassStats:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class ActionStats:
+class ActionStats(msgspec.Struct, frozen=True):
     """One action: its module's kstat counters, plus per-class or per-DSCP detail."""
 
     module: str
@@ -76,8 +73,7 @@ class ActionStats:
         return entry
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(msgspec.Struct, frozen=True):
     """Packets written with DSCP ``to`` that were read with DSCP ``source``."""
 
     source: int
@@ -88,8 +84,7 @@ class Transition:
         return {"from": self.source, "to": self.to, "packets": self.packets}
 
 
-@dataclass(frozen=True, slots=True)
-class SessionStats:
+class SessionStats(msgspec.Struct, frozen=True):
     """Everything a finished (or cut short) session counted."""
 
     policy: str
@@ -110,7 +105,7 @@ class SessionStats:
     classes: Mapping[str, ClassStats]
     dscp_transitions: tuple[Transition, ...]
     input_error: str | None = None  # the damage that ended the input early
-    trace: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    trace: Mapping[int, tuple[str, ...]] = msgspec.field(default_factory=dict)
 
     @property
     def dropped(self) -> int:
@@ -150,11 +145,12 @@ class SessionStats:
         return doc
 
 
-@dataclass(slots=True)
-class DscpTransitions:
+class DscpTransitions(msgspec.Struct):
     """A 64 × 64 count of (DSCP as read, DSCP as written) over the packets written out."""
 
-    counts: NDArray[np.int64] = field(default_factory=lambda: np.zeros(DSCP_TRANSITIONS, np.int64))
+    counts: NDArray[np.int64] = msgspec.field(
+        default_factory=lambda: np.zeros(DSCP_TRANSITIONS, np.int64)
+    )
 
     def update(self, batch: PacketBatch) -> None:
         """Count the batch's packets written out (ACTION_CONTINUE, IP): one C pass."""
@@ -170,8 +166,7 @@ class DscpTransitions:
         return tuple(out)
 
 
-@dataclass(slots=True)
-class PacketConditions:
+class PacketConditions(msgspec.Struct):
     """Snap-length cuts, header cuts and offload lengths, counted from the flags column."""
 
     truncated: int = 0

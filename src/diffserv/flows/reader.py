@@ -15,9 +15,9 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -60,8 +60,7 @@ _DIGITS: Final = re.compile(r"[0-9]+")
 _BOM: Final = codecs.BOM_UTF8
 
 
-@dataclass(slots=True)
-class RecordTable:
+class RecordTable(msgspec.Struct):
     """Flow records read back from a file; extended-only columns are empty for basic files.
 
     Values are exact Python ints; times are ns since the epoch within int64.
@@ -69,17 +68,17 @@ class RecordTable:
 
     path: str
     group: str = GROUP_BASIC
-    saddr: list[str] = field(default_factory=list)
-    daddr: list[str] = field(default_factory=list)
-    sport: list[int] = field(default_factory=list)
-    dport: list[int] = field(default_factory=list)
-    protocol: list[int] = field(default_factory=list)
-    npackets: list[int] = field(default_factory=list)
-    nbytes: list[int] = field(default_factory=list)
-    action: list[str] = field(default_factory=list)
-    dsfield: list[int] = field(default_factory=list)
-    first_ns: list[int] = field(default_factory=list)
-    last_ns: list[int] = field(default_factory=list)
+    saddr: list[str] = msgspec.field(default_factory=list)
+    daddr: list[str] = msgspec.field(default_factory=list)
+    sport: list[int] = msgspec.field(default_factory=list)
+    dport: list[int] = msgspec.field(default_factory=list)
+    protocol: list[int] = msgspec.field(default_factory=list)
+    npackets: list[int] = msgspec.field(default_factory=list)
+    nbytes: list[int] = msgspec.field(default_factory=list)
+    action: list[str] = msgspec.field(default_factory=list)
+    dsfield: list[int] = msgspec.field(default_factory=list)
+    first_ns: list[int] = msgspec.field(default_factory=list)
+    last_ns: list[int] = msgspec.field(default_factory=list)
 
     @property
     def n(self) -> int:

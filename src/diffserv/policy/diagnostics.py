@@ -16,7 +16,8 @@ import bisect
 import difflib
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from diffserv.errors import PolicyFileError
 from diffserv.policy.model import Action, Diagnostic, Location, Policy
@@ -173,8 +174,7 @@ class LocatedPolicyError(PolicyFileError):
         return cls(f"{where}{detail}", action=action.name, location=action.location, detail=detail)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
+class CheckResult(msgspec.Struct, frozen=True):
     """Outcome of checking a policy without raising: the policy (None on error) and messages.
 
     ``stopped`` says checking gave up after MAX_ERRORS errors (the last diagnostic says so);

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+
+import msgspec
 
 from diffserv.codepoints import PCP_TABLE, dscp_name
 from diffserv.directions import DIRECTIONS
@@ -240,12 +241,11 @@ def _dscp_list(dscps: list[int]) -> str:
     return f"DSCP {format_ranges(dscps)}"
 
 
-@dataclass
-class Step:
+class Step(msgspec.Struct):
     """One action in a class's path: a description and the branches after it."""
 
     text: str
-    branches: list[tuple[str, str]] = field(default_factory=list)  # (label, next action)
+    branches: list[tuple[str, str]] = msgspec.field(default_factory=list)  # (label, next action)
 
 
 def describe_action(action: Action) -> Step:

@@ -25,10 +25,11 @@ import pwd
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Protocol
+
+import msgspec
 
 from diffserv.policy.model import IP_V4, IP_V6
 
@@ -293,20 +294,29 @@ def system_resolver(name: str, wanted: int) -> Sequence[IPAddress]:
 
 def static_resolver(table: Mapping[str, Sequence[str]]) -> Resolver:
     """A resolver answering from a fixed table (tests, offline use); unknown names fail."""
-    parsed = {
-        name: tuple(ipaddress.ip_address(a) for a in addresses) for name, addresses in table.items()
-    }
+    return functools.partial(_resolve_in, _host_table(table))
 
-    def resolve(name: str, wanted: int) -> Sequence[IPAddress]:
-        if name not in parsed:
-            raise LookupError(f"unknown host {name}")
-        return tuple(
-            a
-            for a in parsed[name]
-            if (a.version == 4 and wanted & IP_V4) or (a.version == 6 and wanted & IP_V6)
-        )
 
-    return resolve
+def _host_table(table: Mapping[str, Sequence[str]]) -> Mapping[str, Sequence[str]]:
+    """A read-only copy of a table of host names and address texts; ValueError now for a
+    text that is not an address."""
+    copy = {name: tuple(addresses) for name, addresses in table.items()}
+    for addresses in copy.values():
+        for address in addresses:
+            ipaddress.ip_address(address)
+    return MappingProxyType(copy)
+
+
+def _resolve_in(table: Mapping[str, Sequence[str]], name: str, wanted: int) -> Sequence[IPAddress]:
+    """The addresses of ``name`` in a checked host table, of the families wanted."""
+    if name not in table:
+        raise LookupError(f"unknown host {name}")
+    addresses = [ipaddress.ip_address(a) for a in table[name]]
+    return tuple(
+        a
+        for a in addresses
+        if (a.version == 4 and wanted & IP_V4) or (a.version == 6 and wanted & IP_V6)
+    )
 
 
 # --- the host database ---------------------------------------------------------------------
@@ -426,28 +436,28 @@ def _frozen(table: Mapping[str, int]) -> Mapping[str, int]:
     return MappingProxyType(dict(table))
 
 
-@dataclass(frozen=True)
-class StaticHostDatabase:
+class StaticHostDatabase(msgspec.Struct, frozen=True):
     """A host database from plain tables: the same answers on every machine.
 
     Services and protocols default to the built-in tables (what a host without
     /etc/services knows); there are no users, interfaces or host names unless given.
-    ``hosts`` maps a host name to its addresses as text.
+    ``hosts`` maps a host name to its addresses as text (ValueError at once for a text
+    that is not an address). The tables are kept as read-only copies.
     """
 
-    services: Mapping[str, int] = field(default_factory=lambda: FALLBACK_SERVICES)
-    protocols: Mapping[str, int] = field(default_factory=lambda: FALLBACK_PROTOCOLS)
-    users: Mapping[str, int] = field(default_factory=dict)
+    services: Mapping[str, int] = msgspec.field(default_factory=lambda: FALLBACK_SERVICES)
+    protocols: Mapping[str, int] = msgspec.field(default_factory=lambda: FALLBACK_PROTOCOLS)
+    users: Mapping[str, int] = msgspec.field(default_factory=dict)
     interfaces: Iterable[str] = ()
-    hosts: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    _resolver: Resolver = field(init=False, repr=False, compare=False)
+    hosts: Mapping[str, Sequence[str]] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "services", _frozen(self.services))
-        object.__setattr__(self, "protocols", _frozen(self.protocols))
-        object.__setattr__(self, "users", _frozen(self.users))
-        object.__setattr__(self, "interfaces", frozenset(self.interfaces))
-        object.__setattr__(self, "_resolver", static_resolver(self.hosts))
+        # the struct is frozen: force_setattr is msgspec's way to set a field after __init__
+        msgspec.structs.force_setattr(self, "services", _frozen(self.services))
+        msgspec.structs.force_setattr(self, "protocols", _frozen(self.protocols))
+        msgspec.structs.force_setattr(self, "users", _frozen(self.users))
+        msgspec.structs.force_setattr(self, "interfaces", frozenset(self.interfaces))
+        msgspec.structs.force_setattr(self, "hosts", _host_table(self.hosts))
 
     def service_port(self, name: str) -> int | None:
         return self.services.get(name)
@@ -471,7 +481,7 @@ class StaticHostDatabase:
         return name in self.interfaces
 
     def resolve(self, name: str, wanted: int) -> Sequence[IPAddress]:
-        return self._resolver(name, wanted)
+        return _resolve_in(self.hosts, name, wanted)
 
 
 SYSTEM_HOSTS: Final[HostDatabase] = SystemHostDatabase()

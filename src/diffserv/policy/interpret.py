@@ -2,7 +2,7 @@
 
 ``policy.schema`` declares what may be written (names, types, ranges, defaults);
 this module says what an action of each module *is* once written: a frozen
-dataclass per module (``TokenmtParams``, ``DscpmkParams``...) built by one function
+struct per module (``TokenmtParams``, ``DscpmkParams``...) built by one function
 from the parsed ``Action``, defaults filled in from the schema. The engine compiles
 these values, ``explain`` describes them and the validator's create-time rules sit
 beside them, so a module's meaning is written once.
@@ -15,9 +15,10 @@ wrong type ``TypeError`` (an ``Action`` built by hand, never one the parser made
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
+
+import msgspec
 
 from diffserv.policy.diagnostics import Reporter, clip
 from diffserv.policy.model import CONTINUE, Action, Class, Filter, Location, Policy
@@ -89,8 +90,7 @@ def _ref(action: Action, name: str) -> str:
 # --- the six modules ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class IpgpcParams:
+class IpgpcParams(msgspec.Struct, frozen=True):
     """The classifier: its classes (the permanent ``default`` last if the file has none)
     and its filters, in file order."""
 
@@ -110,8 +110,7 @@ def ipgpc_params(action: Action) -> IpgpcParams:
     return IpgpcParams(tuple(classes), tuple(action.filters))
 
 
-@dataclass(frozen=True, slots=True)
-class TokenmtParams:
+class TokenmtParams(msgspec.Struct, frozen=True):
     """A token bucket meter: single-rate (RFC 2697) without a peak rate, else two-rate."""
 
     committed_rate_bps: int
@@ -149,8 +148,7 @@ def tokenmt_params(action: Action) -> TokenmtParams:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class TswtclmtParams:
+class TswtclmtParams(msgspec.Struct, frozen=True):
     """A time sliding window three colour marker (RFC 2859)."""
 
     committed_rate_bps: int
@@ -172,8 +170,7 @@ def tswtclmt_params(action: Action) -> TswtclmtParams:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class DscpmkParams:
+class DscpmkParams(msgspec.Struct, frozen=True):
     """A DSCP marker: the outgoing DSCP of each incoming one (ECN bits kept)."""
 
     dscp_map: tuple[int, ...]
@@ -199,8 +196,7 @@ COS_MODES: Final = ("illumos", "plain")
 DEFAULT_COS_MODE: Final = COS_MODES[0]
 
 
-@dataclass(frozen=True, slots=True)
-class DlcosmkParams:
+class DlcosmkParams(msgspec.Struct, frozen=True):
     """An 802.1D user priority marker."""
 
     cos: int
@@ -233,8 +229,7 @@ def dlcosmk_params(action: Action) -> DlcosmkParams:
     return DlcosmkParams(cos=cos, next_action=action.ref_param("next_action") or CONTINUE)
 
 
-@dataclass(frozen=True, slots=True)
-class FlowacctParams:
+class FlowacctParams(msgspec.Struct, frozen=True):
     """Flow accounting: scan interval, idle timeout and table size."""
 
     timer_ms: int
@@ -368,8 +363,7 @@ def _no_rules(action: RawAction, reporter: Reporter) -> None:
 # --- the table ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleRules:
+class ModuleRules(msgspec.Struct, frozen=True):
     """One module: its schema, what an action of it means, and its create-time rules."""
 
     schema: ModuleSchema

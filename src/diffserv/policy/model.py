@@ -7,10 +7,12 @@ equality, so ``parse(print(policy)) == policy`` compares meaning only.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from typing import ClassVar, Final
+
+import msgspec
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -43,8 +45,30 @@ PRECEDENCE_UNSET: Final = 0xFFFFFFFF
 ParamValue = int | bool | str | tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
+class _ComparedByMeaning(msgspec.Struct, frozen=True):
+    """A value whose fields named in ``NOT_COMPARED`` (where it was written, what it was
+    read from) take no part in == or hash; the other fields are compared in order."""
+
+    NOT_COMPARED: ClassVar[frozenset[str]] = frozenset({"location"})
+
+    def _meaning(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _compared_fields(type(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _ComparedByMeaning) or type(other) is not type(self):
+            return NotImplemented
+        return self._meaning() == other._meaning()
+
+    def __hash__(self) -> int:
+        return hash(self._meaning())
+
+
+@functools.cache
+def _compared_fields(cls: type[_ComparedByMeaning]) -> tuple[str, ...]:
+    return tuple(name for name in cls.__struct_fields__ if name not in cls.NOT_COMPARED)
+
+
+class Location(msgspec.Struct, frozen=True):
     """Where something was written: file name, 1-based line and column."""
 
     filename: str
@@ -55,8 +79,7 @@ class Location:
         return f"{self.filename}:{self.line}:{self.column}"
 
 
-@dataclass(frozen=True, slots=True)
-class HostName:
+class HostName(msgspec.Struct, frozen=True):
     """An address given as a host name, with what it resolved to at load time.
 
     One kernel filter instance exists per resolved address; an empty tuple
@@ -71,8 +94,7 @@ class HostName:
 Address = IPNetwork | HostName
 
 
-@dataclass(frozen=True, slots=True)
-class Filter:
+class Filter(_ComparedByMeaning, frozen=True):
     """One ipgpc filter. ``None`` means the selector is a wildcard."""
 
     name: str
@@ -91,7 +113,7 @@ class Filter:
     priority: int | None = None
     precedence: int | None = None
     ip_version: int | None = None  # OR of IP_V4/IP_V6
-    location: Location | None = field(default=None, compare=False)
+    location: Location | None = None
 
     @property
     def effective_priority(self) -> int:
@@ -102,18 +124,16 @@ class Filter:
         return PRECEDENCE_UNSET if self.precedence is None else self.precedence
 
 
-@dataclass(frozen=True, slots=True)
-class Class:
+class Class(_ComparedByMeaning, frozen=True):
     """A traffic class of an action (only ipgpc uses them in practice)."""
 
     name: str
     next_action: str  # an action name or one of VIRTUAL_ACTIONS
     enable_stats: bool = False
-    location: Location | None = field(default=None, compare=False)
+    location: Location | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
+class Action(_ComparedByMeaning, frozen=True):
     """A named instance of an IPQoS module with its parameters.
 
     ``params`` holds only the parameters the file sets (beside global_stats),
@@ -129,7 +149,7 @@ class Action:
     params: tuple[tuple[str, ParamValue], ...] = ()
     classes: tuple[Class, ...] = ()
     filters: tuple[Filter, ...] = ()
-    location: Location | None = field(default=None, compare=False)
+    location: Location | None = None
 
     @property
     def param_map(self) -> Mapping[str, ParamValue]:
@@ -179,8 +199,7 @@ class Action:
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class Diagnostic:
+class Diagnostic(msgspec.Struct, frozen=True):
     """One message about a policy file, in compiler style."""
 
     severity: str  # "error" | "warning"
@@ -190,14 +209,18 @@ class Diagnostic:
     hint: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """A whole, validated configuration: actions in file order."""
+class Policy(_ComparedByMeaning, frozen=True):
+    """A whole, validated configuration: actions in file order.
+
+    ``source`` (the text it was read from) and ``warnings`` take no part in == or hash.
+    """
+
+    NOT_COMPARED = frozenset({"source", "warnings"})
 
     actions: tuple[Action, ...]
     fmt_version: str = "1.0"
-    source: str | None = field(default=None, compare=False)
-    warnings: tuple[Diagnostic, ...] = field(default=(), compare=False)
+    source: str | None = None
+    warnings: tuple[Diagnostic, ...] = ()
 
     def action(self, name: str) -> Action:
         for action in self.actions:

@@ -10,7 +10,7 @@ large file holds one of each per action, class and filter until checking ends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import msgspec
 
 from diffserv.policy.model import CONTINUE, DROP, HostName, IPNetwork, Location, ParamValue
 from diffserv.policy.schema import MODULE_NAMES, ModuleSchema, module_schema
@@ -31,15 +31,13 @@ def translate_reference(name: str) -> str:
 _NO_NAMES: frozenset[str] = frozenset()
 
 
-@dataclass(slots=True)
-class RawItem:
+class RawItem(msgspec.Struct):
     value: SelectorValue
     name_loc: Location
     value_loc: Location
 
 
-@dataclass(slots=True)
-class RawClass:
+class RawClass(msgspec.Struct):
     location: Location
     name: str | None = None
     next_action: str | None = None
@@ -48,30 +46,28 @@ class RawClass:
     next_loc: Location | None = None
 
 
-@dataclass(slots=True)
-class RawFilter:
+class RawFilter(msgspec.Struct):
     location: Location
     name: str | None = None
     class_name: str | None = None
     name_loc: Location | None = None
     class_loc: Location | None = None
-    selectors: dict[str, RawItem] = field(default_factory=dict)
+    selectors: dict[str, RawItem] = msgspec.field(default_factory=dict)
     broken: bool = False  # a selector did not parse: kernel checks would be guesses
     instances: int = 1  # kernel filters this one becomes (one per resolved host address)
 
 
-@dataclass(slots=True)
-class RawAction:
+class RawAction(msgspec.Struct):
     location: Location
     name: str | None = None
     module: str | None = None
     name_loc: Location | None = None
     module_loc: Location | None = None
     global_stats: bool = False
-    params: dict[str, RawItem] = field(default_factory=dict)
+    params: dict[str, RawItem] = msgspec.field(default_factory=dict)
     params_loc: Location | None = None
-    classes: list[RawClass] = field(default_factory=list)
-    filters: list[RawFilter] = field(default_factory=list)
+    classes: list[RawClass] = msgspec.field(default_factory=list)
+    filters: list[RawFilter] = msgspec.field(default_factory=list)
     broken: bool = False  # the structure did not parse: skip checks that would cascade
     failed_params: frozenset[str] = _NO_NAMES  # params whose value was bad
 
@@ -87,7 +83,6 @@ class RawAction:
         return module_schema(self.module)
 
 
-@dataclass(slots=True)
-class ParsedFile:
+class ParsedFile(msgspec.Struct):
     fmt_version: str
     actions: list[RawAction]

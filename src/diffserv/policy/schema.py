@@ -10,10 +10,11 @@ parameter names.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
 from typing import Final
+
+import msgspec
 
 from diffserv.directions import DIRECTIONS
 from diffserv.policy.model import (
@@ -77,8 +78,7 @@ TYPE_RANGES: Final[Mapping[ParamType, tuple[int, int]]] = MappingProxyType(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ParamSpec:
+class ParamSpec(msgspec.Struct, frozen=True):
     """One parameter of one module.
 
     ``minimum``/``maximum`` bound integer values (and array values); ``enum`` lists the
@@ -120,8 +120,7 @@ class ParamSpec:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleSchema:
+class ModuleSchema(msgspec.Struct, frozen=True):
     """Everything the language knows about one module."""
 
     name: str

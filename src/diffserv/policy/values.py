@@ -15,7 +15,6 @@ import functools
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from diffserv.policy.diagnostics import clip, did_you_mean
 from diffserv.policy.hosts import HostDatabase
@@ -34,14 +33,21 @@ MAX_HOST_NAME = 253
 MAX_ADDRESS_TEXT = 64  # longer than any address literal with a /len
 
 
-@dataclass
 class BadValueError(Exception):
     """A value that does not convert; ``message`` is the diagnostic text."""
 
-    message: str
-    hint: str | None = None
-    offset: int | None = None  # where in the joined braced text the problem starts
-    word: str | None = None  # the offending element of a braced value
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        offset: int | None = None,  # where in the joined braced text the problem starts
+        word: str | None = None,  # the offending element of a braced value
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.offset = offset
+        self.word = word
 
     def __str__(self) -> str:
         return self.message

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -53,8 +53,7 @@ _U64 = (1 << 64) - 1
 _V4_MAPPED = 0xFFFF << 32
 
 
-@dataclass(frozen=True, slots=True)
-class _Prefix:
+class _Prefix(msgspec.Struct, frozen=True):
     family: int
     hi: int
     lo: int

@@ -13,9 +13,9 @@ remaining shape can beat the match already found.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
@@ -111,8 +111,7 @@ def classify_rows(  # noqa: PLR0917 (the kernel's positional arguments)
     return nxt, malformed
 
 
-@dataclass(frozen=True, slots=True)
-class Instance:
+class Instance(msgspec.Struct, frozen=True):
     """One kernel filter instance, already reduced to key words and masks."""
 
     family: int  # 0 = both, 4, 6
