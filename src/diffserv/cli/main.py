@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from importlib import import_module
 
@@ -92,6 +91,8 @@ def _take_debug_flag(arguments: list[str]) -> tuple[list[str], bool]:
 def _internal_error(exc: BaseException, debug: bool) -> int:
     """The last line of defence: one line, a distinct status, a traceback only on request."""
     if debug:
+        import traceback  # only --debug needs it: not loaded at every start-up
+
         traceback.print_exception(exc)
     where = current_position()
     detail = str(exc).splitlines()[0][:200] if str(exc) else ""

@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import ctypes
 import gc
-import json
 import os
 import sys
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -391,6 +390,8 @@ def _progress_bar(args: argparse.Namespace, name: str) -> _Progress | None:
 
 
 def _write_stats(path: str, stats: SessionStats) -> None:
+    import json  # only --stats needs it: not loaded at every start-up
+
     text = json.dumps(stats.to_json(), indent=2) + "\n"
     if path == "-":
         sys.stdout.write(text)

@@ -7,7 +7,6 @@ Junos so values can be pasted from any of them.
 
 from __future__ import annotations
 
-import difflib
 import operator
 import re
 from typing import Final, SupportsIndex
@@ -179,6 +178,8 @@ def parse_number(text: str) -> int | None:
 
 
 def _suggest(word: str, candidates: list[str]) -> str:
+    import difflib  # only a mistyped name needs it: not loaded at every start-up
+
     by_key = {_key(c): c for c in candidates}
     close = difflib.get_close_matches(_key(word), list(by_key), n=3, cutoff=0.6)
     return ", ".join(by_key[c] for c in close)

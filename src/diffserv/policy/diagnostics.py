@@ -13,8 +13,6 @@ one) and ``MAX_WARNINGS`` warnings (the rest are counted).
 from __future__ import annotations
 
 import bisect
-import difflib
-import json
 from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
@@ -127,6 +125,8 @@ def diagnostic_to_dict(diagnostic: Diagnostic) -> dict[str, object]:
 
 def diagnostics_to_json(diagnostics: Iterable[Diagnostic], *, indent: int | None = None) -> str:
     """A JSON array of diagnostics (keys: severity, message, file, line, column, ...)."""
+    import json  # only --format json needs it: not loaded at every start-up
+
     return json.dumps([diagnostic_to_dict(d) for d in diagnostics], indent=indent)
 
 
@@ -213,6 +213,8 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate most like ``word`` (difflib), or None when nothing is close."""
     if len(word) > MAX_HINT_WORD:
         return None
+    import difflib  # only a mistake needs it: not loaded at every start-up
+
     pool = [c for c in candidates if c != word and len(c) <= MAX_HINT_WORD]
     matches = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
     if matches:
