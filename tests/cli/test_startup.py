@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
 import sys
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,17 +27,21 @@ CAPTURE = str(ROOT / "examples" / "captures" / "edge.pcapng")
 # Runs one command in a fresh interpreter and prints which of the watched modules it loaded:
 # the heavy ones, and dataclasses (value classes are msgspec Structs, created in C; each
 # @dataclass costs about a millisecond of start-up to create)
+# It also counts the garbage collector's passes during the command.
 PROBE = """
-import json, sys
+import gc, json, sys
 from diffserv.cli.main import main
+passes = []
+gc.callbacks.append(lambda phase, info: phase == "start" and passes.append(info["generation"]))
 status = main(sys.argv[1:])
 watched = ("dataclasses", "diffserv._kernels", "numpy", "numba", "pyarrow", "rich")
 loaded = sorted(m for m in watched if m in sys.modules)
-print(json.dumps({"status": status, "loaded": loaded}), file=sys.stderr)
+report = {"status": status, "loaded": loaded, "passes": len(passes), "on": gc.isenabled()}
+print(json.dumps(report), file=sys.stderr)
 """
 
 
-def _loaded(*argv: str, tmp_path: Path) -> list[str]:
+def _probe(*argv: str, tmp_path: Path) -> dict[str, Any]:
     path = os.pathsep.join(filter(None, (SOURCE_ROOT, os.environ.get("PYTHONPATH"))))
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
@@ -45,9 +51,13 @@ def _loaded(*argv: str, tmp_path: Path) -> list[str]:
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": path},
     )
-    report = json.loads(result.stderr.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(result.stderr.strip().splitlines()[-1])
     assert report["status"] == 0, result.stderr
-    loaded: list[str] = report["loaded"]
+    return report
+
+
+def _loaded(*argv: str, tmp_path: Path) -> list[str]:
+    loaded: list[str] = _probe(*argv, tmp_path=tmp_path)["loaded"]
     return loaded
 
 
@@ -78,6 +88,37 @@ def test_run_loads_the_compiled_kernels_and_no_jit_compiler(tmp_path: Path) -> N
 def test_run_creates_no_dataclass(tmp_path: Path) -> None:
     argv = ("run", POLICY, CAPTURE, "-o", str(tmp_path / "out.pcapng"), "--direction", "fwd-out")
     assert "dataclasses" not in _loaded(*argv, tmp_path=tmp_path)
+
+
+def test_the_collector_stays_out_of_the_start_up(tmp_path: Path) -> None:
+    """Starting makes only objects that live as long as the process: the collector is off
+    until the batch loop (it made 61 passes over them on this run, 8 % of its time)."""
+    argv = ("run", POLICY, CAPTURE, "-o", str(tmp_path / "out.pcapng"), "--direction", "fwd-out")
+    report = _probe(*argv, tmp_path=tmp_path)
+    assert report["passes"] <= 5  # the batch loop's own, over 1 295 packets
+    assert report["on"]  # as it was before main()
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["on", "off"])
+def test_main_leaves_the_collector_as_it_found_it(
+    enabled: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.pcapng"
+    try:
+        for argv in (
+            ["check", POLICY],
+            ["run", POLICY, CAPTURE, "-o", str(out), "--direction", "fwd-out", "-q"],
+            ["run", POLICY, str(tmp_path / "missing.pcap"), "-o", str(out)],  # fails early
+        ):
+            if enabled:
+                gc.enable()
+            else:
+                gc.disable()
+            cli_main.main(argv)
+            assert gc.isenabled() == enabled, argv
+    finally:
+        gc.enable()
+    capsys.readouterr()
 
 
 def test_the_command_table_names_what_each_module_registers() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -110,12 +111,21 @@ def _internal_error(exc: BaseException, debug: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments, debug = _take_debug_flag(list(sys.argv[1:] if argv is None else argv))
     set_position(None)
+    # Starting makes modules, classes and tables that live as long as the process: the
+    # collector finds no garbage in them, and its passes over them were 8 % of a short
+    # run (61 collections, 24 ms). It is off until the command's work begins: at once
+    # for most commands; `run` (still importing and loading the policy when its function
+    # starts) switches it back on itself, once started (``settles_itself``).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         parser = build_parser(_command_of(arguments))
         args = parser.parse_args(arguments)
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return 2
+        if collecting and not getattr(args, "settles_itself", False):
+            gc.enable()
         status: int = args.func(args)
         return status
     except UsageError as exc:
@@ -144,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:
         return _internal_error(exc, debug)
+    finally:  # as it was: main may be called again in the same process
+        if collecting:
+            gc.enable()
+        else:
+            gc.disable()
 
 
 if __name__ == "__main__":

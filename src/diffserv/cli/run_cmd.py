@@ -116,7 +116,8 @@ def register(subparsers: Any) -> None:
         default="extended",
         help="flow record attribute group (acctadm basic or extended; default extended)",
     )
-    parser.set_defaults(func=run)
+    # the collector comes back on once started (_settle_for_a_long_run), not before
+    parser.set_defaults(func=run, settles_itself=True)
 
 
 def _positive(text: str) -> int:
@@ -183,6 +184,7 @@ def _settle_for_a_long_run() -> None:
     bounded by one batch's temporaries.
     """
     gc.freeze()
+    gc.enable()  # off while starting (cli/main.py): from here on there is garbage to find
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_MMAP_THRESHOLD, _MALLOC_KEEP)
