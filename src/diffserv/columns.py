@@ -14,12 +14,10 @@ columns). Packet bytes stay in the source's own buffer: ``buf`` plus per-packet 
 so rewriting happens in place and every byte an action does not touch is carried through.
 """
 
-from __future__ import annotations
-
 import enum
 import sys
 from collections.abc import Iterable
-from typing import Annotated, Any, Final, NamedTuple, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Final, NamedTuple, get_args, get_origin
 
 import msgspec
 import numpy as np
@@ -111,7 +109,9 @@ def _dtype_of(array_hint: Any) -> type[np.generic]:
 
 
 def _table() -> tuple[Column, ...]:
-    hints = get_type_hints(PacketColumns, include_extras=True)
+    # the annotations are objects, not strings (no postponed evaluation in this module):
+    # read as they are, without get_type_hints evaluating 29 strings at every start-up
+    hints: dict[str, Any] = PacketColumns.__annotations__
     table = []
     for name in PacketColumns._fields:
         hint = hints[name]
@@ -219,11 +219,11 @@ class PacketBatch(msgspec.Struct):
         return int(self.cols.number.shape[0])
 
     @classmethod
-    def allocate(cls, buf: NDArray[np.uint8], n: int) -> PacketBatch:
+    def allocate(cls, buf: NDArray[np.uint8], n: int) -> "PacketBatch":
         """A batch of ``n`` packets over ``buf`` with every column at its neutral value."""
         return cls(buf=buf, cols=allocate_columns(n))
 
-    def head(self, n: int) -> PacketBatch:
+    def head(self, n: int) -> "PacketBatch":
         """The first ``n`` rows (views of the same arrays) over the same buffer."""
         return PacketBatch(
             buf=self.buf,
