@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--small", type=int, default=2_000_000, help="packets, to /dev/null")
     parser.add_argument("--packets", type=int, default=DEFAULT_PACKETS, help="packets, to a file")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="runs per tool, alternating")
     parser.add_argument("--keep", action="store_true", help="keep the output files")
     args = parser.parse_args(argv)
     ours_out = DATA_DIR / "bench_run_ours.pcap"
