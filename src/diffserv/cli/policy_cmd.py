@@ -14,11 +14,9 @@ it was not meant to handle.
 from __future__ import annotations
 
 import argparse
-import difflib
 import ipaddress
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -171,6 +169,8 @@ def _write_atomically(path: str, text: str) -> None:
         mode = target.stat().st_mode & 0o7777
     except OSError:
         mode = 0o644
+    import tempfile  # fmt --write only: `check` starts without it (and shutil)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
@@ -210,6 +210,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             if loaded.text != canonical:
                 print(f"{loaded.filename}: not in canonical form", file=sys.stderr)
                 if args.diff:
+                    import difflib  # fmt --diff only: `check` starts without it
+
                     sys.stdout.writelines(
                         difflib.unified_diff(
                             loaded.text.splitlines(keepends=True),
