@@ -540,8 +540,6 @@ done:
 
 /* ---- module tables --------------------------------------------------------------- */
 
-#define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
-
 PyMethodDef engine_methods[] = {
     {"graph_begin", FASTCALL(graph_begin),
      "graph_begin(cols, ip_rows, malformed_first) -> (n_ip, bytes, n_malformed, "

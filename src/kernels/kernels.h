@@ -75,6 +75,9 @@ static inline uint32_t load_le32(const uint8_t *p) {
     return p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
+/* A METH_FASTCALL entry of a method table: the function, cast as the table wants it. */
+#define FASTCALL(f) (PyCFunction)(void (*)(void))(f), METH_FASTCALL
+
 /* Each area's Python-visible functions, NULL-terminated; module.c joins them. An area
  * not built into this copy of the module is simply absent (weak symbol). */
 #define KERNEL_AREAS(X) X(packet) X(capture) X(pages) X(classify) X(flows) X(meters) X(engine)

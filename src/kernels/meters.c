@@ -674,21 +674,20 @@ static PyObject *tsw_draw_inclusive(PyObject *self, PyObject *const *args, Py_ss
 }
 
 PyMethodDef meters_methods[] = {
-    {"token_meter_kernel", (PyCFunction)(void (*)(void))token_meter_kernel, METH_FASTCALL,
+    {"token_meter_kernel", FASTCALL(token_meter_kernel),
      "token_meter_kernel(rows, ts_ns, ip_len, ip_version, flags, ds_byte, new_ds, colour_map, "
      "config, next_ids, state, counters, colour_out, next_out): meter rows with tokenmt."},
-    {"tsw_meter_kernel", (PyCFunction)(void (*)(void))tsw_meter_kernel, METH_FASTCALL,
+    {"tsw_meter_kernel", FASTCALL(tsw_meter_kernel),
      "tsw_meter_kernel(rows, ts_ns, ip_len, ip_version, flags, config, next_ids, state, rng, "
      "counters, colour_out, next_out): meter rows with tswtclmt."},
-    {"tsw_next_avg_rate", (PyCFunction)(void (*)(void))tsw_next_avg_rate, METH_FASTCALL,
+    {"tsw_next_avg_rate", FASTCALL(tsw_next_avg_rate),
      "tsw_next_avg_rate(avg, window_ms, bits, elapsed) -> int: the kernel's average step."},
-    {"tsw_next_avg_rate_wide", (PyCFunction)(void (*)(void))tsw_next_avg_rate_wide,
-     METH_FASTCALL,
+    {"tsw_next_avg_rate_wide", FASTCALL(tsw_next_avg_rate_wide),
      "tsw_next_avg_rate_wide(avg, window_ms, bits, elapsed, window_ns) -> int: the step in "
      "128 bits."},
     {"tsw_next_u64", tsw_next_u64, METH_O,
      "tsw_next_u64(rng) -> int: advance the splitmix64 state rng[0], return its output."},
-    {"tsw_draw_inclusive", (PyCFunction)(void (*)(void))tsw_draw_inclusive, METH_FASTCALL,
+    {"tsw_draw_inclusive", FASTCALL(tsw_draw_inclusive),
      "tsw_draw_inclusive(rng, upper) -> int: a uniform draw in [0, upper] (Lemire)."},
     {NULL, NULL, 0, NULL},
 };
