@@ -72,7 +72,9 @@ def compact_records(
 def advise(buf: NDArray[Any] | bytes, start: int, length: int, advice: int, /) -> None: ...
 def copy_from_mapping(
     src: NDArray[Any], pos: int, dst: NDArray[Any], start: int, n: int, /
-) -> bool: ...
+) -> None: ...
+
+MADV_POPULATE_READ: Final[int]  # the kernel's value (Linux >= 5.14), whether or not libc has it
 
 SCAN_MORE: Final[int]
 SCAN_BAD: Final[int]

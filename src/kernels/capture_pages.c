@@ -21,24 +21,30 @@
 #define MADV_POPULATE_READ 22 /* Linux >= 5.14 */
 #endif
 
+/* The page size, asked once. */
+static uintptr_t page_size(void) {
+    static uintptr_t page = 0;
+    if (page == 0) page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
 /* The page-aligned range covering [start, start + len) of a buffer at `base` of `size`
  * bytes, clipped to whole pages inside the buffer when `inside` (DONTNEED must not reach
  * a neighbour's page) or widened to whole pages when not (POPULATE may). Returns the
  * length, 0 when nothing is left. */
 static size_t page_range(const uint8_t *base, Py_ssize_t size, Py_ssize_t start,
                          Py_ssize_t len, int inside, uint8_t **out) {
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t mask = page_size() - 1;
     uintptr_t lo = (uintptr_t)(base + start), hi = (uintptr_t)(base + start + len);
     uintptr_t first = (uintptr_t)base, last = (uintptr_t)(base + size);
     if (inside) {
-        lo = (lo + page - 1) & ~(page - 1);
-        hi &= ~(page - 1);
-        if (lo < first) lo = (first + page - 1) & ~(page - 1);
-        if (hi > last) hi = last & ~(page - 1);
+        lo = (lo + mask) & ~mask;
+        hi &= ~mask;
+        if (hi > last) hi = last & ~mask;
     } else {
-        lo &= ~(page - 1);
-        if (lo < first) lo = (first + page - 1) & ~(page - 1);
+        lo &= ~mask;
     }
+    if (lo < first) lo = (first + mask) & ~mask;
     if (hi <= lo) return 0;
     *out = (uint8_t *)lo;
     return (size_t)(hi - lo);
@@ -83,7 +89,7 @@ static PyObject *py_advise(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* copy_from_mapping(src, pos, dst, start, n) -> bool: see the method table. */
+/* copy_from_mapping(src, pos, dst, start, n) -> None: see the method table. */
 static PyObject *py_copy_from_mapping(PyObject *self, PyObject *args) {
     PyObject *src_o, *dst_o;
     Py_ssize_t pos, start, n;
@@ -100,25 +106,22 @@ static PyObject *py_copy_from_mapping(PyObject *self, PyObject *args) {
         PyBuffer_Release(&dst);
         return NULL;
     }
-    int populated = 0;
+    const uint8_t *from = (const uint8_t *)src.buf + pos;
+    /* the page `pos` is in: its bytes before `pos` were copied by the call before */
+    Py_ssize_t back = (Py_ssize_t)((uintptr_t)from & (page_size() - 1));
     Py_BEGIN_ALLOW_THREADS
     uint8_t *at = NULL;
     size_t span = page_range(src.buf, src.len, pos, n, 0, &at);
     /* a kernel before 5.14 refuses POPULATE_READ: then the copy's faults map the pages */
-    populated = span == 0 || madvise(at, span, MADV_POPULATE_READ) == 0;
-    memcpy((uint8_t *)dst.buf + start, (const uint8_t *)src.buf + pos, (size_t)n);
-    /* the copied pages are not needed any more: from the page `pos` is in */
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uint8_t *from = (const uint8_t *)((uintptr_t)((const uint8_t *)src.buf + pos) & ~(page - 1));
-    Py_ssize_t back = (const uint8_t *)src.buf + pos - from;
-    if (from >= (const uint8_t *)src.buf) {
-        span = page_range(src.buf, src.len, pos - back, n + back, 1, &at);
-        if (span > 0) (void)madvise(at, span, MADV_DONTNEED); /* advice: nothing to report */
-    }
+    if (span > 0) (void)madvise(at, span, MADV_POPULATE_READ);
+    memcpy((uint8_t *)dst.buf + start, from, (size_t)n);
+    /* the copied pages are not needed any more (advice: nothing to report) */
+    if (back <= pos && (span = page_range(src.buf, src.len, pos - back, n + back, 1, &at)) > 0)
+        (void)madvise(at, span, MADV_DONTNEED);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&src);
     PyBuffer_Release(&dst);
-    return PyBool_FromLong(populated);
+    Py_RETURN_NONE;
 }
 
 PyMethodDef pages_methods[] = {
@@ -127,8 +130,15 @@ PyMethodDef pages_methods[] = {
      "with the GIL released (DONTNEED only whole pages inside the range); OSError on "
      "failure."},
     {"copy_from_mapping", py_copy_from_mapping, METH_VARARGS,
-     "copy_from_mapping(src, pos, dst, start, n) -> bool: map in the pages of "
-     "src[pos:pos + n] (POPULATE_READ), copy them to dst[start:start + n] and give the "
-     "whole pages back (DONTNEED), GIL released; False if the kernel refused to populate."},
+     "copy_from_mapping(src, pos, dst, start, n): map in the pages of src[pos:pos + n] "
+     "(POPULATE_READ, where the kernel has it), copy them to dst[start:start + n] and give "
+     "the whole pages back (DONTNEED), GIL released."},
     {NULL, NULL, 0, NULL},
 };
+
+int pages_constants(PyObject *module) {
+    static const int_constant_t constants[] = {
+        {"MADV_POPULATE_READ", MADV_POPULATE_READ},
+    };
+    return add_int_constants(module, constants, sizeof constants / sizeof constants[0]);
+}

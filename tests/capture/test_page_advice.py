@@ -17,10 +17,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from diffserv._kernels import advise, copy_from_mapping
+from diffserv._kernels import MADV_POPULATE_READ, advise, copy_from_mapping
 
 SIZE = 3 << 20  # a few MB, not page-aligned at the end
-MADV_POPULATE_READ = 22
 
 
 DATA = np.random.default_rng(7).integers(0, 256, SIZE + 123, np.uint8)

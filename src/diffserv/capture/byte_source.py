@@ -40,7 +40,7 @@ from typing import BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv._kernels import advise, copy_from_mapping
+from diffserv._kernels import MADV_POPULATE_READ, advise, copy_from_mapping
 from diffserv.capture.file_lease import lease_broken, take_read_lease
 from diffserv.capture.lease import BUFFERS
 from diffserv.errors import InputDataError
@@ -50,7 +50,6 @@ STREAM_BATCH_BYTES = 1 << 20  # a pipe's read returns once this much has arrived
 CLOSE_WAIT_S = 2.0  # close() waits this long for a read in flight, then leaves it
 RESERVE = 1 << 20  # room in front of a read-ahead chunk for the record cut by the last one
 MMAP_ENV = "DIFFSERV_CAPTURE_MMAP"  # "0": always read() into buffers, never map the input
-_MADV_POPULATE_READ = 22  # Linux >= 5.14: map pages now (in the helper thread), not on first touch
 
 
 class InputChangedError(Exception):
@@ -95,7 +94,8 @@ class ByteSource:
             self._fd = -1
         self._streaming = self._fd >= 0 and _is_stream(self._fd)
         self._map: mmap.mmap | None = None
-        self._populate = _MADV_POPULATE_READ
+        # Linux >= 5.14: map the next window's pages now (in the helper), not on first touch
+        self._populate = MADV_POPULATE_READ
         # read() by copying out of a read-only mapping (see _copy_into)
         self._copy_map: mmap.mmap | None = None
         self._copy_pos = 0
