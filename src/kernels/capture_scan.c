@@ -114,27 +114,6 @@ static int check_rows(Py_ssize_t row, Py_ssize_t capacity, const columns_t *c) {
     return 0;
 }
 
-/* A C-contiguous 2-D int64 array of `width` columns (`what` names it in the error). */
-static int matrix_acquire(PyObject *obj, Py_buffer *view, Py_ssize_t width, int writable,
-                          const char *what) {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a contiguous%s array", what,
-                     writable ? " writable" : "");
-        return -1;
-    }
-    const char *f = view->format ? view->format : "B";
-    if (*f == '@' || *f == '=' || *f == '<') f++;
-    if (view->ndim != 2 || view->shape[1] != width || view->itemsize != 8 ||
-        !((f[0] == 'q' || f[0] == 'l') && f[1] == '\0')) {
-        PyErr_Format(PyExc_TypeError, "%s: expected an int64 array of shape (n, %zd)", what,
-                     width);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
 /* A one-dimensional numpy bool array. */
 static int bools_acquire(PyObject *obj, Py_buffer *view, const char *what) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
@@ -337,7 +316,7 @@ static PyObject *py_scan_idbs(PyObject *self, PyObject *args) {
         return NULL;
     Py_buffer buf, out;
     if (bytes_acquire(buf_obj, &buf, 0, "buf") < 0) return NULL;
-    if (matrix_acquire(out_obj, &out, IDB_COLUMNS, 1, "out") < 0) {
+    if (matrix_acquire(out_obj, &out, IDB_COLUMNS, 1, 1, "out") < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }
@@ -563,7 +542,7 @@ static PyObject *py_scan_pcapng(PyObject *self, PyObject *args) {
     if (array_acquire(lt_obj, &lt, 4, 1, 0, "if_linktype") < 0) goto done_buf;
     if (array_acquire(snap_obj, &snap, 8, 1, 0, "if_snaplen") < 0) goto done_lt;
     if (array_acquire(idx_obj, &idx, 4, 1, 0, "if_ifindex") < 0) goto done_snap;
-    if (matrix_acquire(ts_obj, &ts, 3, 0, "if_ts") < 0) goto done_idx;
+    if (matrix_acquire(ts_obj, &ts, 3, 1, 0, "if_ts") < 0) goto done_idx;
     if (columns_acquire(cols_obj, &hold) < 0) goto done_ts;
     ifaces_t ifs = {ITEMS(lt), lt.buf, snap.buf, idx.buf, ts.buf};
     if (ITEMS(snap) != ifs.n || ITEMS(idx) != ifs.n || ts.shape[0] != ifs.n) {

@@ -58,26 +58,6 @@ static inline uint64_t shape_hash(const uint64_t *key, const recipe_t *r) {
     return h;
 }
 
-/* Borrow a C-contiguous (rows, NKEY) matrix of 8-byte integers. array_acquire takes only
- * vectors, so its dtype test is repeated here for the two matrices an index holds. */
-static int matrix_acquire(PyObject *obj, Py_buffer *view, int is_signed, const char *what) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a contiguous array", what);
-        return -1;
-    }
-    const char *f = view->format ? view->format : "B";
-    if (*f == '@' || *f == '=' || *f == '<') f++;
-    int dtype_ok = view->itemsize == 8 && f[0] != '\0' && f[1] == '\0' &&
-                   strchr(is_signed ? "ql" : "QL", f[0]) != NULL;
-    if (!dtype_ok || view->ndim != 2 || view->shape[1] != NKEY) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a (rows, %d) array of %s 8-byte integers",
-                     what, NKEY, is_signed ? "signed" : "unsigned");
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- instance_hashes ---------------------------------------------------------------- */
 
 /* instance_hashes(values, group, gmask, out): out[i] = the hash of instance i's values
@@ -87,9 +67,9 @@ static PyObject *py_instance_hashes(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOO:instance_hashes", &values_o, &group_o, &gmask_o, &out_o))
         return NULL;
     Py_buffer values, group, gmask, out;
-    if (matrix_acquire(values_o, &values, 0, "values") < 0) return NULL;
+    if (matrix_acquire(values_o, &values, NKEY, 0, 0, "values") < 0) return NULL;
     if (array_acquire(group_o, &group, 8, 1, 0, "group") < 0) goto fail_values;
-    if (matrix_acquire(gmask_o, &gmask, 0, "gmask") < 0) goto fail_group;
+    if (matrix_acquire(gmask_o, &gmask, NKEY, 0, 0, "gmask") < 0) goto fail_group;
     if (array_acquire(out_o, &out, 8, 0, 1, "out") < 0) goto fail_gmask;
     Py_ssize_t n = values.shape[0], ngroups = gmask.shape[0];
     if (ITEMS(group) != n || ITEMS(out) != n) {
@@ -197,8 +177,8 @@ static int borrow_index_arrays(PyObject *obj, index_t *x) {
         if (arr == NULL) return -1;
         int rc = i < NVEC ? array_acquire(arr, &x->views[i], 8, INDEX_FIELDS[i].is_signed, 0,
                                           INDEX_FIELDS[i].name)
-                          : matrix_acquire(arr, &x->views[i], INDEX_FIELDS[i].is_signed,
-                                           INDEX_FIELDS[i].name);
+                          : matrix_acquire(arr, &x->views[i], NKEY, INDEX_FIELDS[i].is_signed,
+                                           0, INDEX_FIELDS[i].name);
         Py_DECREF(arr);
         if (rc < 0) return -1;
         x->held = i + 1;

@@ -68,22 +68,10 @@ static inline int item_link_ok(const table_t *t, int64_t i) { return i == EMPTY 
 
 /* -- borrowing ------------------------------------------------------------------------ */
 
-/* Borrow a C-contiguous writable int64 matrix of `ncols` columns; rows go to *rows. */
-static int matrix_acquire(PyObject *obj, Py_buffer *view, int ncols, int64_t *rows,
-                          const char *what) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a contiguous writable int64 array", what);
-        return -1;
-    }
-    const char *f = view->format ? view->format : "B";
-    while (*f == '@' || *f == '=' || *f == '<') f++;
-    int int64 = view->itemsize == 8 && (f[0] == 'l' || f[0] == 'q') && f[1] == '\0';
-    if (!int64 || view->ndim != 2 || view->shape[1] != ncols) {
-        PyErr_Format(PyExc_TypeError, "%s: expected an int64 array of shape (n, %d)", what,
-                     ncols);
-        PyBuffer_Release(view);
-        return -1;
-    }
+/* A writable int64 table of `ncols` columns (matrix_acquire); its rows go to *rows. */
+static int table_part_acquire(PyObject *obj, Py_buffer *view, int ncols, int64_t *rows,
+                              const char *what) {
+    if (matrix_acquire(obj, view, ncols, 1, 1, what) < 0) return -1;
     *rows = view->shape[0];
     return 0;
 }
@@ -104,9 +92,9 @@ static int table_acquire(PyObject *flows, PyObject *items, PyObject *index, PyOb
                          PyObject *out, table_t *t, table_hold_t *hold) {
     hold->held = 0;
     Py_buffer *v = hold->views;
-    if (matrix_acquire(flows, &v[0], F_NCOLS, &t->nflows, "flows") < 0) return -1;
+    if (table_part_acquire(flows, &v[0], F_NCOLS, &t->nflows, "flows") < 0) return -1;
     hold->held = 1;
-    if (matrix_acquire(items, &v[1], I_NCOLS, &t->nitems, "items") < 0) goto fail;
+    if (table_part_acquire(items, &v[1], I_NCOLS, &t->nitems, "items") < 0) goto fail;
     hold->held = 2;
     if (array_acquire(index, &v[2], 8, 1, 1, "index") < 0) goto fail;
     hold->held = 3;
@@ -116,7 +104,7 @@ static int table_acquire(PyObject *flows, PyObject *items, PyObject *index, PyOb
         t->out = NULL;
         t->out_cap = 0;
     } else {
-        if (matrix_acquire(out, &v[4], OUT_NCOLS, &t->out_cap, "out") < 0) goto fail;
+        if (table_part_acquire(out, &v[4], OUT_NCOLS, &t->out_cap, "out") < 0) goto fail;
         hold->held = 5;
         t->out = v[4].buf;
     }
@@ -627,7 +615,7 @@ static PyObject *py_rebuild_index(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOL:rebuild_index", &flows_obj, &index_obj, &head)) return NULL;
     table_t t = {0};
     table_hold_t hold = {.held = 0};
-    if (matrix_acquire(flows_obj, &hold.views[0], F_NCOLS, &t.nflows, "flows") < 0) return NULL;
+    if (table_part_acquire(flows_obj, &hold.views[0], F_NCOLS, &t.nflows, "flows") < 0) return NULL;
     hold.held = 1;
     if (array_acquire(index_obj, &hold.views[1], 8, 1, 1, "index") < 0) {
         table_release(&hold);

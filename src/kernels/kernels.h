@@ -33,6 +33,10 @@ void columns_release(columns_hold_t *hold);
  * the argument in the error. Returns -1 with an exception set on failure. */
 int array_acquire(PyObject *obj, Py_buffer *view, int itemsize, int is_signed, int writable,
                   const char *what);
+/* A C-contiguous two-dimensional array of 8-byte integers with `width` columns (the
+ * signedness and writability as for array_acquire). */
+int matrix_acquire(PyObject *obj, Py_buffer *view, Py_ssize_t width, int is_signed, int writable,
+                   const char *what);
 /* The same for a byte buffer (any buffer of bytes: numpy uint8, bytes, mmap). */
 int bytes_acquire(PyObject *obj, Py_buffer *view, int writable, const char *what);
 

@@ -12,18 +12,37 @@ static int format_matches(const Py_buffer *view, int itemsize, int is_signed) {
     return lower == is_signed;
 }
 
-int array_acquire(PyObject *obj, Py_buffer *view, int itemsize, int is_signed, int writable,
-                  const char *what) {
+/* A C-contiguous buffer with its format (writable if asked); TypeError naming `what`. */
+static int contiguous_acquire(PyObject *obj, Py_buffer *view, int writable, const char *what) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0) {
         PyErr_Format(PyExc_TypeError, "%s: expected a contiguous%s array", what,
                      writable ? " writable" : "");
         return -1;
     }
+    return 0;
+}
+
+int array_acquire(PyObject *obj, Py_buffer *view, int itemsize, int is_signed, int writable,
+                  const char *what) {
+    if (contiguous_acquire(obj, view, writable, what) < 0) return -1;
     if (view->ndim > 1 || !format_matches(view, itemsize, is_signed)) {
         PyErr_Format(PyExc_TypeError, "%s: expected %s %d-byte items, got format %s", what,
                      is_signed < 0 ? "" : (is_signed ? "signed" : "unsigned"), itemsize,
                      view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+int matrix_acquire(PyObject *obj, Py_buffer *view, Py_ssize_t width, int is_signed, int writable,
+                   const char *what) {
+    if (contiguous_acquire(obj, view, writable, what) < 0) return -1;
+    if (view->ndim != 2 || view->shape[1] != width || !format_matches(view, 8, is_signed)) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s: expected %s8-byte integers in an array of shape (rows, %zd)", what,
+                     is_signed < 0 ? "" : (is_signed ? "signed " : "unsigned "), width);
         PyBuffer_Release(view);
         return -1;
     }
