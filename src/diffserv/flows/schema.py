@@ -18,6 +18,9 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from diffserv.directions import INBOUND
+from diffserv.records import FlowRecords
+
 # Bumped whenever a column is added, removed or changes meaning; written into every
 # Parquet file's key-value metadata under STORE_VERSION_KEY.
 STORE_VERSION: Final = 1
@@ -156,3 +159,57 @@ def ds_fields(ds: NDArray[Any]) -> dict[str, NDArray[np.int16]]:
         "ecn": np.where(known, ds16 & 3, UNKNOWN).astype(np.int16),
         "prec": np.where(known, ds16 >> 5, UNKNOWN).astype(np.int16),
     }
+
+
+def batch_from_records(
+    records: FlowRecords, *, callout: int = 0, klass: str | None = None
+) -> FlowBatch:
+    """flowacct records as a flow-store batch (source ``flowacct``, this host's records).
+
+    ``callout`` is the IPQoS callout position of the run (``diffserv.directions``): the
+    *_IN positions are ingress, the *_OUT ones egress, 0 unknown. flowacct's dsfield is
+    the DS byte as the action saw it, which is what IPFIX's ipClassOfService means (the
+    value at the observation point), so it fills the ``*_in`` columns. ``klass`` is the
+    ipgpc class whose packets reach the action, where the policy has exactly one.
+    """
+    n = records.n
+    ds = ds_fields(records.dsfield)
+    direction = UNKNOWN
+    if callout & INBOUND:
+        direction = DIRECTION_INGRESS
+    elif callout:
+        direction = DIRECTION_EGRESS
+    v4 = (records.saddr_hi == 0) & ((records.saddr_lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    given: dict[str, NDArray[Any]] = {
+        "first_ns": records.first_ns,
+        "last_ns": records.last_ns,
+        "ip_version": np.where(v4, 4, 6).astype(np.uint8),
+        "saddr_hi": records.saddr_hi,
+        "saddr_lo": records.saddr_lo,
+        "daddr_hi": records.daddr_hi,
+        "daddr_lo": records.daddr_lo,
+        "sport": records.sport,
+        "dport": records.dport,
+        "protocol": records.protocol,
+        "direction": np.full(n, direction, np.int8),
+        "ds_in": ds["ds"],
+        "dscp_in": ds["dscp"],
+        "ecn_in": ds["ecn"],
+        "prec_in": ds["prec"],
+        "packets": records.npackets.astype(np.uint64),
+        "bytes": records.nbytes.astype(np.uint64),
+        "sampling": np.ones(n, np.int64),
+        "uid": records.uid.astype(np.int64),
+        "projid": records.projid.astype(np.int64),
+        "action_code": np.zeros(n, np.int32),
+        "class_code": np.full(n, 0 if klass is not None else UNKNOWN, np.int32),
+    }
+    return make_batch(
+        SOURCE_FLOWACCT,
+        "",
+        0,
+        n,
+        given,
+        actions=(records.action,),
+        classes=(klass,) if klass is not None else (),
+    )
