@@ -37,6 +37,7 @@ COMMAND_MODULES: dict[str, str] = {
     "explain": "diffserv.cli.policy_cmd",
     "run": "diffserv.cli.run_cmd",
     "flows": "diffserv.cli.flows_cmd",
+    "collect": "diffserv.cli.collect_cmd",
 }
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

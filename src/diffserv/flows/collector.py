@@ -1,0 +1,289 @@
+"""The collector's loop: UDP sockets (or a capture of exports) → decoder → flow store.
+
+Everything the collector decides about bytes lives in the sans-I/O decoder; this shell
+only moves datagrams. It drains every ready socket (up to ``DRAIN_PER_WAKEUP``
+datagrams a wake-up), feeds the decoder, and hands the decoded columns to the store
+once a batch is full or ``FLUSH_INTERVAL_NS`` has passed, so the per-record work is
+vectorised over many datagrams. Signals only set flags (the loop wakes through the
+signal wake-up fd): SIGTERM and SIGINT stop after a final flush, SIGHUP rotates the
+store's files. Memory is bounded by the batch limits here, the template bounds of the
+decoder and the store's row buffer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from diffserv.flows.listen import Endpoint, kernel_drops, open_socket, receive_buffer
+from diffserv.flows.schema import FlowBatch
+from diffserv.flows.wire.decode import Decoder, ExporterStats
+
+DRAIN_PER_WAKEUP: Final = 512  # datagrams read from one socket before the others get a turn
+BATCH_DATAGRAMS: Final = 2048  # decoded and stored together
+BATCH_BYTES: Final = 16 * 1024 * 1024
+FLUSH_INTERVAL_NS: Final = 200_000_000  # a quiet exporter's records reach the store this soon
+_MAX_DATAGRAM: Final = 65535
+
+
+class Store(Protocol):
+    """What the collector needs of the flow store."""
+
+    def add(self, batch: FlowBatch) -> None: ...
+
+    def rotate(self) -> list[str]: ...
+
+    def close(self) -> list[str]: ...
+
+
+class Collector:
+    """One decoder and one store, fed from sockets (:meth:`serve`) or a capture (:meth:`replay`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        decoder: Decoder | None = None,
+        *,
+        status: Callable[[str], None] | None = None,
+        status_interval_s: float = 10.0,
+        rotate_interval_s: float | None = None,
+        stats_path: str | None = None,
+    ) -> None:
+        self.store = store
+        self.decoder = decoder or Decoder()
+        self._status = status
+        self._status_interval_ns = int(status_interval_s * 1e9)
+        self._rotate_interval_ns = int(rotate_interval_s * 1e9) if rotate_interval_s else None
+        self._stats_path = stats_path
+        self._pending_datagrams = 0
+        self._pending_bytes = 0
+        self.records_stored = 0
+        self.files: list[str] = []
+        self._sockets: list[tuple[Endpoint, socket.socket]] = []
+        self.started_ns = time.time_ns()
+
+    # -- the two sources -------------------------------------------------------------
+
+    def serve(self, endpoints: Iterable[Endpoint], *, run_for_s: float | None = None) -> str:
+        """Receive until SIGTERM/SIGINT (or ``run_for_s``); returns why it stopped."""
+        self._sockets = [(endpoint, open_socket(endpoint)) for endpoint in endpoints]
+        selector = selectors.DefaultSelector()
+        try:
+            for _, sock in self._sockets:
+                selector.register(sock, selectors.EVENT_READ)
+            with _signal_flags() as flags:
+                selector.register(flags.wakeup, selectors.EVENT_READ)
+                return self._loop(selector, flags, run_for_s)
+        finally:
+            selector.close()
+            for _, sock in self._sockets:
+                sock.close()
+
+    def replay(self, datagrams: Iterable[tuple[bytes, tuple[str, int], int]]) -> None:
+        """Decode captured exports (payload, exporter, capture time) through the same path."""
+        for payload, exporter, arrival_ns in datagrams:
+            self._feed(payload, exporter, arrival_ns)
+            if self._batch_full():
+                self.flush()
+        self.flush()
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _loop(
+        self, selector: selectors.BaseSelector, flags: _Flags, run_for_s: float | None
+    ) -> str:
+        now = time.monotonic_ns()
+        deadline = now + int(run_for_s * 1e9) if run_for_s is not None else None
+        next_flush = now + FLUSH_INTERVAL_NS
+        next_status = now + self._status_interval_ns
+        next_rotate = now + self._rotate_interval_ns if self._rotate_interval_ns else None
+        buffer = bytearray(_MAX_DATAGRAM)
+        view = memoryview(buffer)
+        while True:
+            timeout_ns = next_flush - time.monotonic_ns()
+            if deadline is not None:
+                timeout_ns = min(timeout_ns, deadline - time.monotonic_ns())
+            for key, _ in selector.select(max(timeout_ns, 0) / 1e9):
+                if key.fileobj is flags.wakeup:
+                    flags.drain()
+                    continue
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                self._drain(sock, view)
+            if flags.stop is not None:
+                self._finish()
+                return f"stopped by {signal.Signals(flags.stop).name}"
+            now = time.monotonic_ns()
+            if self._batch_full() or now >= next_flush:
+                self.flush()
+                next_flush = now + FLUSH_INTERVAL_NS
+            if flags.rotate or (next_rotate is not None and now >= next_rotate):
+                flags.rotate = False
+                self.flush()
+                self.files += self.store.rotate()
+                if next_rotate is not None:
+                    next_rotate = now + (self._rotate_interval_ns or 0)
+            if now >= next_status:
+                self.report()
+                next_status = now + self._status_interval_ns
+            if deadline is not None and now >= deadline:
+                self._finish()
+                return "run time over"
+
+    def _drain(self, sock: socket.socket, view: memoryview) -> None:
+        arrival_ns = time.time_ns()  # one clock read per wake-up: the datagrams arrived together
+        for _ in range(DRAIN_PER_WAKEUP):
+            try:
+                size, peer = sock.recvfrom_into(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. ECONNREFUSED reported for an earlier send: not ours
+                continue
+            self._feed(bytes(view[:size]), (peer[0], peer[1]), arrival_ns)
+            if self._batch_full():
+                self.flush()
+
+    def _feed(self, payload: bytes, exporter: tuple[str, int], arrival_ns: int) -> None:
+        self.decoder.feed(payload, exporter, arrival_ns)
+        self._pending_datagrams += 1
+        self._pending_bytes += len(payload)
+
+    def _batch_full(self) -> bool:
+        return self._pending_datagrams >= BATCH_DATAGRAMS or self._pending_bytes >= BATCH_BYTES
+
+    def flush(self) -> None:
+        """Decode what was fed and give it to the store."""
+        if not self._pending_datagrams:
+            return
+        self._pending_datagrams = self._pending_bytes = 0
+        for batch in self.decoder.flush():
+            if batch.n:
+                self.store.add(batch)
+                self.records_stored += batch.n
+
+    def _finish(self) -> None:
+        self.flush()
+        self.files += self.store.close()
+        self.report()
+
+    # -- what it tells -----------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Every counter, as the `--stats` file holds them."""
+        sockets = [
+            {
+                "listen": str(endpoint),
+                "receive_buffer": receive_buffer(sock),
+                "kernel_drops": kernel_drops(sock),
+            }
+            for endpoint, sock in self._sockets
+            if sock.fileno() >= 0
+        ]
+        return {
+            "exporters": {
+                key: msgspec.structs.asdict(value) for key, value in self.decoder.stats.items()
+            },
+            "total": msgspec.structs.asdict(self.decoder.stats_total()),
+            "records_stored": self.records_stored,
+            "files_written": len(self.files),
+            "sockets": sockets,
+        }
+
+    def report(self) -> None:
+        if self._status is not None:
+            for key, value in self.decoder.stats.items():
+                self._status(status_line(key, value))
+        if self._stats_path:
+            write_json_atomically(self._stats_path, self.stats())
+
+
+def status_line(exporter: str, stats: ExporterStats) -> str:
+    """One line per exporter: what arrived, what was kept, what went wrong."""
+    errors = stats.malformed + stats.truncated + stats.unknown_version + stats.no_template
+    line = (
+        f"collect: {exporter}: {stats.datagrams:,} datagrams, {stats.records:,} records, "
+        f"{stats.templates} templates, {errors:,} errors, {stats.lost_records:,} lost"
+    )
+    if stats.last_error:
+        line += f" (last error: {stats.last_error})"
+    return line
+
+
+def write_json_atomically(path: str, value: Any) -> None:
+    """Replace ``path`` whole: a reader polling the stats file never sees half of it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(value, out, indent=2)
+        out.write("\n")
+    os.replace(tmp, path)
+
+
+class _Flags:
+    """What the signal handlers asked for, and the fd that wakes the loop."""
+
+    def __init__(self) -> None:
+        self.stop: int | None = None
+        self.rotate = False
+        self.wakeup, self._wakeup_w = socket.socketpair()
+        self.wakeup.setblocking(False)
+        self._wakeup_w.setblocking(False)
+
+    def drain(self) -> None:
+        try:
+            while self.wakeup.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        self.wakeup.close()
+        self._wakeup_w.close()
+
+
+@contextmanager
+def _signal_flags() -> Iterator[_Flags]:
+    flags = _Flags()
+    if threading.current_thread() is not threading.main_thread():
+        try:
+            yield flags  # embedded in another thread: the caller stops it with run_for_s
+        finally:
+            flags.close()
+        return
+
+    def on_stop(signum: int, frame: object) -> None:
+        flags.stop = signum
+
+    def on_hup(signum: int, frame: object) -> None:
+        flags.rotate = True
+
+    previous: dict[int, Any] = {}
+    old_fd = signal.set_wakeup_fd(flags._wakeup_w.fileno(), warn_on_full_buffer=False)
+    try:
+        for signum, handler in (
+            (signal.SIGTERM, on_stop),
+            (signal.SIGINT, on_stop),
+            (signal.SIGHUP, on_hup),
+        ):
+            previous[signum] = signal.signal(signum, handler)
+        yield flags
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(old_fd)
+        flags.close()
+
+
+def stderr_status(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
