@@ -7,6 +7,11 @@ import sys
 from typing import Any
 
 from diffserv.errors import UsageError
+from diffserv.flows.collector import Collector, stderr_status
+from diffserv.flows.datagram_capture import iter_datagrams
+from diffserv.flows.listen import parse_endpoint
+from diffserv.flows.store import StoreWriter
+from diffserv.flows.wire.decode import Decoder
 
 
 def _seconds(text: str) -> float:
@@ -96,11 +101,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from diffserv.flows.collector import Collector, stderr_status
-    from diffserv.flows.listen import parse_endpoint
-    from diffserv.flows.store import StoreWriter
-    from diffserv.flows.wire.decode import Decoder
-
     endpoints = [parse_endpoint(text) for text in args.listen]
     if not endpoints and not args.from_pcap:
         raise UsageError("collect: give --listen udp://ADDR:PORT (or --from-pcap FILE)")
@@ -121,8 +121,6 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         if args.from_pcap:
-            from diffserv.flows.datagram_capture import iter_datagrams
-
             ports = {endpoint.port for endpoint in endpoints}
             collector.replay(iter_datagrams(args.from_pcap, ports))
             collector.files += store.close()
