@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Any
+from typing import Any, Final
 
 from diffserv.errors import UsageError
 from diffserv.flows.collector import Collector, stderr_status
 from diffserv.flows.datagram_capture import iter_datagrams
-from diffserv.flows.listen import parse_endpoint
+from diffserv.flows.listen import close_sockets, open_sockets, parse_endpoint
 from diffserv.flows.store import StoreWriter
 from diffserv.flows.wire.decode import Decoder
+
+# The ports exports are sent to by convention (NetFlow 2055 and 9995/9996, IPFIX 4739):
+# what --from-pcap decodes when no --listen names the ports.
+CAPTURE_PORTS: Final = (2055, 4739, 9995, 9996)
+NEVER_NS: Final = 1 << 62  # --rotate 0: files close on SIGHUP, at the row bound and at the end
 
 
 def _seconds(text: str) -> float:
@@ -52,7 +58,7 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="udp://ADDR:PORT",
         help="where to receive (repeatable; any version on any port); with --from-pcap, "
-        "the ports whose datagrams are decoded",
+        "the ports whose datagrams are decoded (default 2055, 4739, 9995, 9996)",
     )
     parser.add_argument("--store", required=True, metavar="DIR", help="flow store directory")
     parser.add_argument(
@@ -70,7 +76,8 @@ def register(subparsers: Any) -> None:
         type=_seconds,
         default=60.0,
         metavar="SECONDS",
-        help="close the store's files this often (default 60; a crash loses at most this)",
+        help="close the store's files this often (default 60; 0 = only on SIGHUP and at the "
+        "end; a crash loses at most the records of the last interval)",
     )
     parser.add_argument(
         "--status-interval",
@@ -106,28 +113,35 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("collect: give --listen udp://ADDR:PORT (or --from-pcap FILE)")
     if not args.store:
         raise UsageError("collect: --store DIR must not be empty")
+    if args.from_pcap and not os.path.isfile(args.from_pcap):
+        raise UsageError(f"--from-pcap {args.from_pcap}: no such file")
     decoder = Decoder(
         max_templates_per_exporter=args.max_templates_per_exporter,
         max_templates=args.max_templates,
     )
-    store = StoreWriter(args.store, rotate_ns=int(args.rotate * 1e9) if args.rotate else None)
+    # a port in use is refused before the store directory is made
+    sockets = [] if args.from_pcap else open_sockets(endpoints)
+    try:
+        store = StoreWriter(args.store, rotate_ns=int(args.rotate * 1e9) or NEVER_NS)
+    except BaseException:
+        close_sockets(sockets)
+        raise
     collector = Collector(
         store,
         decoder,
+        sockets=sockets,
         status=None if args.quiet else stderr_status,
-        status_interval_s=args.status_interval or float("inf"),
-        rotate_interval_s=args.rotate or None,
+        status_interval_s=args.status_interval,
+        rotate_interval_s=args.rotate,
         stats_path=args.stats,
     )
     try:
         if args.from_pcap:
-            ports = {endpoint.port for endpoint in endpoints}
+            ports = sorted({endpoint.port for endpoint in endpoints}) or list(CAPTURE_PORTS)
             collector.replay(iter_datagrams(args.from_pcap, ports))
-            collector.files += store.close()
             why = f"read {args.from_pcap}"
-            collector.report()
         else:
-            why = collector.serve(endpoints, run_for_s=args.run_for)
+            why = collector.serve(run_for_s=args.run_for)
     except BaseException:
         store.abort()
         raise

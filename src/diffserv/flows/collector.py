@@ -5,9 +5,9 @@ only moves datagrams. It drains every ready socket (up to ``DRAIN_PER_WAKEUP``
 datagrams a wake-up), feeds the decoder, and hands the decoded columns to the store
 once a batch is full or ``FLUSH_INTERVAL_NS`` has passed, so the per-record work is
 vectorised over many datagrams. Signals only set flags (the loop wakes through the
-signal wake-up fd): SIGTERM and SIGINT stop after a final flush, SIGHUP rotates the
-store's files. Memory is bounded by the batch limits here, the template bounds of the
-decoder and the store's row buffer.
+signal wake-up fd): SIGTERM and SIGINT stop after a final drain and flush, SIGHUP
+rotates the store's files. Memory is bounded by the batch limits here, the template
+bounds of the decoder and the store's row buffer.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Protocol
 
 import msgspec
 
-from diffserv.flows.listen import Endpoint, kernel_drops, open_socket, receive_buffer
+from diffserv.flows.listen import Endpoint, close_sockets, kernel_drops, receive_buffer
 from diffserv.flows.schema import FlowBatch
 from diffserv.flows.wire.decode import Decoder, ExporterStats
 
@@ -34,6 +34,10 @@ DRAIN_PER_WAKEUP: Final = 512  # datagrams read from one socket before the other
 BATCH_DATAGRAMS: Final = 2048  # decoded and stored together
 BATCH_BYTES: Final = 16 * 1024 * 1024
 FLUSH_INTERVAL_NS: Final = 200_000_000  # a quiet exporter's records reach the store this soon
+# At a stop the sockets are read dry before the last flush (what the kernel holds was
+# received too), but never for longer than this: a sender that does not stop must not
+# keep a stopping collector alive.
+FINAL_DRAIN_NS: Final = 2_000_000_000
 _MAX_DATAGRAM: Final = 65535
 
 
@@ -47,8 +51,15 @@ class Store(Protocol):
     def close(self) -> list[str]: ...
 
 
+Datagrams = Iterable[tuple[bytes, tuple[str, int], int]]
+
+
 class Collector:
-    """One decoder and one store, fed from sockets (:meth:`serve`) or a capture (:meth:`replay`)."""
+    """One decoder and one store, fed from sockets (:meth:`serve`) or a capture (:meth:`replay`).
+
+    The sockets are opened by the caller (:func:`~diffserv.flows.listen.open_sockets`)
+    before the store, so that a port in use is refused before anything is written.
+    """
 
     def __init__(
         self,
@@ -56,47 +67,54 @@ class Collector:
         decoder: Decoder | None = None,
         *,
         status: Callable[[str], None] | None = None,
-        status_interval_s: float = 10.0,
+        status_interval_s: float | None = 10.0,
         rotate_interval_s: float | None = None,
         stats_path: str | None = None,
+        sockets: Sequence[tuple[Endpoint, socket.socket]] = (),
     ) -> None:
         self.store = store
         self.decoder = decoder or Decoder()
         self._status = status
-        self._status_interval_ns = int(status_interval_s * 1e9)
-        self._rotate_interval_ns = int(rotate_interval_s * 1e9) if rotate_interval_s else None
+        self._status_interval_ns = _interval_ns(status_interval_s)
+        self._rotate_interval_ns = _interval_ns(rotate_interval_s)
         self._stats_path = stats_path
         self._pending_datagrams = 0
         self._pending_bytes = 0
         self.records_stored = 0
         self.files: list[str] = []
-        self._sockets: list[tuple[Endpoint, socket.socket]] = []
+        self.sockets = list(sockets)
         self.started_ns = time.time_ns()
+        self.state = "starting"
 
     # -- the two sources -------------------------------------------------------------
 
-    def serve(self, endpoints: Iterable[Endpoint], *, run_for_s: float | None = None) -> str:
-        """Receive until SIGTERM/SIGINT (or ``run_for_s``); returns why it stopped."""
-        self._sockets = [(endpoint, open_socket(endpoint)) for endpoint in endpoints]
+    def serve(self, *, run_for_s: float | None = None) -> str:
+        """Receive on the sockets until SIGTERM/SIGINT (or ``run_for_s``).
+
+        Returns why it stopped; the store is closed and the last status reported.
+        """
         selector = selectors.DefaultSelector()
         try:
-            for _, sock in self._sockets:
+            for _, sock in self.sockets:
                 selector.register(sock, selectors.EVENT_READ)
             with _signal_flags() as flags:
                 selector.register(flags.wakeup, selectors.EVENT_READ)
+                self.state = "receiving"
+                if self._stats_path:  # a supervisor can see from here on that it listens
+                    write_json_atomically(self._stats_path, self.stats())
                 return self._loop(selector, flags, run_for_s)
         finally:
             selector.close()
-            for _, sock in self._sockets:
-                sock.close()
+            close_sockets(self.sockets)
 
-    def replay(self, datagrams: Iterable[tuple[bytes, tuple[str, int], int]]) -> None:
+    def replay(self, datagrams: Datagrams) -> None:
         """Decode captured exports (payload, exporter, capture time) through the same path."""
+        self.state = "replaying"
         for payload, exporter, arrival_ns in datagrams:
             self._feed(payload, exporter, arrival_ns)
             if self._batch_full():
                 self.flush()
-        self.flush()
+        self._finish("capture read")
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -106,24 +124,24 @@ class Collector:
         now = time.monotonic_ns()
         deadline = now + int(run_for_s * 1e9) if run_for_s is not None else None
         next_flush = now + FLUSH_INTERVAL_NS
-        next_status = now + self._status_interval_ns
+        next_status = now + self._status_interval_ns if self._status_interval_ns else None
         next_rotate = now + self._rotate_interval_ns if self._rotate_interval_ns else None
-        buffer = bytearray(_MAX_DATAGRAM)
-        view = memoryview(buffer)
+        view = memoryview(bytearray(_MAX_DATAGRAM))
         while True:
-            timeout_ns = next_flush - time.monotonic_ns()
-            if deadline is not None:
-                timeout_ns = min(timeout_ns, deadline - time.monotonic_ns())
-            for key, _ in selector.select(max(timeout_ns, 0) / 1e9):
+            wake = min(t for t in (next_flush, deadline, next_status, next_rotate) if t)
+            timeout_ns = max(wake - time.monotonic_ns(), 0)
+            for key, _ in selector.select(timeout_ns / 1e9):
                 if key.fileobj is flags.wakeup:
                     flags.drain()
                     continue
                 sock = key.fileobj
                 assert isinstance(sock, socket.socket)
-                self._drain(sock, view)
+                self._drain(sock, view, DRAIN_PER_WAKEUP)
             if flags.stop is not None:
-                self._finish()
-                return f"stopped by {signal.Signals(flags.stop).name}"
+                self._drain_all(view)
+                why = f"stopped by {signal.Signals(flags.stop).name}"
+                self._finish(why)
+                return why
             now = time.monotonic_ns()
             if self._batch_full() or now >= next_flush:
                 self.flush()
@@ -133,26 +151,44 @@ class Collector:
                 self.flush()
                 self.files += self.store.rotate()
                 if next_rotate is not None:
-                    next_rotate = now + (self._rotate_interval_ns or 0)
-            if now >= next_status:
+                    next_rotate = now + self._rotate_interval_ns
+            if next_status is not None and now >= next_status:
                 self.report()
                 next_status = now + self._status_interval_ns
             if deadline is not None and now >= deadline:
-                self._finish()
+                self._drain_all(view)
+                self._finish("run time over")
                 return "run time over"
 
-    def _drain(self, sock: socket.socket, view: memoryview) -> None:
+    def _drain(self, sock: socket.socket, view: memoryview, most: int) -> int:
+        """Read up to ``most`` datagrams that are waiting; how many were read."""
         arrival_ns = time.time_ns()  # one clock read per wake-up: the datagrams arrived together
-        for _ in range(DRAIN_PER_WAKEUP):
+        feed = self.decoder.feed
+        received = 0
+        for _ in range(most):
             try:
                 size, peer = sock.recvfrom_into(view)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:  # e.g. ECONNREFUSED reported for an earlier send: not ours
                 continue
-            self._feed(bytes(view[:size]), (peer[0], peer[1]), arrival_ns)
+            feed(view[:size].tobytes(), (peer[0], peer[1]), arrival_ns)
+            received += 1
+            self._pending_datagrams += 1
+            self._pending_bytes += size
             if self._batch_full():
                 self.flush()
+        return received
+
+    def _drain_all(self, view: memoryview) -> None:
+        """Read every socket dry (bounded in time): the kernel's queue was received too."""
+        until = time.monotonic_ns() + FINAL_DRAIN_NS
+        busy = True
+        while busy and time.monotonic_ns() < until:
+            busy = False
+            for _, sock in self.sockets:
+                if self._drain(sock, view, DRAIN_PER_WAKEUP):
+                    busy = True
 
     def _feed(self, payload: bytes, exporter: tuple[str, int], arrival_ns: int) -> None:
         self.decoder.feed(payload, exporter, arrival_ns)
@@ -172,9 +208,10 @@ class Collector:
                 self.store.add(batch)
                 self.records_stored += batch.n
 
-    def _finish(self) -> None:
+    def _finish(self, why: str) -> None:
         self.flush()
         self.files += self.store.close()
+        self.state = why
         self.report()
 
     # -- what it tells -----------------------------------------------------------------
@@ -187,10 +224,13 @@ class Collector:
                 "receive_buffer": receive_buffer(sock),
                 "kernel_drops": kernel_drops(sock),
             }
-            for endpoint, sock in self._sockets
+            for endpoint, sock in self.sockets
             if sock.fileno() >= 0
         ]
         return {
+            "state": self.state,
+            "started_ns": self.started_ns,
+            "updated_ns": time.time_ns(),
             "exporters": {
                 key: msgspec.structs.asdict(value) for key, value in self.decoder.stats.items()
             },
@@ -208,6 +248,13 @@ class Collector:
             write_json_atomically(self._stats_path, self.stats())
 
 
+def _interval_ns(seconds: float | None) -> int:
+    """An interval option in ns; 0 (never) for None, 0 and infinity."""
+    if not seconds or seconds == float("inf"):
+        return 0
+    return max(int(seconds * 1e9), 1)
+
+
 def status_line(exporter: str, stats: ExporterStats) -> str:
     """One line per exporter: what arrived, what was kept, what went wrong."""
     errors = stats.malformed + stats.truncated + stats.unknown_version + stats.no_template
@@ -215,6 +262,8 @@ def status_line(exporter: str, stats: ExporterStats) -> str:
         f"collect: {exporter}: {stats.datagrams:,} datagrams, {stats.records:,} records, "
         f"{stats.templates} templates, {errors:,} errors, {stats.lost_records:,} lost"
     )
+    if stats.templates_refused:
+        line += f", {stats.templates_refused:,} templates refused"
     if stats.last_error:
         line += f" (last error: {stats.last_error})"
     return line
@@ -236,9 +285,9 @@ class _Flags:
     def __init__(self) -> None:
         self.stop: int | None = None
         self.rotate = False
-        self.wakeup, self._wakeup_w = socket.socketpair()
+        self.wakeup, self.wakeup_writer = socket.socketpair()
         self.wakeup.setblocking(False)
-        self._wakeup_w.setblocking(False)
+        self.wakeup_writer.setblocking(False)
 
     def drain(self) -> None:
         try:
@@ -249,7 +298,7 @@ class _Flags:
 
     def close(self) -> None:
         self.wakeup.close()
-        self._wakeup_w.close()
+        self.wakeup_writer.close()
 
 
 @contextmanager
@@ -269,7 +318,7 @@ def _signal_flags() -> Iterator[_Flags]:
         flags.rotate = True
 
     previous: dict[int, Any] = {}
-    old_fd = signal.set_wakeup_fd(flags._wakeup_w.fileno(), warn_on_full_buffer=False)
+    old_fd = signal.set_wakeup_fd(flags.wakeup_writer.fileno(), warn_on_full_buffer=False)
     try:
         for signum, handler in (
             (signal.SIGTERM, on_stop),
@@ -279,8 +328,8 @@ def _signal_flags() -> Iterator[_Flags]:
             previous[signum] = signal.signal(signum, handler)
         yield flags
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, before in previous.items():
+            signal.signal(number, before)
         signal.set_wakeup_fd(old_fd)
         flags.close()
 

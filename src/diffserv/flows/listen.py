@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Sequence
 from typing import Final
 
 import msgspec
@@ -73,6 +74,25 @@ def open_socket(endpoint: Endpoint) -> socket.socket:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise HostSystemError(f"cannot listen on {endpoint}: {reason}") from None
     return sock
+
+
+def open_sockets(endpoints: Sequence[Endpoint]) -> list[tuple[Endpoint, socket.socket]]:
+    """A socket for each endpoint, or none at all (the first refusal closes the others)."""
+    opened: list[tuple[Endpoint, socket.socket]] = []
+    try:
+        for endpoint in endpoints:
+            if any(endpoint == seen for seen, _ in opened):
+                raise UsageError(f"--listen {endpoint}: given twice")
+            opened.append((endpoint, open_socket(endpoint)))
+    except BaseException:
+        close_sockets(opened)
+        raise
+    return opened
+
+
+def close_sockets(sockets: Sequence[tuple[Endpoint, socket.socket]]) -> None:
+    for _, sock in sockets:
+        sock.close()
 
 
 def _grow_receive_buffer(sock: socket.socket) -> None:
