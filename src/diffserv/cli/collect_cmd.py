@@ -12,6 +12,7 @@ from diffserv.flows.collector import Collector, stderr_status
 from diffserv.flows.datagram_capture import iter_datagrams
 from diffserv.flows.listen import close_sockets, open_sockets, parse_endpoint
 from diffserv.flows.store import StoreWriter
+from diffserv.flows.store_thread import StoreThread
 from diffserv.flows.wire.decode import Decoder
 
 # The ports exports are sent to by convention (NetFlow 2055 and 9995/9996, IPFIX 4739):
@@ -122,10 +123,11 @@ def run(args: argparse.Namespace) -> int:
     # a port in use is refused before the store directory is made
     sockets = [] if args.from_pcap else open_sockets(endpoints)
     try:
-        store = StoreWriter(args.store, rotate_ns=int(args.rotate * 1e9) or NEVER_NS)
+        writer = StoreWriter(args.store, rotate_ns=int(args.rotate * 1e9) or NEVER_NS)
     except BaseException:
         close_sockets(sockets)
         raise
+    store = StoreThread(writer)
     collector = Collector(
         store,
         decoder,
@@ -149,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(
             f"collect: {why}: {total.datagrams:,} datagrams from {len(decoder.stats)} "
-            f"exporters, {collector.records_stored:,} records in {len(collector.files)} "
+            f"exporters, {collector.records_stored:,} records in {writer.files_written} "
             f"files under {args.store}",
             file=sys.stderr,
         )

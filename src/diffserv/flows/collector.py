@@ -50,6 +50,9 @@ class Store(Protocol):
 
     def close(self) -> list[str]: ...
 
+    @property
+    def files_written(self) -> int: ...
+
 
 Datagrams = Iterable[tuple[bytes, tuple[str, int], int]]
 
@@ -81,7 +84,6 @@ class Collector:
         self._pending_datagrams = 0
         self._pending_bytes = 0
         self.records_stored = 0
-        self.files: list[str] = []
         self.sockets = list(sockets)
         self.started_ns = time.time_ns()
         self.state = "starting"
@@ -149,7 +151,7 @@ class Collector:
             if flags.rotate or (next_rotate is not None and now >= next_rotate):
                 flags.rotate = False
                 self.flush()
-                self.files += self.store.rotate()
+                self.store.rotate()
                 if next_rotate is not None:
                     next_rotate = now + self._rotate_interval_ns
             if next_status is not None and now >= next_status:
@@ -210,7 +212,7 @@ class Collector:
 
     def _finish(self, why: str) -> None:
         self.flush()
-        self.files += self.store.close()
+        self.store.close()
         self.state = why
         self.report()
 
@@ -236,7 +238,7 @@ class Collector:
             },
             "total": msgspec.structs.asdict(self.decoder.stats_total()),
             "records_stored": self.records_stored,
-            "files_written": len(self.files),
+            "files_written": self.store.files_written,
             "sockets": sockets,
         }
 
