@@ -9,7 +9,7 @@ import pytest
 
 from diffserv.errors import HostSystemError
 from diffserv.flows.schema import FlowBatch, make_batch
-from diffserv.flows.store_thread import StoreThread
+from diffserv.flows.store_thread import SLICE_ROWS, StoreThread
 
 
 def batch(n: int) -> FlowBatch:
@@ -119,3 +119,18 @@ def test_abort_drops_the_queue_and_lets_the_writer_clean_up() -> None:
     store.abort()
     assert writer.aborted
     assert len(writer.log) <= 3
+
+
+def test_a_big_batch_reaches_the_writer_in_slices_in_order() -> None:
+    seen: list[FlowBatch] = []
+
+    class Keep(Recorder):
+        def add(self, b: FlowBatch) -> None:
+            seen.append(b)
+
+    store = StoreThread(Keep())
+    store.add(batch(SLICE_ROWS * 2 + 5))
+    store.close()
+    assert [b.n for b in seen] == [SLICE_ROWS, SLICE_ROWS, 5]
+    joined = np.concatenate([b.columns["first_ns"] for b in seen])
+    assert (joined == np.arange(SLICE_ROWS * 2 + 5)).all()

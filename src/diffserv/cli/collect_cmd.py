@@ -10,7 +10,12 @@ from typing import Any, Final
 from diffserv.errors import UsageError
 from diffserv.flows.collector import Collector, stderr_status
 from diffserv.flows.datagram_capture import iter_datagrams
-from diffserv.flows.listen import close_sockets, open_sockets, parse_endpoint
+from diffserv.flows.listen import (
+    RECEIVE_BUFFER_BYTES,
+    close_sockets,
+    open_sockets,
+    parse_endpoint,
+)
 from diffserv.flows.store import StoreWriter
 from diffserv.flows.store_thread import StoreThread
 from diffserv.flows.wire.decode import Decoder
@@ -104,6 +109,15 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="templates kept per exporter (default 1024); more are refused and counted",
     )
+    parser.add_argument(
+        "--receive-buffer",
+        type=_count,
+        default=RECEIVE_BUFFER_BYTES,
+        metavar="BYTES",
+        help="socket receive buffer asked for (default 64 MiB: a burst waits there while a "
+        "batch is decoded; the kernel doubles it, and caps it at net.core.rmem_max unless "
+        "run as root)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no status lines")
     parser.set_defaults(func=run)
 
@@ -121,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         max_templates=args.max_templates,
     )
     # a port in use is refused before the store directory is made
-    sockets = [] if args.from_pcap else open_sockets(endpoints)
+    sockets = [] if args.from_pcap else open_sockets(endpoints, args.receive_buffer)
     try:
         writer = StoreWriter(args.store, rotate_ns=int(args.rotate * 1e9) or NEVER_NS)
     except BaseException:

@@ -60,13 +60,14 @@ def parse_endpoint(text: str) -> Endpoint:
     return Endpoint(str(address), int(port_text))
 
 
-def open_socket(endpoint: Endpoint) -> socket.socket:
-    """A bound, non-blocking UDP socket with the largest receive buffer the host allows."""
+def open_socket(endpoint: Endpoint, buffer_bytes: int = RECEIVE_BUFFER_BYTES) -> socket.socket:
+    """A bound, non-blocking UDP socket with a receive buffer of ``buffer_bytes`` (or the
+    most the host allows an unprivileged process)."""
     sock = socket.socket(endpoint.family, socket.SOCK_DGRAM)
     try:
         if endpoint.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        _grow_receive_buffer(sock)
+        _grow_receive_buffer(sock, buffer_bytes)
         sock.bind((endpoint.host, endpoint.port))
         sock.setblocking(False)
     except OSError as exc:
@@ -76,14 +77,16 @@ def open_socket(endpoint: Endpoint) -> socket.socket:
     return sock
 
 
-def open_sockets(endpoints: Sequence[Endpoint]) -> list[tuple[Endpoint, socket.socket]]:
+def open_sockets(
+    endpoints: Sequence[Endpoint], buffer_bytes: int = RECEIVE_BUFFER_BYTES
+) -> list[tuple[Endpoint, socket.socket]]:
     """A socket for each endpoint, or none at all (the first refusal closes the others)."""
     opened: list[tuple[Endpoint, socket.socket]] = []
     try:
         for endpoint in endpoints:
             if any(endpoint == seen for seen, _ in opened):
                 raise UsageError(f"--listen {endpoint}: given twice")
-            opened.append((endpoint, open_socket(endpoint)))
+            opened.append((endpoint, open_socket(endpoint, buffer_bytes)))
     except BaseException:
         close_sockets(opened)
         raise
@@ -95,12 +98,12 @@ def close_sockets(sockets: Sequence[tuple[Endpoint, socket.socket]]) -> None:
         sock.close()
 
 
-def _grow_receive_buffer(sock: socket.socket) -> None:
+def _grow_receive_buffer(sock: socket.socket, buffer_bytes: int) -> None:
     force = getattr(socket, "SO_RCVBUFFORCE", 33)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, force, RECEIVE_BUFFER_BYTES)
+        sock.setsockopt(socket.SOL_SOCKET, force, buffer_bytes)
     except OSError:  # not root: as much as net.core.rmem_max lets an ordinary user have
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
 
 
 def receive_buffer(sock: socket.socket) -> int:

@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final, Protocol
+
+import msgspec
 
 from diffserv.flows.schema import FlowBatch
 
 DEFAULT_MAX_BATCHES: Final = 8
+# Batches are handed to the writer in slices of at most this many rows: turning
+# addresses into text and columns into Arrow arrays holds the GIL for the whole of a
+# call, and a slice keeps each such pause of the receive loop to a few milliseconds
+# (the socket buffer covers far more) instead of one pause per decoded batch.
+SLICE_ROWS: Final = 8192
 
 
 class Writer(Protocol):
@@ -74,7 +81,8 @@ class StoreThread:
                     if isinstance(item, _Call):
                         item.result = item.work()
                     elif isinstance(item, FlowBatch):
-                        self.writer.add(item)
+                        for piece in _slices(item, SLICE_ROWS):
+                            self.writer.add(piece)
             except BaseException as exc:  # handed to the caller's thread
                 self._error = exc
             finally:
@@ -130,3 +138,13 @@ class StoreThread:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._queue.put(_STOP)
             self._thread.join()
+
+
+def _slices(batch: FlowBatch, rows: int) -> Iterator[FlowBatch]:
+    """``batch`` in pieces of at most ``rows`` rows (views of its arrays, no copies)."""
+    if batch.n <= rows:
+        yield batch
+        return
+    for start in range(0, batch.n, rows):
+        columns = {name: array[start : start + rows] for name, array in batch.columns.items()}
+        yield msgspec.structs.replace(batch, columns=columns)
