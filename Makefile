@@ -67,6 +67,7 @@ unit: setup system-tools
 test: lint typecheck unit
 
 bench: setup system-tools
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/run_all.py
 
 # The long fuzzing run (not part of `make test`, which runs a fast slice of the same

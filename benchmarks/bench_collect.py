@@ -105,9 +105,9 @@ def _hwm_kib(pid: int) -> int:
 
 def stop(proc: subprocess.Popen[Any], timeout_s: float = 60.0) -> Measurement:
     """SIGTERM, and what the process used in all: CPU (user + system) and peak RSS."""
+    peak = _hwm_kib(proc.pid)  # now: a process that exits at once leaves a zombie without it
     proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    peak = _hwm_kib(proc.pid)
     while time.monotonic() < deadline:
         info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
         if info is not None:

@@ -17,7 +17,14 @@ README = HERE.parent / "README.md"
 RESULTS = HERE / "results"
 BEGIN, END = "<!-- speed:begin -->", "<!-- speed:end -->"
 # the order of the table: start-up first, as a new user meets it
-ORDER = ("bench_startup", "bench_run", "bench_flowacct", "bench_ipgpc", "bench_meter")
+ORDER = (
+    "bench_startup",
+    "bench_run",
+    "bench_flowacct",
+    "bench_ipgpc",
+    "bench_meter",
+    "bench_collect",
+)
 
 
 def _seconds(value: float) -> str:
