@@ -461,3 +461,56 @@ def test_from_pcap_gives_the_same_store_as_live_reception(tmp_path: Path) -> Non
     )
     assert other.returncode == 0, other.stderr
     assert "0 records" in other.stderr
+
+
+def test_a_store_that_cannot_be_made_is_one_line_and_frees_the_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    port = free_udp_port()
+    argv = ["collect", "--listen", f"udp://127.0.0.1:{port}", "--store", str(not_a_dir / "s")]
+    assert main(argv) == 2
+    assert str(not_a_dir) in one_error_line(capsys.readouterr().err)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", port))
+
+
+def test_run_for_stops_by_itself_and_stores_what_came(tmp_path: Path) -> None:
+    port = free_udp_port()
+    collect = Collect(tmp_path, [port], "--run-for", "1")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(exports.IpfixExporter().message(exports.flows(7)), ("127.0.0.1", port))
+        _, err = collect.proc.communicate(timeout=30)
+        assert collect.proc.returncode == 0, err
+        assert "run time over" in err and "7 records" in err
+        assert collect.stats()["state"] == "run time over"
+        assert len(store_rows(collect.store)) == 7
+    finally:
+        collect.kill()
+
+
+def test_ipv6_listen(tmp_path: Path) -> None:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    collect = Collect(tmp_path, [port], host="::1")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+            sock.sendto(exports.IpfixExporter().message(exports.flows(9)), ("::1", port))
+            key = f"::1:{sock.getsockname()[1]}"
+        collect.wait_records(9)
+        status, err = collect.stop()
+        assert status == 0, err
+        stats = collect.stats()
+        assert stats["exporters"][key]["records"] == 9
+        assert stats["sockets"][0]["listen"] == f"udp://[::1]:{port}"
+        rows = store_rows(collect.store)
+        assert len(rows) == 9 and {r["exporter"] for r in rows} == {"::1"}
+    finally:
+        collect.kill()

@@ -80,11 +80,14 @@ def read_stats(path: Path) -> dict[str, Any]:
 class Collect:
     """`diffserv collect` in a child process, with its --stats file polled."""
 
-    def __init__(self, tmp: Path, ports: Sequence[int], *extra: str, name: str = "c") -> None:
+    def __init__(
+        self, tmp: Path, ports: Sequence[int], *extra: str, name: str = "c", host: str = "127.0.0.1"
+    ) -> None:
         self.store = tmp / f"{name}-store"
         self.stats_path = tmp / f"{name}-stats.json"
         self.ports = list(ports)
-        listen = [a for port in ports for a in ("--listen", f"udp://127.0.0.1:{port}")]
+        where = f"[{host}]" if ":" in host else host
+        listen = [a for port in ports for a in ("--listen", f"udp://{where}:{port}")]
         self.proc = subprocess.Popen(
             [
                 sys.executable,
