@@ -9,6 +9,7 @@ per record is a few numpy passes, never Python. Fields of any exported length wo
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -34,6 +35,7 @@ from diffserv.flows.wire.templates import Field
 Key = tuple[int, int]  # (enterprise, element id)
 U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
+Num = NDArray[Any]  # an unsigned column of any width
 
 
 def key(name: str) -> Key:
@@ -106,20 +108,32 @@ _V4_MAPPED: Final = np.uint64(0xFFFF << 32)
 _LOW32: Final = np.uint64(0xFFFFFFFF)
 
 
+# Records decoded per numpy pass: a block of joined records stays in the CPU cache while
+# every field is read out of it (one pass per field over a whole flush's bytes would
+# read them from memory once per field).
+BLOCK_BYTES: Final = 1 << 19
+_NATIVE: Final[Mapping[int, np.dtype[Any]]] = {
+    1: np.dtype(np.uint8),
+    2: np.dtype(np.uint16),
+    4: np.dtype(np.uint32),
+}
+
+
 class Plan:
     """How to read the needed fields of one template's records: a dtype and field names.
 
     Fields of length 1/2/4/8 (and each half of a 16-byte IPv6 address) are dtype
-    fields read in place; odd lengths are byte sub-arrays combined in :func:`decode`.
+    fields read in place into an unsigned array of their own width; odd lengths are
+    byte sub-arrays combined into uint64 in :func:`decode`.
     """
 
-    __slots__ = ("dtype", "odd", "plain", "v6")
+    __slots__ = ("dtype", "odd", "plain", "record_length", "v6")
 
     def __init__(self, fields: tuple[Field, ...]) -> None:
         names: list[str] = []
         formats: list[Any] = []
         offsets: list[int] = []
-        self.plain: list[tuple[Key, str]] = []
+        self.plain: list[tuple[Key, str, np.dtype[Any]]] = []
         self.odd: list[tuple[Key, str, int]] = []
         self.v6: list[tuple[Key, str, str]] = []
         seen: set[Key] = set()
@@ -144,7 +158,7 @@ class Plan:
                 if length in (1, 2, 4, 8):
                     formats.append(f">u{length}")
                     offsets.append(here)
-                    self.plain.append((k, name))
+                    self.plain.append((k, name, _NATIVE.get(length, np.dtype(np.uint64))))
                 elif length < 8:
                     formats.append(("u1", (length,)))
                     offsets.append(here)
@@ -152,90 +166,107 @@ class Plan:
                 else:  # longer than 8 bytes: the low 64 bits
                     formats.append(">u8")
                     offsets.append(here + length - 8)
-                    self.plain.append((k, name))
+                    self.plain.append((k, name, np.dtype(np.uint64)))
                 names.append(name)
             else:
                 continue
             seen.add(k)
+        self.record_length = offset
         self.dtype = np.dtype(
             {"names": names, "formats": formats, "offsets": offsets, "itemsize": max(offset, 1)}
         )
 
 
 class Values:
-    """The needed fields of ``n`` records as uint64 columns (IPv6 addresses as two halves)."""
+    """The needed fields of ``n`` records as unsigned columns (IPv6 addresses as two
+    uint64 halves); each column is as wide as the field was on the wire (odd sizes uint64)."""
 
     __slots__ = ("n", "num", "v6")
 
-    def __init__(self, n: int, num: dict[Key, U64], v6: dict[Key, tuple[U64, U64]]) -> None:
+    def __init__(
+        self, n: int, num: dict[Key, NDArray[Any]], v6: dict[Key, tuple[U64, U64]]
+    ) -> None:
         self.n = n
         self.num = num
         self.v6 = v6
 
 
-def decode(data: bytes, n: int, plan: Plan) -> Values:
-    """The fields of the ``n`` fixed-length records in ``data`` (exactly n records)."""
-    records = np.frombuffer(data, dtype=plan.dtype, count=n)
-    num: dict[Key, U64] = {k: records[name].astype(np.uint64) for k, name in plan.plain}
-    for k, name, length in plan.odd:
-        raw = records[name]
-        total = raw[:, 0].astype(np.uint64)
-        for i in range(1, length):
-            total = (total << np.uint64(8)) | raw[:, i]
-        num[k] = total
-    v6 = {
-        k: (records[hi].astype(np.uint64), records[lo].astype(np.uint64)) for k, hi, lo in plan.v6
-    }
+def _blocks(chunks: list[bytes | memoryview], counts: list[int], length: int) -> list[int]:
+    """Chunk indices where the blocks of about BLOCK_BYTES of records start (and the end)."""
+    per_block = max(1, BLOCK_BYTES // max(length, 1))
+    ends = np.cumsum(np.array(counts, np.int64))
+    marks = np.arange(per_block, int(ends[-1]), per_block)
+    starts = np.unique(np.searchsorted(ends, marks, side="left") + 1)
+    return [0, *(int(s) for s in starts if s < len(chunks)), len(chunks)]
+
+
+def decode(chunks: list[bytes | memoryview], counts: list[int], plan: Plan) -> Values:
+    """The fields of the fixed-length records in ``chunks`` (chunk i holds counts[i] records)."""
+    n = sum(counts)
+    num: dict[Key, NDArray[Any]] = {k: np.empty(n, dtype) for k, _, dtype in plan.plain}
+    num.update({k: np.zeros(n, np.uint64) for k, _, _ in plan.odd})
+    v6 = {k: (np.empty(n, np.uint64), np.empty(n, np.uint64)) for k, _, _ in plan.v6}
+    if plan.record_length == 0:
+        return Values(n, num, v6)
+    pos = 0
+    marks = _blocks(chunks, counts, plan.record_length)
+    for a, b in itertools.pairwise(marks):
+        data = chunks[a] if b == a + 1 else b"".join(chunks[a:b])
+        m = sum(counts[a:b])
+        records = np.frombuffer(data, dtype=plan.dtype, count=m)
+        here = slice(pos, pos + m)
+        for k, name, _ in plan.plain:
+            np.copyto(num[k][here], records[name], casting="unsafe")
+        for k, name, length in plan.odd:
+            raw = records[name]
+            total = raw[:, 0].astype(np.uint64)
+            for i in range(1, length):
+                total = (total << np.uint64(8)) | raw[:, i]
+            num[k][here] = total
+        for k, hi, lo in plan.v6:
+            np.copyto(v6[k][0][here], records[hi], casting="unsafe")
+            np.copyto(v6[k][1][here], records[lo], casting="unsafe")
+        pos += m
     return Values(n, num, v6)
-
-
-def concat(parts: list[Values]) -> Values:
-    """Records of several decodes of one template, in order."""
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-    num = {k: np.concatenate([p.num[k] for p in parts]) for k in first.num}
-    v6 = {
-        k: (
-            np.concatenate([p.v6[k][0] for p in parts]),
-            np.concatenate([p.v6[k][1] for p in parts]),
-        )
-        for k in first.v6
-    }
-    return Values(sum(p.n for p in parts), num, v6)
 
 
 def _full(n: int, value: int, dtype: Any) -> NDArray[Any]:
     return np.full(n, value, dtype=dtype)
 
 
-def _bounded(values: U64 | None, n: int, limit: int, dtype: Any) -> NDArray[Any]:
+def _bounded(values: Num | None, n: int, limit: int, dtype: Any) -> NDArray[Any]:
     """``values`` as ``dtype`` where at most ``limit``, unknown elsewhere (and when absent)."""
     if values is None:
         return _full(n, UNKNOWN, dtype)
-    return np.where(values <= np.uint64(limit), values.astype(np.int64), UNKNOWN).astype(dtype)
+    if np.iinfo(values.dtype).max <= limit:
+        return values.astype(dtype)
+    return np.where(values <= limit, values.astype(np.int64), UNKNOWN).astype(dtype)
 
 
-def _masked(values: U64 | None, n: int, mask: int, dtype: Any) -> NDArray[Any]:
+def _masked(values: Num | None, n: int, mask: int, dtype: Any) -> NDArray[Any]:
+    """The low bits of ``values`` as ``dtype`` (unknown when absent)."""
     if values is None:
         return _full(n, UNKNOWN, dtype)
-    return (values & np.uint64(mask)).astype(dtype)
+    if np.iinfo(values.dtype).max <= mask:
+        return values.astype(dtype)
+    low: NDArray[Any] = values & values.dtype.type(mask)
+    return low.astype(dtype)
 
 
 def ds_columns(
-    whole: U64 | None, dscp: U64 | None, precedence: U64 | None, n: int, suffix: str
+    whole: Num | None, dscp: Num | None, precedence: Num | None, n: int, suffix: str
 ) -> dict[str, NDArray[np.int16]]:
     """ds/dscp/ecn/prec of one side: ECN is known only from the whole DS byte."""
     ds = _masked(whole, n, 0xFF, np.int16)
     if dscp is not None:
-        dscp_col = (dscp & np.uint64(0x3F)).astype(np.int16)
+        dscp_col = _masked(dscp, n, 0x3F, np.int16)
     elif whole is not None:
         dscp_col = ds >> 2
     else:
         dscp_col = _full(n, UNKNOWN, np.int16)
     ecn = ds & 3 if whole is not None else _full(n, UNKNOWN, np.int16)
     if precedence is not None:
-        prec = (precedence & np.uint64(7)).astype(np.int16)
+        prec = _masked(precedence, n, 7, np.int16)
     elif dscp is not None or whole is not None:
         prec = dscp_col >> 3
     else:
@@ -248,21 +279,53 @@ def ds_columns(
     }
 
 
-def _ntp_ns(values: U64, fraction_scale: int, unit_ns: int) -> I64:
+def _ntp_ns(raw: Num, fraction_scale: int, unit_ns: int) -> I64:
     """NTP-format timestamps (s since 1900 << 32 | fraction) as ns since the epoch."""
+    values = raw.astype(np.uint64, copy=False)
     seconds = (values >> np.uint64(32)).astype(np.int64) - NTP_TO_UNIX_S
     fraction = values & _LOW32
     sub = ((fraction * np.uint64(fraction_scale)) >> np.uint64(32)).astype(np.int64) * unit_ns
     return seconds * 1_000_000_000 + sub
 
 
-def _time(
-    values: Values,
-    candidates: tuple[Key, ...],
-    export_ns: I64,
-    uptime_ms: I64 | None,
-    init_ms: int,
-) -> I64 | None:
+class Header:
+    """Per-record header values (export time, v5/v9 sysUpTime), expanded only when used.
+
+    Each queued data set carries its header's scalars; a record needs them only for
+    relative times, so the per-record arrays are built on first use.
+    """
+
+    __slots__ = ("_counts", "_export", "_export_ns", "_uptime", "_uptime_ms")
+
+    def __init__(self, counts: list[int], export_ns: list[int], uptime_ms: list[int] | None):
+        self._counts = counts
+        self._export = export_ns
+        self._uptime = uptime_ms
+        self._export_ns: I64 | None = None
+        self._uptime_ms: I64 | None = None
+
+    def _expand(self, scalars: list[int]) -> I64:
+        if len(scalars) == 1 or min(scalars) == max(scalars):
+            return np.full(sum(self._counts), scalars[0], np.int64)
+        return np.repeat(np.array(scalars, np.int64), self._counts)
+
+    @property
+    def has_uptime(self) -> bool:
+        return self._uptime is not None
+
+    def export_ns(self) -> I64:
+        if self._export_ns is None:
+            self._export_ns = self._expand(self._export)
+        return self._export_ns
+
+    def uptime_ms(self) -> I64:
+        if self._uptime_ms is None:
+            assert self._uptime is not None
+            self._uptime_ms = self._expand(self._uptime)
+        return self._uptime_ms
+
+
+def _time(values: Values, candidates: tuple[Key, ...], header: Header, init_ms: int) -> I64 | None:
     """The first of ``candidates`` present, as int64 ns since the epoch (None: none)."""
     for k in candidates:
         v = values.num.get(k)
@@ -278,11 +341,11 @@ def _time(
         if kind == SECONDS:
             return v.astype(np.int64) * 1_000_000_000
         if k in (K_START_DELTA, K_END_DELTA):
-            return export_ns - v.astype(np.int64) * 1000
+            return header.export_ns() - v.astype(np.int64) * 1000
         # sysUpTime: v5/v9 against the header's uptime, IPFIX against the init time
-        if uptime_ms is not None:
-            age_ms = (uptime_ms - v.astype(np.int64)) & 0xFFFFFFFF
-            return (export_ns // NS_PER_MS - age_ms) * NS_PER_MS
+        if header.has_uptime:
+            age_ms = (header.uptime_ms() - v.astype(np.int64)) & 0xFFFFFFFF
+            return (header.export_ns() // NS_PER_MS - age_ms) * NS_PER_MS
         init = values.num.get(K_INIT_MS)
         if init is not None:
             return (init.astype(np.int64) + v.astype(np.int64)) * NS_PER_MS
@@ -291,16 +354,15 @@ def _time(
     return None
 
 
-def times(
-    values: Values, export_ns: I64, uptime_ms: I64 | None, init_ms: int
-) -> tuple[I64, I64, int]:
+def times(values: Values, header: Header, init_ms: int) -> tuple[I64, I64, int]:
     """first_ns, last_ns and how many records had no time at all (they get the export time).
 
     A record with only a start (or only an end) uses it for both.
     """
-    first = _time(values, START_TIMES, export_ns, uptime_ms, init_ms)
-    last = _time(values, END_TIMES, export_ns, uptime_ms, init_ms)
+    first = _time(values, START_TIMES, header, init_ms)
+    last = _time(values, END_TIMES, header, init_ms)
     if first is None and last is None:
+        export_ns = header.export_ns()
         return export_ns, export_ns.copy(), values.n
     if first is None:
         first = last
@@ -319,11 +381,11 @@ def _address(values: Values, v4key: Key, v6key: Key, version: NDArray[np.uint8])
         return zero, zero.copy()
     if v6 is None:
         assert v4 is not None
-        return zero, (v4 & _LOW32) | _V4_MAPPED
+        return zero, v4.astype(np.uint64) | _V4_MAPPED
     if v4 is None:
         return v6
     six = version == 6
-    return np.where(six, v6[0], zero), np.where(six, v6[1], (v4 & _LOW32) | _V4_MAPPED)
+    return np.where(six, v6[0], zero), np.where(six, v6[1], v4.astype(np.uint64) | _V4_MAPPED)
 
 
 def _ip_version(values: Values) -> NDArray[np.uint8]:
@@ -340,13 +402,13 @@ def _ip_version(values: Values) -> NDArray[np.uint8]:
     return _full(n, 4 if has4 else 6 if has6 else 0, np.uint8)
 
 
-def _either(values: Values, first: Key, second: Key) -> U64 | None:
+def _either(values: Values, first: Key, second: Key) -> Num | None:
     found = values.num.get(first)
     return found if found is not None else values.num.get(second)
 
 
 def sampling_rate(
-    interval: U64 | None, random: U64 | None, packets: U64 | None, space: U64 | None, n: int
+    interval: Num | None, random: Num | None, packets: Num | None, space: Num | None, n: int
 ) -> NDArray[np.int64] | None:
     """ "1 in N" from whichever sampling elements are there (None: none of them).
 
@@ -357,13 +419,14 @@ def sampling_rate(
     """
     rate = interval if interval is not None else random
     if rate is not None:
-        return np.maximum(np.minimum(rate, np.uint64(2**32 - 1)), np.uint64(1)).astype(np.int64)
+        rate = rate.astype(np.uint64, copy=False)
+        return np.maximum(np.minimum(rate, _LOW32), np.uint64(1)).astype(np.int64)
     if packets is None:
         return None
     if space is None:
         return _full(n, UNKNOWN, np.int64)
-    p = np.minimum(packets, _LOW32).astype(np.int64)
-    s = np.minimum(space, _LOW32).astype(np.int64)
+    p = np.minimum(packets.astype(np.uint64, copy=False), _LOW32).astype(np.int64)
+    s = np.minimum(space.astype(np.uint64, copy=False), _LOW32).astype(np.int64)
     safe = np.maximum(p, 1)
     return np.where(p > 0, (2 * (p + s) + safe) // (2 * safe), UNKNOWN).astype(np.int64)
 
@@ -381,7 +444,7 @@ def record_sampling(values: Values) -> NDArray[np.int64] | None:
 
 
 def flow_columns(
-    values: Values, export_ns: I64, uptime_ms: I64 | None, init_ms: int
+    values: Values, header: Header, init_ms: int
 ) -> tuple[dict[str, NDArray[Any]], int]:
     """The FlowBatch columns the records carry (sampling and action/class codes excepted)
     and how many records had no time element."""
@@ -390,7 +453,7 @@ def flow_columns(
     version = _ip_version(values)
     saddr = _address(values, K_SRC4, K_SRC6, version)
     daddr = _address(values, K_DST4, K_DST6, version)
-    first, last, untimed = times(values, export_ns, uptime_ms, init_ms)
+    first, last, untimed = times(values, header, init_ms)
     packets = _either(values, K_PACKETS, K_PACKETS_TOTAL)
     octets = _either(values, K_BYTES, K_BYTES_TOTAL)
     sport, dport, proto = num.get(K_SPORT), num.get(K_DPORT), num.get(K_PROTOCOL)
@@ -402,17 +465,17 @@ def flow_columns(
         "saddr_lo": saddr[1],
         "daddr_hi": daddr[0],
         "daddr_lo": daddr[1],
-        "sport": np.zeros(n, np.uint16) if sport is None else sport.astype(np.uint16),
-        "dport": np.zeros(n, np.uint16) if dport is None else dport.astype(np.uint16),
-        "protocol": np.zeros(n, np.uint8) if proto is None else proto.astype(np.uint8),
+        "sport": np.zeros(n, np.uint16) if sport is None else sport.astype(np.uint16, copy=False),
+        "dport": np.zeros(n, np.uint16) if dport is None else dport.astype(np.uint16, copy=False),
+        "protocol": np.zeros(n, np.uint8) if proto is None else proto.astype(np.uint8, copy=False),
         "tcp_flags": _masked(num.get(K_TCP_FLAGS), n, 0xFF, np.int16),
         "in_if": _bounded(num.get(K_IN_IF), n, 0xFFFFFFFF, np.int64),
         "out_if": _bounded(num.get(K_OUT_IF), n, 0xFFFFFFFF, np.int64),
         "direction": _bounded(num.get(K_DIRECTION), n, 1, np.int8),
         "vlan": _masked(_either(values, K_VLAN, K_VLAN_V9), n, 0xFFF, np.int32),
         "pcp": _masked(num.get(K_PCP), n, 7, np.int16),
-        "packets": np.zeros(n, np.uint64) if packets is None else packets,
-        "bytes": np.zeros(n, np.uint64) if octets is None else octets,
+        "packets": np.zeros(n, np.uint64) if packets is None else packets.astype(np.uint64),
+        "bytes": np.zeros(n, np.uint64) if octets is None else octets.astype(np.uint64),
         "uid": _bounded(num.get(K_UID), n, 0xFFFFFFFF, np.int64),
         "projid": _bounded(num.get(K_PROJID), n, 0xFFFFFFFF, np.int64),
     }
@@ -422,7 +485,7 @@ def flow_columns(
 
 
 def code_lookup(
-    ids: U64 | None, names: Mapping[int, str], index: Mapping[str, int], n: int
+    ids: Num | None, names: Mapping[int, str], index: Mapping[str, int], n: int
 ) -> NDArray[np.int32]:
     """Ids mapped to positions in a batch's name tuple (-1: no id, or no name known for it)."""
     if ids is None or not names:

@@ -28,6 +28,7 @@ from diffserv.flows.wire.columns import (
     K_CLASS_ID,
     K_SAMPLER_ID,
     K_SELECTOR_ID,
+    Header,
     Plan,
     Values,
     code_lookup,
@@ -187,12 +188,15 @@ class _Group:
 
 
 class _Decoded(msgspec.Struct):
-    """One group decoded: its columns, record ids, and arrival order key per record."""
+    """One group decoded: its columns and the decoded fields they came from."""
 
     group: _Group
     columns: dict[str, NDArray[Any]]
     values: Values
-    order: NDArray[np.int64]
+
+    def order(self) -> NDArray[np.int64]:
+        """The arrival serial of the data set each record came in."""
+        return np.repeat(np.array(self.group.order, np.int64), self.group.counts)
 
 
 class Decoder:
@@ -411,6 +415,7 @@ class Decoder:
         records = 0
         unknown = False
         view = memoryview(data)
+        pending = self._pending
         while end - off >= 4:
             set_id, set_length = _SET.unpack_from(data, off)
             if set_length < 4:
@@ -438,19 +443,18 @@ class Decoder:
                 elif not template.variable:
                     n = (set_length - 4) // template.min_length
                     if n:
-                        chunk = view[body : body + n * template.min_length]
-                        self._queue(
-                            exp,
-                            template,
-                            ctx,
-                            chunk,
-                            n,
-                            source=source,
-                            domain=domain,
-                            export_ns=export_ns,
-                            uptime_ms=uptime_ms,
-                            sampling=-1,
-                        )
+                        # the hot path: _queue inlined (one data set per call)
+                        group = pending.get((id(template), id(ctx)))
+                        if group is None:
+                            group = _Group(template, ctx, source, exp, domain)
+                            pending[(id(template), id(ctx))] = group
+                        group.chunks.append(view[body : body + n * template.min_length])
+                        group.counts.append(n)
+                        group.export_ns.append(export_ns)
+                        group.uptime_ms.append(uptime_ms)
+                        group.sampling.append(-1)
+                        group.order.append(self._serial)
+                        self._serial += 1
                         stats.records += n
                         stats.enterprise_fields += n * template.skipped_enterprise
                         records += n
@@ -560,23 +564,17 @@ class Decoder:
         return plan
 
     def _decode(self, group: _Group) -> _Decoded:
-        counts = np.array(group.counts, np.int64)
-        n = int(counts.sum())
         plan = self._plan(group.template)
-        data = b"".join(group.chunks) if len(group.chunks) > 1 else bytes(group.chunks[0])
-        values = decode(data, n, plan)
-        export_ns = np.repeat(np.array(group.export_ns, np.int64), counts)
-        uptime = None
-        if group.source != SOURCE_IPFIX:
-            uptime = np.repeat(np.array(group.uptime_ms, np.int64), counts)
-        columns, untimed = flow_columns(values, export_ns, uptime, group.ctx.init_ms)
+        values = decode(group.chunks, group.counts, plan)
+        uptime = None if group.source == SOURCE_IPFIX else group.uptime_ms
+        header = Header(group.counts, group.export_ns, uptime)
+        columns, untimed = flow_columns(values, header, group.ctx.init_ms)
         group.stats.untimed_records += untimed
         if group.source == SOURCE_NETFLOW5:
-            columns["sampling"] = np.repeat(np.array(group.sampling, np.int64), counts)
+            columns["sampling"] = np.repeat(np.array(group.sampling, np.int64), group.counts)
         else:
             columns["sampling"] = _sampling(values, group.ctx)
-        order = np.repeat(np.array(group.order, np.int64), counts)
-        return _Decoded(group, columns, values, order)
+        return _Decoded(group, columns, values)
 
     def _batch(self, key: tuple[str, str, int], groups: list[_Group]) -> FlowBatch:
         decoded = [self._decode(g) for g in groups]
@@ -593,7 +591,7 @@ class Decoder:
             columns = decoded[0].columns
             n = decoded[0].values.n
         else:
-            order = np.argsort(np.concatenate([d.order for d in decoded]), kind="stable")
+            order = np.argsort(np.concatenate([d.order() for d in decoded]), kind="stable")
             columns = {
                 name: np.concatenate([d.columns[name] for d in decoded])[order]
                 for name in decoded[0].columns
