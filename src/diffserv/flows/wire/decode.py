@@ -383,6 +383,7 @@ class Decoder:
             domain=domain,
             export_ns=export_ns,
             uptime_ms=-1,
+            cut=end < length,
         )
         exp.streams[stream] = [(sequence + records) % _SEQ_MOD, int(unknown)]
 
@@ -397,11 +398,13 @@ class Decoder:
         domain: int,
         export_ns: int,
         uptime_ms: int,
+        cut: bool = False,
     ) -> tuple[int, bool]:
         """Walk the sets of one message; (records read, any data set without template).
 
         The records read are data and options data records; for v9 template records
-        too (its header counts them all).
+        too (its header counts them all). ``cut``: the message is known to be truncated
+        (counted once already), so a set running past its end is no second error.
         """
         ipfix = version == IPFIX_VERSION
         template_set, options_set = (
@@ -424,8 +427,11 @@ class Decoder:
                 break
             set_end = off + set_length
             if set_end > end:
-                message = f"{kind} {set_id} at offset {off}: length {set_length} runs past {end}"
-                self._error(exp, "truncated", message)
+                if not cut:
+                    message = (
+                        f"{kind} {set_id} at offset {off}: length {set_length} runs past {end}"
+                    )
+                    self._error(exp, "truncated", message)
                 break
             body = off + 4
             if set_id >= MIN_DATA_SET:
