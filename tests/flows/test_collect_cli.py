@@ -144,6 +144,16 @@ def test_a_missing_capture_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not (tmp_path / "s").exists()
 
 
+def test_a_stats_file_in_a_missing_directory_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stats = tmp_path / "no" / "stats.json"
+    argv = ["collect", "--listen", "udp://127.0.0.1:4739", "--store", str(tmp_path / "s")]
+    assert main([*argv, "--stats", str(stats)]) == 2
+    assert "no such directory" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.mark.parametrize("option", ["--rotate", "--status-interval", "--run-for"])
 def test_a_bad_number_of_seconds_is_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str

@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("collect: --store DIR must not be empty")
     if args.from_pcap and not os.path.isfile(args.from_pcap):
         raise UsageError(f"--from-pcap {args.from_pcap}: no such file")
+    if args.stats and not os.path.isdir(os.path.dirname(os.path.abspath(args.stats))):
+        raise UsageError(f"--stats {args.stats}: no such directory")
     decoder = Decoder(
         max_templates_per_exporter=args.max_templates_per_exporter,
         max_templates=args.max_templates,

@@ -12,6 +12,7 @@ bounds of the decoder and the store's row buffer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -26,6 +27,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
+from diffserv.errors import HostSystemError
 from diffserv.flows.listen import Endpoint, close_sockets, kernel_drops, receive_buffer
 from diffserv.flows.schema import FlowBatch
 from diffserv.flows.wire.decode import Decoder, ExporterStats
@@ -275,10 +277,15 @@ def write_json_atomically(path: str, value: Any) -> None:
     """Replace ``path`` whole: a reader polling the stats file never sees half of it."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(value, out, indent=2)
-        out.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as out:
+            json.dump(value, out, indent=2)
+            out.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise HostSystemError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 class _Flags:
