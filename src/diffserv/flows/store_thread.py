@@ -20,7 +20,7 @@ import msgspec
 
 from diffserv.flows.schema import FlowBatch
 
-DEFAULT_MAX_BATCHES: Final = 8
+DEFAULT_MAX_BATCHES: Final = 4
 # Batches are handed to the writer in slices of at most this many rows: turning
 # addresses into text and columns into Arrow arrays holds the GIL for the whole of a
 # call, and a slice keeps each such pause of the receive loop to a few milliseconds
