@@ -323,6 +323,30 @@ def test_sighup_closes_the_current_files_and_collection_goes_on(
         collect.kill()
 
 
+def test_a_crash_loses_only_the_records_since_the_last_rotation(
+    tmp_path: Path, sender: socket.socket
+) -> None:
+    port = free_udp_port()
+    collect = Collect(tmp_path, [port], "--rotate", "0")
+    try:
+        ipfix = exports.IpfixExporter()
+        sender.sendto(ipfix.message(exports.flows(30)), ("127.0.0.1", port))
+        collect.wait_records(30)
+        collect.send(signal.SIGHUP)
+        wait_for("the rotated file", lambda: bool(list(collect.store.glob("**/*.parquet"))))
+        sender.sendto(ipfix.message(exports.flows(20, salt=4)), ("127.0.0.1", port))
+        collect.wait_records(50)
+        collect.send(signal.SIGKILL)
+        collect.proc.communicate(timeout=30)
+        rows = store_rows(collect.store)  # readable: no half file is visible
+        assert len(rows) == 30
+        assert {row_key(r) for r in rows} == {
+            (f.src, f.dst, f.sport, f.dport, f.proto) for f in exports.flows(30)
+        }
+    finally:
+        collect.kill()
+
+
 def test_rotate_closes_files_on_a_timer(tmp_path: Path, sender: socket.socket) -> None:
     port = free_udp_port()
     collect = Collect(tmp_path, [port], "--rotate", "0.3")
