@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import diffserv
+from diffserv.flows.store import read_store
 
 # the source tree under test comes first on the child's path (as the start-up tests do)
 SOURCE_ROOT = str(Path(diffserv.__file__).resolve().parent.parent)
@@ -230,5 +231,35 @@ class Relay:
         self.out.close()
 
 
-def signal_name(status: int) -> str:
-    return signal.Signals(-status).name if status < 0 else str(status)
+# ------------------------------------------------- reading what a collector did
+
+
+def bound_sockets(n: int) -> list[socket.socket]:
+    """Sender sockets bound to 127.0.0.1 (so that their exporter key is known before sending)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    return socks
+
+
+def exporter_key(sock: socket.socket) -> str:
+    host, port = sock.getsockname()
+    return f"{host}:{port}"
+
+
+def store_rows(store: Path) -> list[dict[str, Any]]:
+    if not any(store.glob("**/*.parquet")):
+        return []
+    rows: list[dict[str, Any]] = read_store(str(store)).to_pylist()
+    return rows
+
+
+def row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["saddr"], row["daddr"], row["sport"], row["dport"], row["protocol"])
+
+
+def first_last_ms(row: dict[str, Any]) -> tuple[int, int]:
+    return (
+        int(row["first_seen"].timestamp() * 1000 + 0.5),
+        int(row["last_seen"].timestamp() * 1000 + 0.5),
+    )
