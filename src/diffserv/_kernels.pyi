@@ -146,9 +146,6 @@ def classify_rows(
 
 # --- flows: flowacct flow table (src/kernels/flows.c)
 def format_addresses(hi: NDArray[Any], lo: NDArray[Any], /) -> list[str]: ...  # uint64 words
-def address_text_into(
-    hi: NDArray[Any], lo: NDArray[Any], offsets: NDArray[Any], data: NDArray[Any], /
-) -> int: ...  # uint64 words in; int32 offsets (n + 1) and uint8 text out; bytes used
 
 # Layout in diffserv.engine.modules._flow_table; int64 pools of (rows, FLOW_NCOLS) and
 # (rows, ITEM_NCOLS), a power-of-two int64 index, FLOW_NSCALARS int64 scalars and a

@@ -15,7 +15,6 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv._kernels import address_text_into as _address_text_into
 from diffserv._kernels import format_addresses as _format_addresses
 
 GROUP_BASIC: Final = "basic"
@@ -153,27 +152,6 @@ def format_addresses(hi: NDArray[np.uint64], lo: NDArray[np.uint64]) -> list[str
     return _format_addresses(
         np.ascontiguousarray(hi, np.uint64), np.ascontiguousarray(lo, np.uint64)
     )
-
-
-ADDRESS_TEXT_MAX: Final = 40  # bytes the longest address text takes (39), rounded
-
-
-def address_text_buffers(
-    hi: NDArray[np.uint64], lo: NDArray[np.uint64]
-) -> tuple[NDArray[np.int32], NDArray[np.uint8]]:
-    """The text of many addresses as (offsets, data), the buffers of an Arrow string array.
-
-    The same text as :func:`format_addresses`, written by one compiled pass without the
-    GIL and without a Python ``str`` per address: the flow store turns two addresses a
-    record into text, and as a list of strings that was the larger part of its cost.
-    Address ``i`` is ``data[offsets[i]:offsets[i + 1]]``.
-    """
-    hi = np.ascontiguousarray(hi, np.uint64)
-    lo = np.ascontiguousarray(lo, np.uint64)
-    offsets = np.empty(hi.shape[0] + 1, np.int32)
-    data = np.empty(hi.shape[0] * ADDRESS_TEXT_MAX, np.uint8)
-    used = _address_text_into(hi, lo, offsets, data)
-    return offsets, data[:used]
 
 
 # Record times are int64 ns since the epoch: exactly what that type holds, no more.

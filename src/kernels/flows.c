@@ -15,7 +15,6 @@
 #include "kernels.h"
 
 #include <stdio.h>
-#include <string.h>
 
 /* Flow pool columns. */
 enum { F_SHI, F_SLO, F_DHI, F_DLO, F_PORTS, F_LAST, F_PREV, F_NEXT, F_IHEAD, F_ITAIL, F_HASH,
@@ -829,86 +828,10 @@ done:
     return out;
 }
 
-/* An octet in decimal, no leading zeros; returns the end. */
-static char *octet_text(char *p, unsigned v) {
-    if (v >= 100) {
-        *p++ = (char)('0' + v / 100);
-        v %= 100;
-        *p++ = (char)('0' + v / 10);
-    } else if (v >= 10) {
-        *p++ = (char)('0' + v / 10);
-    }
-    *p++ = (char)('0' + v % 10);
-    return p;
-}
-
-/* address_text_into(hi, lo, offsets, data) -> int: the text of every address (as
-   address_text writes it) back to back in data (uint8, ADDRESS_TEXT_MAX bytes an
-   address), address i being data[offsets[i]:offsets[i + 1]] (int32, n + 1 of them):
-   the two buffers of an Arrow string array, made without a Python object per address
-   and without the GIL. Returns the bytes used. */
-#define ADDRESS_TEXT_MAX 40
-static PyObject *py_address_text_into(PyObject *self, PyObject *args) {
-    PyObject *hi_o, *lo_o, *off_o, *data_o, *out = NULL;
-    if (!PyArg_ParseTuple(args, "OOOO:address_text_into", &hi_o, &lo_o, &off_o, &data_o))
-        return NULL;
-    Py_buffer hi, lo, off, data;
-    if (array_acquire(hi_o, &hi, 8, 0, 0, "hi") < 0) return NULL;
-    if (array_acquire(lo_o, &lo, 8, 0, 0, "lo") < 0) goto release_hi;
-    if (array_acquire(off_o, &off, 4, 1, 1, "offsets") < 0) goto release_lo;
-    if (bytes_acquire(data_o, &data, 1, "data") < 0) goto release_off;
-    Py_ssize_t n = ITEMS(hi);
-    if (ITEMS(lo) != n || ITEMS(off) != n + 1) {
-        PyErr_SetString(PyExc_ValueError, "hi, lo and offsets (n + 1) differ in length");
-        goto done;
-    }
-    if (data.len < n * ADDRESS_TEXT_MAX || n * ADDRESS_TEXT_MAX > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError,
-                        "data must hold 40 bytes an address, and at most 2 GiB in all");
-        goto done;
-    }
-    const uint64_t *h = hi.buf, *l = lo.buf;
-    int32_t *o = off.buf;
-    char *base = data.buf, *p = base;
-    Py_BEGIN_ALLOW_THREADS
-    o[0] = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (h[i] == 0 && (l[i] >> 32) == 0xFFFF) {
-            p = octet_text(p, (unsigned)(l[i] >> 24) & 0xFF);
-            *p++ = '.';
-            p = octet_text(p, (unsigned)(l[i] >> 16) & 0xFF);
-            *p++ = '.';
-            p = octet_text(p, (unsigned)(l[i] >> 8) & 0xFF);
-            *p++ = '.';
-            p = octet_text(p, (unsigned)l[i] & 0xFF);
-        } else {
-            char text[48];
-            int len = address_text(h[i], l[i], text);
-            memcpy(p, text, (size_t)len);
-            p += len;
-        }
-        o[i + 1] = (int32_t)(p - base);
-    }
-    Py_END_ALLOW_THREADS
-    out = PyLong_FromSsize_t(p - base);
-done:
-    PyBuffer_Release(&data);
-release_off:
-    PyBuffer_Release(&off);
-release_lo:
-    PyBuffer_Release(&lo);
-release_hi:
-    PyBuffer_Release(&hi);
-    return out;
-}
-
 PyMethodDef flows_methods[] = {
     {"format_addresses", py_format_addresses, METH_VARARGS,
      "format_addresses(hi, lo) -> list[str]: dotted quads for IPv4-mapped addresses, RFC "
      "5952 text for the others."},
-    {"address_text_into", py_address_text_into, METH_VARARGS,
-     "address_text_into(hi, lo, offsets, data) -> int: the same text as the buffers of an "
-     "Arrow string array (int32 offsets, n + 1; 40 data bytes an address); bytes used."},
     {"link_free_rows", py_link_free_rows, METH_VARARGS,
      "link_free_rows(pool, start, link_col) -> head: chain rows start.. as a free list."},
     {"flow_hash", py_flow_hash, METH_VARARGS,
