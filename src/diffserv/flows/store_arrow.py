@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from diffserv.flows.schema import (
     BATCH_COLUMNS,
+    SOURCES,
     STORE_VERSION,
     STORE_VERSION_KEY,
     Column,
@@ -66,6 +67,9 @@ def _arrow_type(column: Column) -> Any:
     return getattr(pa, column.arrow)()
 
 
+_DOMAIN_DOC: Final = "IPFIX domain, v9 source id, v5 engine (type * 256 + id)"
+
+
 def _layout() -> tuple[StoreColumn, ...]:
     columns = []
     for column in BATCH_COLUMNS:
@@ -80,9 +84,19 @@ def _layout() -> tuple[StoreColumn, ...]:
         nullable = column.unknown is not None
         columns.append(StoreColumn(name, _arrow_type(column), nullable, column, doc))
     columns += [
-        StoreColumn("source", DICTIONARY_STRING, False, None, "ipfix, netflow9, netflow5, ..."),
-        StoreColumn("exporter", DICTIONARY_STRING, False, None, "exporter address, '' = this host"),
-        StoreColumn("domain", pa.uint32(), False, None, "observation domain / source id / engine"),
+        StoreColumn(
+            "source", DICTIONARY_STRING, False, None, f"what made it: {', '.join(SOURCES)}"
+        ),
+        StoreColumn(
+            "exporter", DICTIONARY_STRING, False, None, "exporter address ('' = this host)"
+        ),
+        StoreColumn(
+            "domain",
+            pa.uint32(),
+            False,
+            None,
+            "IPFIX domain, v9 source id, v5 engine (type * 256 + id)",
+        ),
     ]
     return tuple(columns)
 

@@ -234,7 +234,8 @@ class StoreWriter:
     def discard(self) -> int:
         """Abort, then remove every file this writer finished: an all-or-nothing import
         that failed leaves the store as it found it. The number of files removed."""
-        self._stop()
+        self.closed = True
+        self._abandon()  # what is still buffered is dropped, not finished first
         removed = 0
         for path in self.paths:
             with contextlib.suppress(OSError):
