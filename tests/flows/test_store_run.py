@@ -6,11 +6,14 @@ import random
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from diffserv.cli.main import main
 from diffserv.flows.reader import read_records
 from diffserv.flows.store import read_store, store_files
+from diffserv.flows.writers import StoreRecordWriter, open_record_writer
+from diffserv.records import RECORD_COLUMNS, FlowRecords
 from support import synth
 
 POLICY = """fmt_version 1.0
@@ -156,3 +159,21 @@ def test_an_existing_directory_is_a_store(tmp_path: Path, suffix: str) -> None:
     store.mkdir()
     assert run(tmp_path, capture, str(store) + suffix) == 0
     assert read_store(str(store)).num_rows > 40
+
+
+def test_the_run_sink_keeps_expired_records_on_abort(tmp_path: Path) -> None:
+    """Ctrl-C: the session aborts its record sink, which writes out what it was handed."""
+    rows = np.zeros((3, len(RECORD_COLUMNS)), np.int64)
+    rows[:, RECORD_COLUMNS.index("saddr_lo")] = (0xFFFF << 32) | 0x0A000001
+    rows[:, RECORD_COLUMNS.index("npackets")] = 1
+    rows[:, RECORD_COLUMNS.index("first_ns")] = T0
+    rows[:, RECORD_COLUMNS.index("last_ns")] = T0
+    writer = open_record_writer(f"{tmp_path / 'store'}/", "basic")
+    assert isinstance(writer, StoreRecordWriter)
+    writer.write(FlowRecords.from_matrix("acct", rows))
+    writer.abort()
+    assert writer.records_written == 3 and not writer.removed
+    assert read_store(str(tmp_path / "store")).column("action").to_pylist() == ["acct"] * 3
+    empty = open_record_writer(str(tmp_path / "empty") + "/", "extended")
+    empty.abort()
+    assert empty.removed and not (tmp_path / "empty").exists()
