@@ -116,7 +116,8 @@ class StoreWriter:
     open (hidden) file as a row group. Every ``rotate_ns`` of wall-clock time since the
     oldest row not yet in a finished file, when ``max_buffered_rows`` rows are waiting,
     on :meth:`rotate` and on :meth:`close`, every open file is finished and appears.
-    ``clock`` is the monotonic clock in ns (tests pass their own).
+    ``clock`` is the monotonic clock in ns (tests pass their own); ``rotate_ns=None`` is
+    the default interval.
 
     A write error raises HostSystemError naming the file; the writer then keeps every
     file finished before, removes its temporaries, and refuses further batches.
@@ -126,11 +127,13 @@ class StoreWriter:
         self,
         root: str,
         *,
-        rotate_ns: int = DEFAULT_ROTATE_NS,
+        rotate_ns: int | None = DEFAULT_ROTATE_NS,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         max_buffered_rows: int = DEFAULT_MAX_BUFFERED_ROWS,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
+        if rotate_ns is None:  # the caller has no interval of its own
+            rotate_ns = DEFAULT_ROTATE_NS
         if rotate_ns <= 0 or row_group_rows <= 0 or max_buffered_rows <= 0:
             raise ValueError("store writer: rotate_ns, row_group_rows, max_buffered_rows > 0")
         self.root = root
