@@ -27,7 +27,7 @@ from diffserv.flows.schema import (
     FlowBatch,
     make_batch,
 )
-from diffserv.records import format_addresses
+from diffserv.records import format_addresses_utf8
 
 TIMESTAMP: Final = pa.timestamp("ns", tz="UTC")
 DICTIONARY_STRING: Final = pa.dictionary(pa.int32(), pa.string())
@@ -168,7 +168,8 @@ def batch_to_table(batch: FlowBatch) -> Any:
             arrays.append(pa.array(np.asarray(values, np.int64), pa.int64()).view(TIMESTAMP))
         elif column.name in ("saddr_hi", "daddr_hi"):
             lo = cols[column.name[:-3] + "_lo"]
-            arrays.append(pa.array(format_addresses(values, lo), pa.string()))
+            offsets, text = format_addresses_utf8(values, lo)
+            arrays.append(pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text)))
         elif column.name in _CODE_NAMES:
             arrays.append(_names(values, getattr(batch, _CODE_NAMES[column.name]), column.name))
         else:
