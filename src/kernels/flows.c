@@ -745,16 +745,37 @@ fail_table:
 
 /* ---- record text ------------------------------------------------------------------ */
 
+/* Decimal text of 0..255 and lowercase hex text of 0..0xFFFF without leading zeros
+ * (sprintf costs more than the rest of an address). */
+static char *put_decimal_byte(char *p, unsigned v) {
+    if (v >= 100) *p++ = (char)('0' + v / 100);
+    if (v >= 10) *p++ = (char)('0' + v / 10 % 10);
+    *p++ = (char)('0' + v % 10);
+    return p;
+}
+
+static char *put_hex_word(char *p, unsigned v) {
+    static const char hex[] = "0123456789abcdef";
+    int shift = 12;
+    while (shift > 0 && (v >> shift) == 0) shift -= 4;
+    for (; shift >= 0; shift -= 4) *p++ = hex[(v >> shift) & 0xF];
+    return p;
+}
+
 /* The text of one 128-bit address into out (at least 40 bytes); returns its length. An
  * IPv4-mapped address is a dotted quad; any other is RFC 5952: lowercase hex words
  * without leading zeros, the longest run of two or more zero words (the first of equal
  * runs) as "::". That is what Python's ipaddress writes, and not quite what inet_ntop
  * does (it writes ::a.b.c.d for the IPv4-compatible block). */
 static int address_text(uint64_t hi, uint64_t lo, char *out) {
-    if (hi == 0 && (lo >> 32) == 0xFFFF)
-        return sprintf(out, "%u.%u.%u.%u", (unsigned)(lo >> 24) & 0xFF,
-                       (unsigned)(lo >> 16) & 0xFF, (unsigned)(lo >> 8) & 0xFF,
-                       (unsigned)lo & 0xFF);
+    if (hi == 0 && (lo >> 32) == 0xFFFF) {
+        char *q = out;
+        for (int shift = 24; shift >= 0; shift -= 8) {
+            q = put_decimal_byte(q, (unsigned)(lo >> shift) & 0xFF);
+            *q++ = shift ? '.' : '\0';
+        }
+        return (int)(q - out - 1);
+    }
     unsigned words[8];
     for (int i = 0; i < 4; i++) {
         words[i] = (unsigned)(hi >> (48 - 16 * i)) & 0xFFFF;
@@ -785,7 +806,7 @@ static int address_text(uint64_t hi, uint64_t lo, char *out) {
             continue;
         }
         if (!after_gap) *p++ = ':';
-        p += sprintf(p, "%x", words[i]);
+        p = put_hex_word(p, words[i]);
         after_gap = 0;
         i++;
     }
@@ -828,10 +849,62 @@ done:
     return out;
 }
 
+/* format_addresses_utf8(hi, lo, offsets) -> bytes: the same texts, end to end, for an Arrow
+ * string column: offsets (int32, n + 1, written here) say where each text starts. No
+ * Python object per address, and the GIL is released while formatting. */
+static PyObject *py_format_addresses_utf8(PyObject *self, PyObject *args) {
+    PyObject *hi_o, *lo_o, *off_o;
+    if (!PyArg_ParseTuple(args, "OOO:format_addresses_utf8", &hi_o, &lo_o, &off_o)) return NULL;
+    Py_buffer hi, lo, off;
+    if (array_acquire(hi_o, &hi, 8, 0, 0, "hi") < 0) return NULL;
+    if (array_acquire(lo_o, &lo, 8, 0, 0, "lo") < 0) {
+        PyBuffer_Release(&hi);
+        return NULL;
+    }
+    if (array_acquire(off_o, &off, 4, 1, 1, "offsets") < 0) {
+        PyBuffer_Release(&lo);
+        PyBuffer_Release(&hi);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t n = ITEMS(hi);
+    /* 39 characters is the longest RFC 5952 text (8 groups of 4 and 7 colons) */
+    if (ITEMS(lo) != n || ITEMS(off) != n + 1) {
+        PyErr_SetString(PyExc_ValueError, "hi, lo and offsets (n + 1) differ in length");
+        goto done;
+    }
+    if (n > (Py_ssize_t)(INT32_MAX / 48)) {
+        PyErr_SetString(PyExc_ValueError, "too many addresses for 32-bit offsets");
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, n * 48);
+    if (out == NULL) goto done;
+    const uint64_t *h = hi.buf, *l = lo.buf;
+    int32_t *o = off.buf;
+    char *data = PyBytes_AS_STRING(out);
+    Py_ssize_t pos = 0;
+    Py_BEGIN_ALLOW_THREADS
+    o[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        pos += address_text(h[i], l[i], data + pos);
+        o[i + 1] = (int32_t)pos;
+    }
+    Py_END_ALLOW_THREADS
+    if (_PyBytes_Resize(&out, pos) < 0) out = NULL;
+done:
+    PyBuffer_Release(&off);
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&hi);
+    return out;
+}
+
 PyMethodDef flows_methods[] = {
     {"format_addresses", py_format_addresses, METH_VARARGS,
      "format_addresses(hi, lo) -> list[str]: dotted quads for IPv4-mapped addresses, RFC "
      "5952 text for the others."},
+    {"format_addresses_utf8", py_format_addresses_utf8, METH_VARARGS,
+     "format_addresses_utf8(hi, lo, offsets) -> bytes: the same texts end to end, offsets "
+     "(int32, n + 1) filled: an Arrow string column's buffers."},
     {"link_free_rows", py_link_free_rows, METH_VARARGS,
      "link_free_rows(pool, start, link_col) -> head: chain rows start.. as a free list."},
     {"flow_hash", py_flow_hash, METH_VARARGS,

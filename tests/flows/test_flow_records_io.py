@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import itertools
 import json
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from diffserv.records import (
     EXTENDED_FIELDS,
     FlowRecords,
     format_address,
+    format_addresses_utf8,
     iso_times,
     parse_address,
     parse_iso_time,
@@ -318,3 +320,30 @@ def test_csv_rows_are_whole_records_whatever_a_field_holds(tmp_path: Path, actio
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert [row["action"] for row in rows] == [action] * 5
+
+
+_ADDRESS_VALUES = st.one_of(
+    st.integers(0, 2**128 - 1),
+    st.integers(0, 2**32 - 1).map(lambda v: (0xFFFF << 32) | v),  # IPv4 (v4-mapped)
+    st.integers(0, 2**16 - 1).map(lambda v: v << 112),  # long zero runs
+    st.just(0),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_ADDRESS_VALUES, max_size=40))
+def test_address_texts_as_arrow_buffers_equal_the_texts(values: list[int]) -> None:
+    # the flow store's column buffers hold exactly the texts ipaddress writes, end to end
+    hi = np.array([v >> 64 for v in values], np.uint64)
+    lo = np.array([v & (2**64 - 1) for v in values], np.uint64)
+    offsets, text = format_addresses_utf8(hi, lo)
+    expected = [
+        str(ipaddress.IPv4Address(v & 0xFFFFFFFF))
+        if v >> 32 == 0xFFFF
+        else ipaddress.IPv6Address(v).compressed
+        for v in values
+    ]
+    assert offsets.tolist()[0] == 0 and len(offsets) == len(values) + 1
+    got = [text[a:b].decode() for a, b in itertools.pairwise(offsets)]
+    assert got == expected
+    assert len(text) == offsets[-1]

@@ -38,6 +38,7 @@ COMMAND_MODULES: dict[str, str] = {
     "run": "diffserv.cli.run_cmd",
     "flows": "diffserv.cli.flows_cmd",
     "collect": "diffserv.cli.collect_cmd",
+    "import": "diffserv.cli.import_cmd",
 }
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

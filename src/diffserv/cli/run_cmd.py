@@ -37,6 +37,7 @@ from diffserv.errors import (
     PolicyFileError,
     UsageError,
 )
+from diffserv.flows.store_layout import is_store_path
 from diffserv.policy.interpret import COS_MODES, DEFAULT_COS_MODE, has_accounting, has_marker
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def _named_files(args: argparse.Namespace) -> tuple[list[NamedPath], list[NamedP
     outputs = [NamedPath("-o", args.output)]
     if args.stats:
         outputs.append(NamedPath("--stats", args.stats))
-    if args.flows:
+    if args.flows and not is_store_path(args.flows):  # a flow store checks its directory
         outputs.append(NamedPath("--flows", args.flows))
     return inputs, outputs
 

@@ -390,16 +390,68 @@ def _times_to_text(cols: dict[str, list[Any]]) -> None:
             cols[name] = iso_times(np.asarray(cols[name], dtype=np.int64))
 
 
+class StoreRecordWriter(RecordWriter):
+    """``--flows DIR/``: flowacct's records into the flow store (docs/flowstore.md).
+
+    The store has one schema, so the acctadm group does not narrow it. Failure follows
+    the record files: ``abort`` (a failed or interrupted run) keeps every record handed
+    over, as complete files, and removes the store directory only if the run created it
+    and it stayed empty.
+    """
+
+    def __init__(self, path: str, group: str) -> None:
+        super().__init__(path, group)
+        from diffserv.flows.store_write import StoreWriter
+
+        self.store = StoreWriter(path)
+
+    def _write(self, records: FlowRecords) -> None:
+        try:
+            self.store.write(records)
+        except HostSystemError as exc:
+            self.failed = True
+            self._failure = str(exc)
+            raise
+        finally:
+            self.records_written = self.store.rows_written
+
+    def _close(self) -> None:
+        try:
+            self.store.close()
+        except HostSystemError as exc:
+            self.failed = True
+            self._failure = str(exc)
+            raise
+        finally:
+            self.records_written = self.store.rows_written
+
+    def _abandon(self) -> str:
+        self.store.abort()
+        self.records_written = self.store.rows_written
+        return f"kept the {self.store.files_written} complete files written before"
+
+    def abort(self) -> None:
+        self.closed = True
+        self.store.abort()
+        self.records_written = self.store.rows_written
+        self.removed = self.store.removed_root
+
+
 def open_record_writer(path: str, group: str) -> RecordWriter:
     """A writer for ``path``, format by extension (.jsonl/.csv/.parquet), acctadm ``group``.
 
-    ``-`` writes JSON Lines to standard output.
+    ``-`` writes JSON Lines to standard output; a directory, or a path ending in "/",
+    is a flow store (created if missing).
 
     Raises UsageError for an unknown extension or group, HostSystemError when the
     file cannot be created.
     """
     if group not in GROUPS:
         raise UsageError(f"unknown accounting group {group!r} (choose basic or extended)")
+    from diffserv.flows.store_layout import is_store_path
+
+    if path != "-" and is_store_path(path):
+        return StoreRecordWriter(path, group)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".jsonl" or path == "-":
         return JsonLinesWriter(path, group)
