@@ -132,7 +132,7 @@ class Collector:
         next_rotate = now + self._rotate_interval_ns if self._rotate_interval_ns else None
         view = memoryview(bytearray(_MAX_DATAGRAM))
         while True:
-            wake = min(t for t in (next_flush, deadline, next_status, next_rotate) if t)
+            wake = min(t for t in (next_flush, deadline, next_status, next_rotate) if t is not None)
             timeout_ns = max(wake - time.monotonic_ns(), 0)
             for key, _ in selector.select(timeout_ns / 1e9):
                 if key.fileobj is flags.wakeup:
