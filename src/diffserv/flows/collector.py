@@ -168,19 +168,21 @@ class Collector:
         """Read up to ``most`` datagrams that are waiting; how many were read."""
         arrival_ns = time.time_ns()  # one clock read per wake-up: the datagrams arrived together
         feed = self.decoder.feed
+        receive = sock.recvfrom_into
+        v4 = sock.family == socket.AF_INET  # its peers are (address, port) already
         received = 0
         for _ in range(most):
             try:
-                size, peer = sock.recvfrom_into(view)
+                size, peer = receive(view)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # e.g. ECONNREFUSED reported for an earlier send: not ours
                 continue
-            feed(view[:size].tobytes(), (peer[0], peer[1]), arrival_ns)
+            feed(view[:size].tobytes(), peer if v4 else (peer[0], peer[1]), arrival_ns)
             received += 1
-            self._pending_datagrams += 1
             self._pending_bytes += size
-            if self._batch_full():
+            self._pending_datagrams += 1
+            if self._pending_datagrams >= BATCH_DATAGRAMS or self._pending_bytes >= BATCH_BYTES:
                 self.flush()
         return received
 
