@@ -412,7 +412,7 @@ def ingest_case(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     print(f"diffserv collect: {text('diffserv')}")
     row: dict[str, Any] = {
         "what": f"sustained loopback ingest, highest loss-free rate ({args.seconds:g} s per "
-        f"step, ×{args.step:g} steps, both with a {args.buffer >> 20} MiB socket buffer)",
+        f"step, ×{args.step:g} steps, both asking for a {args.buffer >> 20} MiB socket buffer)",
         "ours_text": text("diffserv"),
         "target": NFCAPD_TARGET,
         "sender_max": sender_max,
