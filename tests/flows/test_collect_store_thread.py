@@ -71,6 +71,9 @@ def test_batches_rotations_and_close_keep_their_order() -> None:
     assert writer.log == ["add 3", "add 4", "rotate", "add 5", "close"]
     assert store.files_written == 1
     assert store.close() == []  # closing twice is harmless
+    assert store.rotate() == []  # and so is a rotation after it (no thread to hang on)
+    with pytest.raises(ValueError, match="after close"):
+        store.add(batch(1))
 
 
 def test_a_writer_error_is_raised_in_the_callers_thread() -> None:

@@ -101,10 +101,14 @@ class StoreThread:
 
     def add(self, batch: FlowBatch) -> None:
         self._raise()
+        if self._closed:
+            raise ValueError("flow store: a batch after close")
         self._queue.put(batch)
 
     def _call(self, work: Callable[[], list[str]]) -> list[str]:
         self._raise()
+        if self._closed:  # no thread is left to do it
+            return []
         call = _Call(work)
         self._queue.put(call)
         call.done.wait()
