@@ -136,3 +136,15 @@ def test_parse_endpoint_takes_or_refuses_any_text(text: str) -> None:
     else:
         assert 0 < endpoint.port < 65536
         assert parse_endpoint(str(endpoint)) == endpoint
+
+
+def test_a_capture_that_is_not_one_is_exit_2_and_leaves_no_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"this is no capture at all, only words\n")
+    store = tmp_path / "s"
+    assert main(["collect", "--from-pcap", str(bad), "--store", str(store)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert str(bad) in line and "not a pcap" in line
+    assert not store.exists() or not any(store.glob("**/*.parquet"))
