@@ -132,3 +132,22 @@ def test_run_for_stops_by_itself_and_stores_what_came(tmp_path: Path) -> None:
         assert len(store_rows(collect.store)) == 7
     finally:
         collect.kill()
+
+
+def test_a_store_that_cannot_be_written_ends_with_one_line(
+    tmp_path: Path, sender: socket.socket
+) -> None:
+    port = free_udp_port()
+    collect = Collect(tmp_path, [port], "--rotate", "0")
+    try:
+        # the hour's partition directory cannot be made: a file holds its parent's name
+        (collect.store / "date=2026-01-01").write_text("in the way")
+        sender.sendto(exports.IpfixExporter().message(exports.flows(10)), ("127.0.0.1", port))
+        collect.wait_records(10)
+        status, err = collect.stop(signal.SIGHUP)
+        assert status == 2, err
+        lines = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1 and "date=2026-01-01" in lines[0], err
+        assert "Traceback" not in err
+    finally:
+        collect.kill()
