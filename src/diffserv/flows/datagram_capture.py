@@ -37,8 +37,8 @@ UDP: Final = 17
 # written file: 127.0.0.1 (or ::1) to itself, between locally administered MACs
 FILE_SOURCE_PORT: Final = 49152
 SNAPLEN: Final = 65535
-_ETHER_V4: Final = bytes.fromhex("020000000002" "020000000001" "0800")
-_ETHER_V6: Final = bytes.fromhex("020000000002" "020000000001" "86dd")
+_ETHER_V4: Final = bytes.fromhex("0200000000020200000000010800")
+_ETHER_V6: Final = bytes.fromhex("02000000000202000000000186dd")
 _RECORD: Final = struct.Struct("<IIII")
 _UDP: Final = struct.Struct("!HHHH")
 # IPv6 extension headers a UDP header may follow: their length is in their second byte
@@ -169,7 +169,7 @@ def _datagrams_of(
         if l4 is None or l4 + _UDP.size > ip_end:
             tally.malformed += 1
             continue
-        sport, _dport, length, _sum = _UDP.unpack_from(data, l4)
+        sport, _dport, length, _sum = _UDP.unpack(data[l4 : l4 + _UDP.size].tobytes())
         if length < _UDP.size:
             tally.malformed += 1
             continue
