@@ -327,11 +327,15 @@ class _TemplateEncoder:
                 if dg is None:
                     dg = self._open()
                 if not self._flush_announcements(dg):
+                    if dg.empty:
+                        raise AssertionError("a template or name fits no datagram")
                     out.append(self._close(dg))
                     dg = None
                     continue
                 take = min(n - done, self._fitting(dg.room, size))
                 if take <= 0:
+                    if dg.empty:
+                        raise AssertionError("a record fits no datagram")
                     out.append(self._close(dg))
                     dg = None
                     continue
@@ -353,16 +357,25 @@ class _TemplateEncoder:
         return fit
 
     def _open(self) -> _Datagram:
+        """A new datagram; a template refresh starts here when one is due.
+
+        A refresh that needs more than one datagram (many template variants) is not
+        started again while its templates are still going out.
+        """
         dg = _Datagram(self.max_payload, self.header_bytes)
+        if self._refreshed_ns is None:
+            self._refreshed_ns = self._clock_ns
         due = self._since_refresh >= self.refresh_datagrams or (
             self._refreshed_ns is not None
             and self._clock_ns is not None
             and self._clock_ns - self._refreshed_ns >= self.refresh_ns
         )
-        if due and self.templates:
+        if due and self.templates and not self._pending:
             self._extra_due = True
             self._pending = sorted(self.templates.values(), key=lambda t: t.id)
             self._announce = self._names_due()
+            self._since_refresh = 0
+            self._refreshed_ns = self._clock_ns
         return dg
 
     def _flush_announcements(self, dg: _Datagram) -> bool:
@@ -390,9 +403,6 @@ class _TemplateEncoder:
                     dg.add(part)
                 dg.records += len(fitting)
                 self._pending = self._pending[len(fitting) :]
-                if not self._pending:
-                    self._since_refresh = 0
-                    self._refreshed_ns = self._clock_ns
             if self._pending:
                 return False
         while self._announce:
