@@ -1,7 +1,9 @@
-"""The IPFIX / NetFlow v9 / v5 encoders, read back with struct: sizes, sequences, templates, values."""
+"""The IPFIX / NetFlow v9 / v5 encoders read back with struct: sizes, sequences, templates."""
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import struct
 from typing import Any
 
@@ -17,7 +19,7 @@ from diffserv.flows.wire.encode import (
     Netflow5Encoder,
     Netflow9Encoder,
 )
-from diffserv.records import parse_address
+from diffserv.records import format_addresses, parse_address
 
 T0 = 1_767_225_600_000_000_000
 V4 = ["10.0.0.1", "192.0.2.77", "198.51.100.9"]
@@ -95,9 +97,7 @@ class Reader:
             header = (export, sequence, domain)
             at = 16
         else:
-            version, count, uptime, secs, sequence, source = struct.unpack_from(
-                "!HHIIII", datagram
-            )
+            version, count, uptime, secs, sequence, source = struct.unpack_from("!HHIIII", datagram)
             header = (uptime, secs, sequence, source, count)
             at = 20
         assert version == self.version
@@ -186,16 +186,12 @@ def read_all(version: int, datagrams: list[bytes]) -> Reader:
 
 
 def address_text(value: int | bytes) -> str:
-    import ipaddress
-
     if isinstance(value, bytes):
         return str(ipaddress.IPv6Address(value))
     return str(ipaddress.IPv4Address(value))
 
 
 def expected_rows(batch: FlowBatch) -> list[tuple[Any, ...]]:
-    from diffserv.records import format_addresses
-
     c = batch.columns
     src = format_addresses(c["saddr_hi"], c["saddr_lo"])
     dst = format_addresses(c["daddr_hi"], c["daddr_lo"])
@@ -261,8 +257,8 @@ def test_ipfix_datagrams_fit_count_and_carry_every_record(
         expected += expected_rows(batch)
     assert got == sorted(expected)
     # refresh: every 5 datagrams at most between two sendings of the templates
-    marks = sorted(set(reader.template_datagrams))
-    assert all(b - a <= 6 for a, b in zip([*marks, len(datagrams)], [*marks[1:], len(datagrams)]))
+    marks = [*sorted(set(reader.template_datagrams)), len(datagrams)]
+    assert all(b - a <= 5 for a, b in itertools.pairwise(marks))
 
 
 def count_data_records(reader: Reader, datagram: bytes) -> int:
@@ -461,7 +457,7 @@ def test_netflow5_packets_sequence_by_flows_and_skip_ipv6(
 def test_netflow5_record_layout_and_whole_tos_byte() -> None:
     (datagram,) = Netflow5Encoder().encode(make_one(n=2, spread_ns=5_000_000))
     record = datagram[24 : 24 + 48]
-    src, dst, _hop, _i, _o, pkts, octets, first, last = struct.unpack_from("!IIIHHIIII", record)
+    src, _dst, _hop, _i, _o, pkts, octets, first, last = struct.unpack_from("!IIIHHIIII", record)
     sport, dport, _pad, _flags, proto, tos = struct.unpack_from("!HHBBBB", record, 32)
     assert (src, pkts, octets, sport, dport, proto, tos) == (0x0A090807, 1, 100, 0, 80, 6, 0xB9)
     assert last - first == 1

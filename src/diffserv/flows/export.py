@@ -133,6 +133,8 @@ def _query(url: str, text: str) -> dict[str, str]:
 
 
 def _host_port(url: str, where: str) -> tuple[str, int | None]:
+    if not where.startswith("[") and where.count(":") > 1:
+        raise _bad(url, "write an IPv6 address in brackets: [ADDRESS]:PORT")
     if not where or where.startswith(":"):
         raise _bad(url, "no host (want HOST:PORT, or [IPv6]:PORT)")
     if "/" in where or "@" in where:
@@ -152,8 +154,6 @@ def _host_port(url: str, where: str) -> tuple[str, int | None]:
             raise _bad(url, "empty port after ':'")
         port_text = after[1:]
     else:
-        if where.count(":") > 1:
-            raise _bad(url, "write an IPv6 address in brackets: [ADDRESS]:PORT")
         host, colon, port_text = where.partition(":")
         if colon and not port_text:
             raise _bad(url, "empty port after ':'")
