@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from diffserv.cli.main import main
+from diffserv.cli.run_cmd import _classes_of
 from diffserv.errors import UsageError
 from diffserv.flows.datagram_capture import iter_datagrams
 from diffserv.flows.export import Exporter, ExportTarget, FanOut, parse_export_url
+from diffserv.policy.build import load
 from diffserv.records import FlowRecords, parse_address
 from support import synth
 from support.tools import require_tool, unavailable
@@ -299,3 +301,68 @@ def test_exporter_is_a_record_sink_into_a_file(tmp_path: Path) -> None:
     assert exporter.counts.datagrams == 3  # 30 + 30 + 10 records
     assert exporter.counts.records == 70
     assert len(list(iter_datagrams(str(tmp_path / "e.pcap"), [2055]))) == 3
+
+
+CLASSES_POLICY = """fmt_version 1.0
+
+action {
+	module ipgpc
+	name ipgpc.classify
+	class {
+		name web
+		next_action markAF11
+	}
+	class {
+		name other
+		next_action acct_shared
+	}
+	class {
+		name more
+		next_action acct_shared
+	}
+	filter {
+		name webf
+		class web
+		dport 443
+	}
+	filter {
+		name otherf
+		class other
+		dport 53
+	}
+	filter {
+		name moref
+		class more
+		dport 54
+	}
+}
+
+action {
+	module dscpmk
+	name markAF11
+	params {
+		dscp_map {0-63:10}
+		next_action acct_web
+	}
+}
+""" + "".join(
+    f"""
+action {{
+	module flowacct
+	name {name}
+	params {{
+		timer 1000
+		timeout 2000
+		max_limit 1000
+		next_action continue
+	}}
+}}
+"""
+    for name in ("acct_web", "acct_shared")
+)
+
+
+def test_run_exports_the_one_class_that_reaches_a_flowacct_action(tmp_path: Path) -> None:
+    path = tmp_path / "p.conf"
+    path.write_text(CLASSES_POLICY)
+    assert _classes_of(load(str(path))) == {"acct_web": "web"}  # acct_shared has two

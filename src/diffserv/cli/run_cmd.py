@@ -279,7 +279,7 @@ def _run_capture(policy: Policy, args: argparse.Namespace, done: _Outputs) -> Se
         use_mmap=not rewrites,
     ) as reader:
         set_position(lambda: f"{reader.name}: near packet {reader.packets + 1}")
-        records = _open_records(args, done)
+        records = _open_records(args, done, policy)
         packets: _CaptureFile | None = None
         try:
             options = EngineOptions(
@@ -314,7 +314,7 @@ def _run_capture(policy: Policy, args: argparse.Namespace, done: _Outputs) -> Se
     return stats
 
 
-def _open_records(args: argparse.Namespace, done: _Outputs) -> RecordSink | None:
+def _open_records(args: argparse.Namespace, done: _Outputs, policy: Policy) -> RecordSink | None:
     """The run's record sink: the --flows file, the --export target, or both."""
     sinks: list[RecordSink] = []
     if args.flows:
@@ -327,7 +327,9 @@ def _open_records(args: argparse.Namespace, done: _Outputs) -> RecordSink | None
 
         callout = BY_OPTION[args.direction] if args.direction else 0
         try:
-            done.exporter = Exporter(parse_export_url(args.export), callout=callout)
+            done.exporter = Exporter(
+                parse_export_url(args.export), callout=callout, classes=_classes_of(policy)
+            )
         except BaseException:
             for sink in sinks:
                 sink.abort()
@@ -336,6 +338,31 @@ def _open_records(args: argparse.Namespace, done: _Outputs) -> RecordSink | None
         if len(sinks) > 1:
             return FanOut(sinks)
     return sinks[0] if sinks else None
+
+
+def _classes_of(policy: Policy) -> dict[str, str]:
+    """flowacct action -> the one ipgpc class whose packets reach it (exported as its class).
+
+    An action reached from several classes (or none) has no class of its own.
+    """
+    from diffserv.policy.schema import FLOWACCT, action_references
+
+    by_name = {action.name: action for action in policy.actions}
+    reached: dict[str, set[str]] = {}
+    for action in policy.actions:
+        for klass in action.classes:
+            seen: set[str] = set()
+            todo = [klass.next_action]
+            while todo:
+                name = todo.pop()
+                target = by_name.get(name)
+                if name in seen or target is None or target.classes:
+                    continue
+                seen.add(name)
+                if target.module == FLOWACCT.name:
+                    reached.setdefault(name, set()).add(klass.name)
+                todo.extend(action_references(target))
+    return {name: next(iter(classes)) for name, classes in reached.items() if len(classes) == 1}
 
 
 class _CaptureFile:
