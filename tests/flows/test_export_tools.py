@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from diffserv.cli.main import main
+from diffserv.flows.export import Exporter, parse_export_url, table_batches
 from diffserv.flows.reader import read_records
+from diffserv.flows.schema import FlowBatch
 from diffserv.records import iso_time
 from support import synth
 from support.tools import require_tool
@@ -298,3 +301,32 @@ def test_file_export_decodes_cleanly_in_tshark(tmp_path: Path, query: str, port:
     frames, problems = tshark_problems(tshark, exported, port)
     assert frames >= 2
     assert problems == ""
+
+
+@pytest.mark.tools
+@pytest.mark.parametrize("scheme", ["netflow9", "netflow5"])
+def test_uptime_times_hold_for_flows_that_began_before_the_boot(
+    tmp_path: Path, scheme: str
+) -> None:
+    """The boot is the first records' start; a later, older record is sent wrapped mod 2**32."""
+    capture = tmp_path / "mix.pcap"
+    make_capture(capture, with_ipv6=False)
+    records = tmp_path / "flows.jsonl"
+    policy = tmp_path / "acct.conf"
+    policy.write_text(POLICY)
+    out = str(tmp_path / "o.pcap")
+    assert main(["run", str(policy), str(capture), "-o", out, "-q", "--flows", str(records)]) == 0
+    table = read_records(str(records))
+    (batch,) = list(table_batches(table))
+    late = np.flatnonzero(batch.columns["first_ns"] >= np.median(batch.columns["first_ns"]))
+    early = np.flatnonzero(batch.columns["first_ns"] < np.median(batch.columns["first_ns"]))
+    collector = Collector(tmp_path / "nf")
+    try:
+        exporter = Exporter(parse_export_url(f"{scheme}://127.0.0.1:{collector.port}"))
+        for rows in (late, early):  # the boot is set by the late half
+            part = {name: column[rows] for name, column in batch.columns.items()}
+            exporter.send(FlowBatch(batch.source, "", 0, part, batch.actions))
+        exporter.close()
+    finally:
+        got = collector.stop()
+    assert got == record_rows(records)

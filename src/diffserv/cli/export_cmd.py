@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if target.path is not None and os.path.abspath(target.path) == os.path.abspath(source):
         raise UsageError(f"export: {source} is both SRC and the --to file")
     set_position(lambda: source)
-    batches, boot_ns = _batches(source)
-    exporter = Exporter(target, mtu=args.mtu, domain=args.domain, boot_ns=boot_ns)
+    batches, start_ns = _batches(source)
+    exporter = Exporter(target, mtu=args.mtu, domain=args.domain, start_ns=start_ns)
     try:
         for batch in batches:
             exporter.send(batch)
@@ -113,8 +113,8 @@ def _batches(source: str) -> tuple[Iterator[FlowBatch], int | None]:
         batches: Iterator[FlowBatch] = store.iter_store_batches(source)
         return batches, None
     table = read_records(source)
-    boot_ns = min(table.first_ns) if table.first_ns else None
-    return table_batches(table), boot_ns
+    start_ns = min(table.first_ns) if table.first_ns else None
+    return table_batches(table), start_ns
 
 
 def export_warnings(exporter: Exporter) -> list[str]:

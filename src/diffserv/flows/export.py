@@ -175,8 +175,9 @@ class Exporter:
 
     ``callout`` (the run's IPQoS callout position, 0 unknown) and ``classes`` (flowacct
     action name -> the ipgpc class feeding it, where there is one) describe flowacct
-    records handed to :meth:`write`. ``boot_ns`` fixes the v9/v5 boot time (default:
-    the first records' earliest first_seen).
+    records handed to :meth:`write`. ``start_ns`` is the exporter's start for v9/v5 uptimes:
+    the earliest record time it will send, where known (default: the first records'
+    earliest first_seen).
     """
 
     def __init__(
@@ -187,7 +188,7 @@ class Exporter:
         domain: int | None = None,
         callout: int = 0,
         classes: Mapping[str, str] | None = None,
-        boot_ns: int | None = None,
+        start_ns: int | None = None,
         refresh_datagrams: int = DEFAULT_REFRESH_DATAGRAMS,
         refresh_ns: int = DEFAULT_REFRESH_NS,
     ) -> None:
@@ -218,7 +219,7 @@ class Exporter:
             target.format,
             domain=domain,
             max_payload=self.max_payload,
-            boot_ns=boot_ns,
+            start_ns=start_ns,
             refresh_datagrams=refresh_datagrams,
             refresh_ns=refresh_ns,
         )

@@ -43,6 +43,7 @@ DEFAULT_REFRESH_DATAGRAMS: Final = 20
 DEFAULT_REFRESH_NS: Final = 60 * 1_000_000_000
 MIN_PAYLOAD: Final = 508  # an IPv6 datagram in the smallest --mtu (576) still holds a template
 
+BOOT_LEAD_MS: Final = 86_400_000  # v9/v5: the boot is a day before the exporter's start
 NO_ID: Final = 0xFFFF  # an action/class id that is not in any record (never sent as data)
 MAX_NAME_BYTES: Final = 255  # names travel in the one-byte length form of a string field
 
@@ -603,14 +604,22 @@ class IpfixEncoder(_TemplateEncoder):
 
 # --------------------------------------------------------------------- NetFlow v9
 class _Uptime:
-    """sysUptime arithmetic: milliseconds since the exporter's boot, modulo 2**32."""
+    """sysUptime arithmetic: milliseconds since the exporter's boot, modulo 2**32.
 
-    def __init__(self, boot_ns: int | None) -> None:
-        self.boot_ms: int | None = None if boot_ns is None else boot_ns // _NS_PER_MS
+    The boot is :data:`BOOT_LEAD_MS` before the exporter's start (the earliest record
+    time it knows when it begins): a collector adds First/Last to the boot it derives
+    from the header, so a record that began before the boot would come out 49.7 days
+    late; the lead covers flows that began before the first records handed over.
+    """
+
+    def __init__(self, start_ns: int | None) -> None:
+        self.boot_ms: int | None = None
+        if start_ns is not None:
+            self.boot_ms = start_ns // _NS_PER_MS - BOOT_LEAD_MS
 
     def start(self, first_ns: NDArray[np.int64]) -> int:
         if self.boot_ms is None:
-            self.boot_ms = int(first_ns.min()) // _NS_PER_MS
+            self.boot_ms = int(first_ns.min()) // _NS_PER_MS - BOOT_LEAD_MS
         return self.boot_ms
 
     def relative(self, ns: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -621,8 +630,9 @@ class _Uptime:
 class Netflow9Encoder(_TemplateEncoder):
     """NetFlow v9 packets (RFC 3954): sysUptime-relative times, no enterprise fields.
 
-    ``boot_ns`` is the exporter's boot (default: the earliest first_seen of the first
-    batch); the header's sysUptime is the export time minus it. The sequence number is
+    ``start_ns`` is the exporter's start (default: the earliest first_seen of the first
+    batch); its boot is a day before, and the header's sysUptime the export time minus
+    the boot. The sequence number is
     the number of packets sent before this one.
     """
 
@@ -632,9 +642,9 @@ class Netflow9Encoder(_TemplateEncoder):
     times = _V9_TIMES
     pad_to = 4
 
-    def __init__(self, *, boot_ns: int | None = None, **kw: Any) -> None:
+    def __init__(self, *, start_ns: int | None = None, **kw: Any) -> None:
         super().__init__(**kw)
-        self.uptime = _Uptime(boot_ns)
+        self.uptime = _Uptime(start_ns)
 
     def encode(self, batch: FlowBatch) -> list[bytes]:
         if batch.n:
@@ -682,7 +692,7 @@ class Netflow5Encoder:
     """
 
     def __init__(
-        self, *, domain: int = 0, max_payload: int = 1472, boot_ns: int | None = None
+        self, *, domain: int = 0, max_payload: int = 1472, start_ns: int | None = None
     ) -> None:
         if not 0 <= domain <= 0xFFFF:
             raise ValueError(f"domain {domain} is not engine_type << 8 | engine_id")
@@ -690,7 +700,7 @@ class Netflow5Encoder:
         self.per_datagram = min(V5_MAX_RECORDS, (max_payload - V5_HEADER.size) // V5_RECORD_BYTES)
         if self.per_datagram < 1:
             raise ValueError(f"max_payload {max_payload} holds no v5 record")
-        self.uptime = _Uptime(boot_ns)
+        self.uptime = _Uptime(start_ns)
         self.datagrams = 0
         self.data_records = 0
         self.skipped_ipv6 = 0
@@ -753,7 +763,7 @@ def encoder_for(
     *,
     domain: int = 0,
     max_payload: int = 1472,
-    boot_ns: int | None = None,
+    start_ns: int | None = None,
     refresh_datagrams: int = DEFAULT_REFRESH_DATAGRAMS,
     refresh_ns: int = DEFAULT_REFRESH_NS,
 ) -> Encoder:
@@ -767,12 +777,12 @@ def encoder_for(
         )
     if kind == "netflow9":
         return Netflow9Encoder(
-            boot_ns=boot_ns,
+            start_ns=start_ns,
             domain=domain,
             max_payload=max_payload,
             refresh_datagrams=refresh_datagrams,
             refresh_ns=refresh_ns,
         )
     if kind == "netflow5":
-        return Netflow5Encoder(domain=domain, max_payload=max_payload, boot_ns=boot_ns)
+        return Netflow5Encoder(domain=domain, max_payload=max_payload, start_ns=start_ns)
     raise ValueError(f"unknown export format {kind!r}")
