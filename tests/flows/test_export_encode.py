@@ -477,3 +477,14 @@ def test_netflow5_counters_saturate_and_are_counted() -> None:
 def test_a_payload_too_small_for_a_template_is_refused(payload: int) -> None:
     with pytest.raises(ValueError):
         IpfixEncoder(max_payload=payload)
+
+
+@pytest.mark.parametrize("kind", [IpfixEncoder, Netflow9Encoder, Netflow5Encoder])
+def test_rows_without_an_ip_version_are_skipped_and_counted(kind: Any) -> None:
+    batch = make_one(n=3)
+    versions = np.array([4, 0, 4], np.uint8)
+    encoder = kind()
+    datagrams = encoder.encode(FlowBatch("x", "", 0, {**batch.columns, "ip_version": versions}))
+    assert encoder.skipped == 1
+    assert encoder.data_records == 2
+    assert datagrams

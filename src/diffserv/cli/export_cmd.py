@@ -127,6 +127,8 @@ def export_warnings(exporter: Exporter) -> list[str]:
             f"{url}: NetFlow v5 carries IPv4 only; {counts.skipped_ipv6:,} IPv6 flow "
             "records were not exported (use ipfix:// or netflow9://)"
         )
+    if counts.skipped:
+        out.append(f"{url}: {counts.skipped:,} flow records without an IP version were not sent")
     if counts.send_errors:
         out.append(
             f"{url}: {counts.send_errors:,} datagrams were refused (is a collector "

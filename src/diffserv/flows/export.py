@@ -168,6 +168,7 @@ class ExportCounts(msgspec.Struct):
     records: int = 0  # flow records in them
     send_errors: int = 0  # datagrams the destination refused (nobody listening)
     skipped_ipv6: int = 0  # v5 only: IPv6 records it cannot carry
+    skipped: int = 0  # records without IP version 4 or 6 (no addresses to send)
 
 
 class Exporter:
@@ -243,6 +244,7 @@ class Exporter:
         before = self.encoder.data_records
         datagrams = self.encoder.encode(batch)
         self.counts.records += self.encoder.data_records - before
+        self.counts.skipped = self.encoder.skipped
         if isinstance(self.encoder, Netflow5Encoder):
             self.counts.skipped_ipv6 = self.encoder.skipped_ipv6
         for datagram in datagrams:

@@ -248,6 +248,7 @@ class _TemplateEncoder:
         self.datagrams = 0  # messages made so far
         self.data_records = 0  # flow records sent so far
         self.option_records = 0  # options data records sent so far
+        self.skipped = 0  # records without IP version 4 or 6
         self.templates: dict[tuple[int, int], Template] = {}  # (ip version, mask) -> template
         self._pending: list[Template] = []  # to send before any more data
         self._announce: list[_Announcement] = []
@@ -306,12 +307,17 @@ class _TemplateEncoder:
         if batch.n == 0:
             return []
         columns = self._names(batch)
+        versions = columns["ip_version"].astype(np.int64)
+        ip = np.isin(versions, (4, 6))
+        if not ip.all():  # a store row without an IP version has no address to send
+            self.skipped += int(batch.n - np.count_nonzero(ip))
+            columns = {name: array[ip] for name, array in columns.items()}
+            versions = versions[ip]
+            if not versions.size:
+                return []
         newest = int(columns["last_ns"].max())
         self._clock_ns = newest if self._clock_ns is None else max(self._clock_ns, newest)
-        versions = columns["ip_version"].astype(np.int64)
-        if not np.isin(versions, (4, 6)).all():
-            raise ValueError("flow batch: ip_version must be 4 or 6 in every record")
-        key = versions << 32 | self._masks(columns, batch.n)
+        key = versions << 32 | self._masks(columns, int(versions.size))
         groups: list[tuple[Template, bytes, NDArray[np.int64]]] = []
         for value in np.unique(key).tolist():
             rows = np.flatnonzero(key == value)
@@ -704,12 +710,14 @@ class Netflow5Encoder:
         self.datagrams = 0
         self.data_records = 0
         self.skipped_ipv6 = 0
+        self.skipped = 0  # records without IP version 4 or 6
         self.saturated = 0
 
     def encode(self, batch: FlowBatch) -> list[bytes]:
         columns = batch.columns
         v4 = columns["ip_version"] == 4
-        self.skipped_ipv6 += int(batch.n - np.count_nonzero(v4))
+        self.skipped_ipv6 += int(np.count_nonzero(columns["ip_version"] == 6))
+        self.skipped += int(batch.n - np.count_nonzero(v4 | (columns["ip_version"] == 6)))
         if not v4.any():
             return []
         c = {name: array[v4] for name, array in columns.items()}
