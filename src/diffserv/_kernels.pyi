@@ -146,7 +146,9 @@ def classify_rows(
 
 # --- flows: flowacct flow table (src/kernels/flows.c)
 def format_addresses(hi: NDArray[Any], lo: NDArray[Any], /) -> list[str]: ...  # uint64 words
-def format_addresses_utf8(hi: NDArray[Any], lo: NDArray[Any], offsets: NDArray[Any], /) -> bytes: ...
+def format_addresses_utf8(
+    hi: NDArray[Any], lo: NDArray[Any], offsets: NDArray[Any], /
+) -> bytes: ...
 
 # Layout in diffserv.engine.modules._flow_table; int64 pools of (rows, FLOW_NCOLS) and
 # (rows, ITEM_NCOLS), a power-of-two int64 index, FLOW_NSCALARS int64 scalars and a

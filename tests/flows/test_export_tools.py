@@ -330,3 +330,23 @@ def test_uptime_times_hold_for_flows_that_began_before_the_boot(
     finally:
         got = collector.stop()
     assert got == record_rows(records)
+
+
+@pytest.mark.tools
+def test_export_command_sends_a_flow_store_to_nfcapd(tmp_path: Path) -> None:
+    capture = tmp_path / "mix.pcap"
+    make_capture(capture)
+    policy = tmp_path / "acct.conf"
+    policy.write_text(POLICY)
+    out = str(tmp_path / "o.pcap")
+    records = tmp_path / "flows.jsonl"
+    store = f"{tmp_path / 'store'}/"
+    for flows in (str(records), store):
+        assert main(["run", str(policy), str(capture), "-o", out, "-q", "--flows", flows]) == 0
+    collector = Collector(tmp_path / "nf")
+    try:
+        status = main(["export", store, "--to", f"ipfix://127.0.0.1:{collector.port}", "-q"])
+    finally:
+        got = collector.stop()
+    assert status == 0
+    assert got == record_rows(records)

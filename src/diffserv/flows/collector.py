@@ -279,8 +279,8 @@ def _signal_flags() -> Iterator[_Flags]:
             previous[signum] = signal.signal(signum, handler)
         yield flags
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         signal.set_wakeup_fd(old_fd)
         flags.close()
 

@@ -10,7 +10,7 @@ source and capture time. What is not a whole UDP datagram is skipped and counted
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Final
 
 import msgspec
@@ -118,7 +118,7 @@ class DatagramFileWriter:
 
 
 def iter_datagrams(
-    path: str, ports: tuple[int, ...] | list[int] = (), *, counts: DatagramCounts | None = None
+    path: str, ports: Iterable[int] = (), *, counts: DatagramCounts | None = None
 ) -> Iterator[tuple[bytes, Source, int]]:
     """The UDP payloads of a capture sent to one of ``ports`` (empty: any port).
 
