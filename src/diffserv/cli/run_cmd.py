@@ -317,15 +317,17 @@ def _run_capture(policy: Policy, args: argparse.Namespace, done: _Outputs) -> Se
 def _open_records(args: argparse.Namespace, done: _Outputs, policy: Policy) -> RecordSink | None:
     """The run's record sink: the --flows file, the --export target, or both."""
     sinks: list[RecordSink] = []
+    callout = BY_OPTION[args.direction] if args.direction else 0
     if args.flows:
         from diffserv.flows.writers import open_record_writer
 
-        done.records = open_record_writer(args.flows, args.acct)
+        done.records = open_record_writer(
+            args.flows, args.acct, callout=callout, classes=_classes_of(policy)
+        )
         sinks.append(done.records)
     if args.export:
         from diffserv.flows.export import Exporter, FanOut, parse_export_url
 
-        callout = BY_OPTION[args.direction] if args.direction else 0
         try:
             done.exporter = Exporter(
                 parse_export_url(args.export), callout=callout, classes=_classes_of(policy)
