@@ -177,3 +177,26 @@ def test_the_run_sink_keeps_expired_records_on_abort(tmp_path: Path) -> None:
     empty = open_record_writer(str(tmp_path / "empty") + "/", "extended")
     empty.abort()
     assert empty.removed and not (tmp_path / "empty").exists()
+
+
+def test_store_records_say_the_direction_and_class_of_the_run(tmp_path: Path) -> None:
+    # the same origin an export carries: --direction fwd-out is egress, and the one ipgpc
+    # class whose packets reach the flowacct action is the records' class
+    capture = tmp_path / "mix.pcap"
+    make_capture(capture)
+    policy = tmp_path / "acct.conf"
+    policy.write_text(POLICY)
+    store = tmp_path / "store"
+    argv = ["run", str(policy), str(capture), "-o", str(tmp_path / "o.pcap"), "-q"]
+    assert main([*argv, "--direction", "fwd-out", "--flows", f"{store}/"]) == 0
+    rows = duckdb.sql(
+        "SELECT DISTINCT direction, class, action, source FROM read_parquet("
+        f"'{store}/**/*.parquet', hive_partitioning = true)"
+    ).fetchall()
+    assert rows == [(1, "default", "acct", "flowacct")]
+    unknown = tmp_path / "unknown"
+    assert main([*argv, "--flows", f"{unknown}/"]) == 0
+    rows = duckdb.sql(
+        f"SELECT DISTINCT direction FROM read_parquet('{unknown}/**/*.parquet')"
+    ).fetchall()
+    assert rows == [(None,)]

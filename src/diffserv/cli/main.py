@@ -39,6 +39,7 @@ COMMAND_MODULES: dict[str, str] = {
     "flows": "diffserv.cli.flows_cmd",
     "collect": "diffserv.cli.collect_cmd",
     "import": "diffserv.cli.import_cmd",
+    "export": "diffserv.cli.export_cmd",
 }
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

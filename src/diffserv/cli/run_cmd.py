@@ -44,8 +44,10 @@ if TYPE_CHECKING:
     from diffserv.capture.reader import CaptureReader
     from diffserv.columns import PacketBatch
     from diffserv.engine.stats import SessionStats
+    from diffserv.flows.export import Exporter
     from diffserv.flows.writers import RecordWriter
     from diffserv.policy.model import Policy
+    from diffserv.records import RecordSink
 
 PROGRESS_AFTER_S = 0.5  # the progress line appears only once a run has taken this long
 MAX_BATCH_SIZE = 1 << 20  # rows of one batch: its columns take ~100 bytes a packet, twice
@@ -112,6 +114,12 @@ def register(subparsers: Any) -> None:
         "--flows", metavar="FILE", help="write flowacct records (.jsonl, .csv or .parquet)"
     )
     parser.add_argument(
+        "--export",
+        metavar="URL",
+        help="also send flowacct records as they expire: ipfix://HOST:PORT, netflow9://, "
+        "netflow5:// or file://PATH.pcap",
+    )
+    parser.add_argument(
         "--acct",
         choices=("basic", "extended"),
         default="extended",
@@ -147,6 +155,12 @@ def _named_files(args: argparse.Namespace) -> tuple[list[NamedPath], list[NamedP
         outputs.append(NamedPath("--stats", args.stats))
     if args.flows and not is_store_path(args.flows):  # a flow store checks its directory
         outputs.append(NamedPath("--flows", args.flows))
+    if args.export:  # a bad URL is a usage error before anything is read
+        from diffserv.flows.export import parse_export_url
+
+        path = parse_export_url(args.export).path
+        if path is not None:
+            outputs.append(NamedPath("--export", path))
     return inputs, outputs
 
 
@@ -157,6 +171,7 @@ class _Outputs(msgspec.Struct):
     capture_written: bool = False
     flows: str | None = None
     records: RecordWriter | None = None  # the --flows writer, once it is open
+    exporter: Exporter | None = None  # the --export sink, once it is open
 
     def note(self) -> str:
         """One clause per output: what the user finds on disk after a failure."""
@@ -208,12 +223,13 @@ def run(args: argparse.Namespace) -> int:
     policy = load(args.policy, hosts=SYSTEM_HOSTS)
     for warning in policy.warnings:
         print(format_diagnostic(warning), file=sys.stderr)
-    if args.flows and not has_accounting(policy):
-        print(
-            f"warning: --flows {args.flows}: the policy has no flowacct action, "
-            "so no flow records will be written",
-            file=sys.stderr,
-        )
+    for option, value in (("--flows", args.flows), ("--export", args.export)):
+        if value and not has_accounting(policy):
+            print(
+                f"warning: {option} {value}: the policy has no flowacct action, "
+                "so no flow records will be written",
+                file=sys.stderr,
+            )
     done = _Outputs(capture=args.output, flows=args.flows)
     try:
         with interrupts_unwind():
@@ -226,6 +242,11 @@ def run(args: argparse.Namespace) -> int:
             exc.add_note(note)
         raise
     set_position(None)  # kept on failure: the top level reports an internal error's place
+    if done.exporter is not None:
+        from diffserv.cli.export_cmd import export_warnings
+
+        for line in export_warnings(done.exporter):
+            print(f"warning: {line}", file=sys.stderr)
     for number, steps in stats.trace.items():
         print(f"packet {number}: {_trace_line(list(steps))}", file=sys.stderr)
     if not args.quiet:
@@ -258,7 +279,7 @@ def _run_capture(policy: Policy, args: argparse.Namespace, done: _Outputs) -> Se
         use_mmap=not rewrites,
     ) as reader:
         set_position(lambda: f"{reader.name}: near packet {reader.packets + 1}")
-        records = done.records = _open_records(args)
+        records = _open_records(args, done, policy)
         packets: _CaptureFile | None = None
         try:
             options = EngineOptions(
@@ -293,12 +314,57 @@ def _run_capture(policy: Policy, args: argparse.Namespace, done: _Outputs) -> Se
     return stats
 
 
-def _open_records(args: argparse.Namespace) -> RecordWriter | None:
-    if not args.flows:
-        return None
-    from diffserv.flows.writers import open_record_writer
+def _open_records(args: argparse.Namespace, done: _Outputs, policy: Policy) -> RecordSink | None:
+    """The run's record sink: the --flows file, the --export target, or both."""
+    sinks: list[RecordSink] = []
+    callout = BY_OPTION[args.direction] if args.direction else 0
+    if args.flows:
+        from diffserv.flows.writers import open_record_writer
 
-    return open_record_writer(args.flows, args.acct)
+        done.records = open_record_writer(
+            args.flows, args.acct, callout=callout, classes=_classes_of(policy)
+        )
+        sinks.append(done.records)
+    if args.export:
+        from diffserv.flows.export import Exporter, FanOut, parse_export_url
+
+        try:
+            done.exporter = Exporter(
+                parse_export_url(args.export), callout=callout, classes=_classes_of(policy)
+            )
+        except BaseException:
+            for sink in sinks:
+                sink.abort()
+            raise
+        sinks.append(done.exporter)
+        if len(sinks) > 1:
+            return FanOut(sinks)
+    return sinks[0] if sinks else None
+
+
+def _classes_of(policy: Policy) -> dict[str, str]:
+    """flowacct action -> the one ipgpc class whose packets reach it (exported as its class).
+
+    An action reached from several classes (or none) has no class of its own.
+    """
+    from diffserv.policy.schema import FLOWACCT, action_references
+
+    by_name = {action.name: action for action in policy.actions}
+    reached: dict[str, set[str]] = {}
+    for action in policy.actions:
+        for klass in action.classes:
+            seen: set[str] = set()
+            todo = [klass.next_action]
+            while todo:
+                name = todo.pop()
+                target = by_name.get(name)
+                if name in seen or target is None or target.classes:
+                    continue
+                seen.add(name)
+                if target.module == FLOWACCT.name:
+                    reached.setdefault(name, set()).add(klass.name)
+                todo.extend(action_references(target))
+    return {name: next(iter(classes)) for name, classes in reached.items() if len(classes) == 1}
 
 
 class _CaptureFile:

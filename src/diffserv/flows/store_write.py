@@ -161,10 +161,10 @@ class StoreWriter:
 
     # ------------------------------------------------------------ RecordSink
 
-    def write(self, records: FlowRecords) -> None:
-        """flowacct's record sink: ``records`` as a ``flowacct`` batch."""
+    def write(self, records: FlowRecords, *, callout: int = 0, klass: str | None = None) -> None:
+        """flowacct's record sink: ``records`` as a ``flowacct`` batch (see batch_from_records)."""
         if records.n:
-            self.add(batch_from_records(records))
+            self.add(batch_from_records(records, callout=callout, klass=klass))
 
     # ------------------------------------------------------------ batches
 

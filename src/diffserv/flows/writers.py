@@ -18,7 +18,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, NoReturn
@@ -399,15 +399,19 @@ class StoreRecordWriter(RecordWriter):
     and it stayed empty.
     """
 
-    def __init__(self, path: str, group: str) -> None:
+    def __init__(
+        self, path: str, group: str, *, callout: int = 0, classes: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(path, group)
         from diffserv.flows.store_write import StoreWriter
 
         self.store = StoreWriter(path)
+        self.callout = callout
+        self.classes = dict(classes or {})
 
     def _write(self, records: FlowRecords) -> None:
         try:
-            self.store.write(records)
+            self.store.write(records, callout=self.callout, klass=self.classes.get(records.action))
         except HostSystemError as exc:
             self.failed = True
             self._failure = str(exc)
@@ -437,11 +441,14 @@ class StoreRecordWriter(RecordWriter):
         self.removed = self.store.removed_root
 
 
-def open_record_writer(path: str, group: str) -> RecordWriter:
+def open_record_writer(
+    path: str, group: str, *, callout: int = 0, classes: Mapping[str, str] | None = None
+) -> RecordWriter:
     """A writer for ``path``, format by extension (.jsonl/.csv/.parquet), acctadm ``group``.
 
     ``-`` writes JSON Lines to standard output; a directory, or a path ending in "/",
-    is a flow store (created if missing).
+    is a flow store (created if missing), whose records also say the run's ``callout``
+    (ingress or egress) and each action's ipgpc class (``classes``), as an export does.
 
     Raises UsageError for an unknown extension or group, HostSystemError when the
     file cannot be created.
@@ -451,7 +458,7 @@ def open_record_writer(path: str, group: str) -> RecordWriter:
     from diffserv.flows.store_layout import is_store_path
 
     if path != "-" and is_store_path(path):
-        return StoreRecordWriter(path, group)
+        return StoreRecordWriter(path, group, callout=callout, classes=classes)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".jsonl" or path == "-":
         return JsonLinesWriter(path, group)
