@@ -1,8 +1,8 @@
 """diffserv's own export, collected back: `run --export file://` then `collect --from-pcap`.
 
 The records that come back through IPFIX must be the records `run --flows DIR/` writes
-into the store directly: the same flows, packets, bytes, DS byte, flowacct action and
-times (to the millisecond the export carries).
+into the store directly: the same flows, packets, bytes, DS byte, flowacct action,
+ipgpc class, direction and times (to the millisecond the export carries).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ COLUMNS = (
     "ecn_in",
     "prec_in",
     "action",
+    "class",
+    "direction",
 )
 
 
