@@ -53,6 +53,18 @@ def _fsync_path(path: str, *, directory: bool = False) -> None:
         os.close(fd)
 
 
+# How the store's files are encoded. Dictionary pages only for the text columns: their
+# values repeat (a few sources, exporters, actions; the busy hosts), while building a
+# dictionary for every number costs more than it saves (measured on a million rows of
+# flows among 5 000 hosts: 0.40 s and 17 MB with this, 0.88 s and 19 MB dictionary
+# everywhere); zstd at its fastest level keeps the files small at scan speed.
+PARQUET_OPTIONS: Final[dict[str, Any]] = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "use_dictionary": ["saddr", "daddr", "action", "class", "source", "exporter"],
+}
+
+
 class _OpenFile:
     """One partition's file being written: a Parquet writer on a hidden temporary name."""
 
@@ -69,7 +81,7 @@ class _OpenFile:
         self.pending_rows = 0
         self.rows = 0  # rows in the file (row groups written and pending)
         try:
-            self.writer: Any = pq.ParquetWriter(self.temp, SCHEMA, compression="zstd")
+            self.writer: Any = pq.ParquetWriter(self.temp, SCHEMA, **PARQUET_OPTIONS)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(self.temp)
