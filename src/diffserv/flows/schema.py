@@ -129,7 +129,8 @@ def make_batch(
     """A batch of ``n`` records from the ``given`` columns; every other column unknown.
 
     Given arrays are converted to the column's dtype (a copy only where the type differs).
-    A column that has no "unknown" and is not given is an error of the caller.
+    A column not given is a read-only broadcast of its "unknown" value (no memory per
+    row); a column that has no "unknown" and is not given is an error of the caller.
     """
     columns: dict[str, NDArray[Any]] = {}
     for column in BATCH_COLUMNS:
@@ -137,7 +138,9 @@ def make_batch(
         if array is None:
             if column.unknown is None:
                 raise ValueError(f"flow batch: column {column.name} is required")
-            columns[column.name] = np.full(n, column.unknown, dtype=column.dtype)
+            # one read-only value seen n times: most sources export a few of the columns,
+            # and filling the others would be most of the work of a batch
+            columns[column.name] = np.broadcast_to(np.array(column.unknown, column.dtype), (n,))
         else:
             if array.shape != (n,):
                 raise ValueError(f"flow batch: column {column.name} has shape {array.shape}")

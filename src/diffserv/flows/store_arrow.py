@@ -122,6 +122,8 @@ def _numeric(values: NDArray[Any], column: Column, arrow: Any) -> Any:
     """An Arrow integer column: range-checked, null where the batch holds the sentinel."""
     target = np.dtype(arrow.to_pandas_dtype())
     mask = None if column.unknown is None else values == column.unknown
+    if mask is not None and mask.all():  # a column the source does not export
+        return pa.nulls(values.shape[0], arrow)
     if values.dtype != target:
         info = np.iinfo(target)
         bad = (values < info.min) | (values > info.max)
