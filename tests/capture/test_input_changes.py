@@ -141,3 +141,17 @@ def test_closing_the_reader_lets_a_writer_in_at_once(tmp_path: Path, mapped: boo
     subprocess.run([sys.executable, "-c", f"open({str(path)!r}, 'ab').close()"], check=True)
     assert time.monotonic() - start < 10, "the writer waited for a lease still held"
     assert reader.packets == 500  # the reader object itself is still alive
+
+
+def test_a_batch_still_held_does_not_keep_the_lease(tmp_path: Path) -> None:
+    """A batch viewing the mapping outlives the reader: the writer still gets in at once."""
+    path = tmp_path / "held.pcap"
+    _capture(path, 500)
+    reader = CaptureReader(path, batch_size=64, chunk_size=CHUNK, use_mmap=True)
+    with reader:
+        assert reader.source.mapped
+        held = next(iter(reader))  # its buffer is a view of the mapping
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", f"open({str(path)!r}, 'ab').close()"], check=True)
+    assert time.monotonic() - start < 10, "the writer waited for a lease still held"
+    assert held.n == 64

@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from diffserv._kernels import MADV_POPULATE_READ, advise, copy_from_mapping
-from diffserv.capture.file_lease import lease_broken, take_read_lease
+from diffserv.capture.file_lease import drop_read_lease, lease_broken, take_read_lease
 from diffserv.capture.lease import BUFFERS
 from diffserv.errors import InputDataError
 
@@ -408,6 +408,8 @@ class ByteSource:
                 pending.result(timeout=CLOSE_WAIT_S)
             if not pending.done():
                 self._reading += 1  # a read is stuck (a stalled pipe): do not wait on it
+        if self.leased:
+            drop_read_lease(self._fd)
         if self._map is not None:
             with self._advising:  # no advice is in flight, and none starts from here on
                 pass

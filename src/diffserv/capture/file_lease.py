@@ -13,6 +13,7 @@ is read with read() instead, which sees a truncation as an early end of file.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import signal
 import threading
@@ -34,6 +35,14 @@ def take_read_lease(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def drop_read_lease(fd: int) -> None:
+    """Give the lease back now. Closing our descriptor is not enough: a mapping keeps the
+    open file (and so the lease) alive while a batch still views it, and a writer would
+    wait out the kernel's lease-break time (45 s) for a reader that has finished."""
+    with contextlib.suppress(OSError):  # no lease held, or the descriptor is gone
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
 
 
 def lease_broken(fd: int) -> bool:
