@@ -19,30 +19,10 @@ from diffserv.flows.export import Exporter, ExportTarget, FanOut, parse_export_u
 from diffserv.policy.build import load
 from diffserv.records import FlowRecords, parse_address
 from support import synth
+from support.policies import account_everything
 from support.tools import require_tool, unavailable
 
-POLICY = """fmt_version 1.0
-
-action {
-	module ipgpc
-	name ipgpc.classify
-	class {
-		name default
-		next_action acct
-	}
-}
-
-action {
-	module flowacct
-	name acct
-	params {
-		timer 1000
-		timeout 60000
-		max_limit 1000
-		next_action continue
-	}
-}
-"""
+POLICY = account_everything(timeout_ms=60_000, max_limit=1000)
 
 
 @pytest.mark.parametrize(

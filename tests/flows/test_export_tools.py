@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,57 +20,14 @@ from diffserv.flows.reader import read_records
 from diffserv.flows.schema import FlowBatch
 from diffserv.records import iso_time
 from support import synth
+from support.collecting import free_udp_port, wait_until_bound
+from support.policies import account_everything
 from support.tools import require_tool
 
-POLICY = """fmt_version 1.0
-
-action {
-	module ipgpc
-	name ipgpc.classify
-	class {
-		name default
-		next_action acct
-	}
-}
-
-action {
-	module flowacct
-	name acct
-	params {
-		timer 1000
-		timeout 2000
-		max_limit 100000
-		next_action continue
-	}
-}
-"""
+POLICY = account_everything(timeout_ms=2000)
 
 T0 = 1_767_225_600_123_456_789  # not on a millisecond: times must be cut, not rounded
 DS_BYTES = [0x00, 0x28, 0x48, 0xB8, 0xB9, 0x2A, 0x88]  # BE, AF11, AF21, EF, EF+ECT(1)...
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_until_bound(port: int, timeout_s: float = 15.0) -> None:
-    """Return once some socket is bound to UDP ``port`` (nfcapd's, from /proc/net/udp)."""
-    table = Path("/proc/net/udp")
-    if not table.exists():
-        time.sleep(1.0)
-        return
-    wanted = f":{port:04X}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for line in table.read_text().splitlines()[1:]:
-            fields = line.split()
-            if len(fields) > 1 and fields[1].endswith(wanted):
-                return
-        time.sleep(0.05)
-    pytest.fail(f"nfcapd did not open UDP port {port}")
 
 
 def make_capture(path: Path, *, with_ipv6: bool = True) -> None:

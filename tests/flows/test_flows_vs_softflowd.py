@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import signal
-import socket
 import subprocess
 import time
 from collections import defaultdict
@@ -15,57 +14,14 @@ import pytest
 from diffserv.cli.main import main
 from diffserv.flows.reader import read_records
 from support import synth
+from support.collecting import free_udp_port, wait_until_bound
+from support.policies import account_everything
 from support.tools import require_tool
 
-POLICY = """fmt_version 1.0
-
-action {
-	module ipgpc
-	name ipgpc.classify
-	class {
-		name default
-		next_action acct
-	}
-}
-
-action {
-	module flowacct
-	name acct
-	params {
-		timer 1000
-		timeout 3600000
-		max_limit 100000
-		next_action continue
-	}
-}
-"""
+POLICY = account_everything(timeout_ms=3_600_000)
 
 T0 = 1_767_225_600_000_000_000
 Key = tuple[int, str, int, str, int]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_until_bound(port: int, timeout_s: float = 15.0) -> None:
-    """Return once a socket (nfcapd's) is bound to UDP ``port`` (read from /proc/net/udp)."""
-    table = Path("/proc/net/udp")
-    if not table.exists():
-        time.sleep(1.0)
-        return
-    wanted = f":{port:04X}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for line in table.read_text().splitlines()[1:]:
-            fields = line.split()
-            if len(fields) > 1 and fields[1].endswith(wanted):
-                return
-        time.sleep(0.05)
-    pytest.fail(f"nfcapd did not open UDP port {port}")
 
 
 def make_capture(path: Path) -> None:

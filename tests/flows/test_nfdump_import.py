@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,30 +21,11 @@ from diffserv.flows.nfdump_import import NfdumpJsonParser
 from diffserv.flows.store import read_store, store_files
 from diffserv.flows.store_arrow import batch_to_table
 from support import synth
+from support.collecting import free_udp_port, wait_until_bound
 from support.tools import require_tool
 
 T0 = 1_767_225_600_000_000_000
 Key = tuple[int, str, int, str, int]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_until_bound(port: int, timeout_s: float = 15.0) -> None:
-    """Return once a socket (nfcapd's) is bound to UDP ``port`` (read from /proc/net/udp)."""
-    wanted = f":{port:04X}"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if len(fields) > 1 and fields[1].endswith(wanted):
-                return
-        time.sleep(0.05)
-    pytest.fail(f"nfcapd did not open UDP port {port}")
 
 
 def make_capture(path: Path) -> None:

@@ -15,29 +15,9 @@ from diffserv.flows.store import read_store, store_files
 from diffserv.flows.writers import StoreRecordWriter, open_record_writer
 from diffserv.records import RECORD_COLUMNS, FlowRecords
 from support import synth
+from support.policies import account_everything
 
-POLICY = """fmt_version 1.0
-
-action {
-	module ipgpc
-	name ipgpc.classify
-	class {
-		name default
-		next_action acct
-	}
-}
-
-action {
-	module flowacct
-	name acct
-	params {
-		timer 1000
-		timeout 600000
-		max_limit 100000
-		next_action continue
-	}
-}
-"""
+POLICY = account_everything(timeout_ms=600_000)
 
 T0 = 1_767_225_600_000_000_000 - 1_800_000_000_000  # 23:30: the records cross midnight
 
