@@ -18,7 +18,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, NoReturn
@@ -410,18 +410,16 @@ class StoreRecordWriter(RecordWriter):
         self.classes = dict(classes or {})
 
     def _write(self, records: FlowRecords) -> None:
-        try:
-            self.store.write(records, callout=self.callout, klass=self.classes.get(records.action))
-        except HostSystemError as exc:
-            self.failed = True
-            self._failure = str(exc)
-            raise
-        finally:
-            self.records_written = self.store.rows_written
+        klass = self.classes.get(records.action)
+        self._store_call(lambda: self.store.write(records, callout=self.callout, klass=klass))
 
     def _close(self) -> None:
+        self._store_call(self.store.close)
+
+    def _store_call(self, call: Callable[[], object]) -> None:
+        """Run ``call`` on the store; a failure marks this writer failed, with its reason."""
         try:
-            self.store.close()
+            call()
         except HostSystemError as exc:
             self.failed = True
             self._failure = str(exc)
