@@ -165,10 +165,12 @@ def run(args: argparse.Namespace) -> int:
         raise
     total = decoder.stats_total()
     if not args.quiet:
+        exporters = len(decoder.stats)
         print(
-            f"collect: {why}: {total.datagrams:,} datagrams from {len(decoder.stats)} "
-            f"exporters, {collector.records_stored:,} records in {writer.files_written} "
-            f"files under {args.store}",
+            f"collect: {why}: {total.datagrams:,} datagrams from {exporters} "
+            f"exporter{'' if exporters == 1 else 's'}, {collector.records_stored:,} records "
+            f"in {writer.files_written} file{'' if writer.files_written == 1 else 's'} "
+            f"under {args.store}",
             file=sys.stderr,
         )
     return 0
