@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from diffserv.cli.main import main
 from diffserv.errors import UsageError
 from diffserv.flows.listen import parse_endpoint
+from support import synth
 from support.collecting import free_udp_port
 
 
@@ -148,3 +149,18 @@ def test_a_capture_that_is_not_one_is_exit_2_and_leaves_no_store(
     line = one_error_line(capsys.readouterr().err)
     assert str(bad) in line and "not a pcap" in line
     assert not store.exists() or not any(store.glob("**/*.parquet"))
+
+
+def test_a_capture_without_exports_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a capture of ordinary traffic (no UDP to the NetFlow/IPFIX ports): exit 0, one warning
+    capture = tmp_path / "web.pcap"
+    frames = [synth.simple_frame(proto="tcp", dport=443) for _ in range(3)]
+    synth.write_file(capture, synth.pcap_bytes(frames))
+    status = main(["collect", "--from-pcap", str(capture), "--store", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert status == 0
+    assert (
+        "warning: " in err and "no UDP datagram to port 2055, 4739, 9995, 9996 in 3 packets" in err
+    )

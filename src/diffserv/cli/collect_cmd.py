@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from diffserv.errors import UsageError
 from diffserv.flows.collector import Collector, stderr_status
-from diffserv.flows.datagram_capture import iter_datagrams
+from diffserv.flows.datagram_capture import DatagramCounts, iter_datagrams
 from diffserv.flows.listen import (
     RECEIVE_BUFFER_BYTES,
     close_sockets,
@@ -156,8 +156,22 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.from_pcap:
             ports = sorted({endpoint.port for endpoint in endpoints}) or list(CAPTURE_PORTS)
-            collector.replay(iter_datagrams(args.from_pcap, ports))
+            counts = DatagramCounts()
+            collector.replay(iter_datagrams(args.from_pcap, ports, counts=counts))
             why = f"read {args.from_pcap}"
+            if not counts.datagrams:
+                print(
+                    f"warning: {args.from_pcap}: no UDP datagram to port "
+                    f"{', '.join(map(str, ports))} in {counts.packets:,} packets (exports "
+                    "sent elsewhere need --listen udp://ADDR:PORT naming their port)",
+                    file=sys.stderr,
+                )
+            if counts.fragments:
+                print(
+                    f"warning: {args.from_pcap}: {counts.fragments:,} IP fragments skipped "
+                    "(exports larger than the path MTU; fragments are not reassembled)",
+                    file=sys.stderr,
+                )
         else:
             why = collector.serve(run_for_s=args.run_for)
     except BaseException:

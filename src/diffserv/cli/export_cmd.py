@@ -131,7 +131,8 @@ def export_warnings(exporter: Exporter) -> list[str]:
         out.append(f"{url}: {counts.skipped:,} flow records without an IP version were not sent")
     if counts.send_errors:
         out.append(
-            f"{url}: {counts.send_errors:,} datagrams were refused (is a collector "
-            "listening there?)"
+            f"{url}: {counts.send_errors:,} "
+            f"{'datagram was' if counts.send_errors == 1 else 'datagrams were'} refused "
+            "(is a collector listening there?)"
         )
     return out
