@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-APT_TOOLS := tshark nftables softflowd nfdump tcpreplay
+APT_TOOLS := tshark nftables softflowd nfdump tcpreplay default-jre-headless
 export DEBIAN_FRONTEND := noninteractive
 KERNEL_SOURCES := $(wildcard src/kernels/*.c src/kernels/*.h)
 KERNELS := $(VENV)/.kernels-built
@@ -39,10 +39,11 @@ $(KERNELS): $(STAMP) $(KERNEL_SOURCES)
 setup: $(KERNELS)
 	@$(BIN)/python -m compileall -q src
 
-# System tools the tests check our output against; installed only when missing.
+# System tools the tests check our output against (a JRE runs Spark over the flow store);
+# installed only when missing.
 system-tools:
 	@missing=""; \
-	for t in tshark:tshark nft:nftables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay; do \
+	for t in tshark:tshark nft:nftables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay java:default-jre-headless; do \
 	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
