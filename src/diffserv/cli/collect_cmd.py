@@ -110,6 +110,14 @@ def register(subparsers: Any) -> None:
         help="templates kept per exporter (default 1024); more are refused and counted",
     )
     parser.add_argument(
+        "--max-exporters",
+        type=_count,
+        default=4096,
+        metavar="N",
+        help="exporters remembered (default 4096); beyond, the one heard from least "
+        "recently is forgotten (its counters stay in the totals)",
+    )
+    parser.add_argument(
         "--receive-buffer",
         type=_count,
         default=RECEIVE_BUFFER_BYTES,
@@ -135,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     decoder = Decoder(
         max_templates_per_exporter=args.max_templates_per_exporter,
         max_templates=args.max_templates,
+        max_exporters=args.max_exporters,
     )
     # a port in use is refused before the store directory is made
     sockets = [] if args.from_pcap else open_sockets(endpoints, args.receive_buffer)

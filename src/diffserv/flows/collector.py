@@ -241,6 +241,7 @@ class Collector:
                 key: msgspec.structs.asdict(value) for key, value in self.decoder.stats.items()
             },
             "total": msgspec.structs.asdict(self.decoder.stats_total()),
+            "exporters_forgotten": self.decoder.exporters_forgotten,
             "records_stored": self.records_stored,
             "files_written": self.store.files_written,
             "sockets": sockets,

@@ -509,3 +509,25 @@ def test_errors_are_counted_and_named() -> None:
     assert (stats.truncated, stats.unknown_version, stats.malformed) == (3, 1, 3)
     assert stats.last_error == "datagram 8: 0 bytes, no version number"
     assert decoder.stats_total().last_error == f"{KEY} datagram 8: 0 bytes, no version number"
+
+
+def test_a_flood_of_forged_exporters_is_bounded_and_the_busy_exporter_kept() -> None:
+    # 5 000 sources, each with a template and a record (a scan or spoofed flood), among
+    # which one real exporter keeps sending: memory stays at the bound, the least recently
+    # heard are forgotten, the real exporter is never among them, and no count is lost
+    decoder = Decoder(max_exporters=100, max_templates=1000)
+    message = ipfix_message(
+        [ipfix_set(2, ipfix_template(256, BASE)), ipfix_set(256, record(BASE, BASE_VALUES))]
+    )
+    for i in range(5000):
+        decoder.feed(message, (f"198.51.{i >> 8}.{i & 255}", 2055), 0)
+        if i % 50 == 0:
+            decoder.feed(message, EXPORTER, 0)
+    assert len(decoder.stats) <= 100 and KEY in decoder.stats
+    assert decoder.exporters_forgotten == 5001 - 100  # 5 000 forged and the real one
+    assert decoder.stats[KEY].records == 100
+    total = decoder.stats_total()
+    assert total.datagrams == total.records == 5100
+    assert total.templates == sum(s.templates for s in decoder.stats.values()) <= 100
+    rows = sum(b.n for b in decoder.flush())
+    assert rows == 5100  # what was queued before an exporter was forgotten is decoded too

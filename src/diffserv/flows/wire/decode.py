@@ -10,6 +10,7 @@ one-line ``last_error`` naming the datagram.
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from typing import Any, Final
 
 import msgspec
@@ -204,12 +205,28 @@ class Decoder:
 
     ``max_templates_per_exporter`` and ``max_templates`` bound the template memory;
     templates beyond them are refused and counted (``templates_refused``).
+    ``max_exporters`` bounds the exporters remembered (counters, templates, sequence
+    state): a datagram from a new one beyond it makes the decoder forget the exporter
+    heard from least recently, so a flood of datagrams from forged sources costs
+    counters, not memory. A forgotten exporter's counters stay in :meth:`stats_total`;
+    if it comes back, it starts again like a new one (its templates with the next
+    refresh), and ``exporters_forgotten`` counts how often this happened.
     """
 
-    def __init__(self, *, max_templates_per_exporter: int = 1024, max_templates: int = 65536):
+    def __init__(
+        self,
+        *,
+        max_templates_per_exporter: int = 1024,
+        max_templates: int = 65536,
+        max_exporters: int = 4096,
+    ):
         self.stats: dict[str, ExporterStats] = {}
+        self.exporters_forgotten = 0
+        self._max_exporters = max(1, max_exporters)
+        self._forgotten = ExporterStats()  # the counters of the exporters forgotten
         self._store = TemplateStore(per_exporter=max_templates_per_exporter, total=max_templates)
-        self._exporters: dict[tuple[str, int], _Exporter] = {}
+        # least recently heard first: each datagram moves its exporter to the end
+        self._exporters: OrderedDict[tuple[str, int], _Exporter] = OrderedDict()
         self._pending: dict[tuple[int, int], _Group] = {}
         self._plans: dict[tuple[Field, ...], Plan] = {}
         self._serial = 0
@@ -227,6 +244,8 @@ class Decoder:
         exp = self._exporters.get(exporter)
         if exp is None:
             exp = self._new_exporter(exporter)
+        else:
+            self._exporters.move_to_end(exporter)
         exp.stats.datagrams += 1
         data = bytes(datagram)
         try:
@@ -246,12 +265,23 @@ class Decoder:
             self._error(exp, "malformed", f"cannot decode ({type(exc).__name__}: {exc})")
 
     def _new_exporter(self, exporter: tuple[str, int]) -> _Exporter:
+        if len(self._exporters) >= self._max_exporters:
+            self._forget_oldest()
         address, port = exporter
         key = f"{address}:{port}"
         exp = _Exporter(address, key, self._store.table(key))
         self._exporters[exporter] = exp
         self.stats[key] = exp.stats
         return exp
+
+    def _forget_oldest(self) -> None:
+        """Drop the exporter heard from least recently; keep its counters in the total."""
+        _, exp = self._exporters.popitem(last=False)
+        self._store.forget(exp.key)
+        del self.stats[exp.key]
+        _add_counters(self._forgotten, exp.stats)
+        self._forgotten.templates -= exp.stats.templates  # no longer live
+        self.exporters_forgotten += 1
 
     def _error(self, exp: _Exporter, counter: str, message: str) -> None:
         stats = exp.stats
@@ -609,10 +639,15 @@ class Decoder:
     def stats_total(self) -> ExporterStats:
         """Every exporter's counters summed; ``last_error`` the newest of all (with its key)."""
         total = ExporterStats(last_error=self._newest_error)
+        _add_counters(total, self._forgotten)
         for stats in self.stats.values():
-            for name in _COUNTERS:
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
+            _add_counters(total, stats)
         return total
+
+
+def _add_counters(total: ExporterStats, stats: ExporterStats) -> None:
+    for name in _COUNTERS:
+        setattr(total, name, getattr(total, name) + getattr(stats, name))
 
 
 def _names(maps: list[dict[int, str]]) -> tuple[str, ...]:

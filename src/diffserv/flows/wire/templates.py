@@ -234,6 +234,12 @@ class TemplateStore:
         self.total += 1
         return True
 
+    def forget(self, exporter: str) -> None:
+        """Drop every template of ``exporter`` (the decoder forgot the exporter)."""
+        table = self._by_exporter.pop(exporter, None)
+        if table is not None:
+            self.total -= len(table)
+
     def withdraw(self, exporter: str, version: int, domain: int, withdrawal: Withdrawal) -> int:
         """Forget the withdrawn template(s); how many were live."""
         table = self.table(exporter)
