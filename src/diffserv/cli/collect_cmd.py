@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from typing import Any, Final
 
+from diffserv.cli.outputs import write_json_atomically
 from diffserv.errors import UsageError
 from diffserv.flows.collector import Collector, stderr_status
 from diffserv.flows.datagram_capture import DatagramCounts, iter_datagrams
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         status=None if args.quiet else stderr_status,
         status_interval_s=args.status_interval,
         rotate_interval_s=args.rotate,
-        stats_path=args.stats,
+        publish_stats=functools.partial(write_json_atomically, args.stats) if args.stats else None,
     )
     try:
         if args.from_pcap:

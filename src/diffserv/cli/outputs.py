@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -183,3 +184,17 @@ def write_text_atomically(path: str, text: str) -> None:
         target.abort()
         raise
     target.commit()
+
+
+def write_json_atomically(path: str, value: Any) -> None:
+    """``value`` as indented JSON, whole or not at all (``-`` = standard output).
+
+    The form of every ``--stats`` file: a reader polling one never sees half of it.
+    """
+    import json  # only --stats needs it: not loaded at every start-up
+
+    text = json.dumps(value, indent=2) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    write_text_atomically(path, text)

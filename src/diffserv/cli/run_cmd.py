@@ -27,7 +27,7 @@ from diffserv.cli.outputs import (
     NamedPath,
     check_distinct,
     check_writable,
-    write_text_atomically,
+    write_json_atomically,
 )
 from diffserv.cli.position import set_position
 from diffserv.directions import BY_OPTION
@@ -459,10 +459,4 @@ def _progress_bar(args: argparse.Namespace, name: str) -> _Progress | None:
 
 
 def _write_stats(path: str, stats: SessionStats) -> None:
-    import json  # only --stats needs it: not loaded at every start-up
-
-    text = json.dumps(stats.to_json(), indent=2) + "\n"
-    if path == "-":
-        sys.stdout.write(text)
-        return
-    write_text_atomically(path, text)
+    write_json_atomically(path, stats.to_json())

@@ -12,9 +12,6 @@ bounds of the decoder and the store's row buffer.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import selectors
 import signal
 import socket
@@ -27,7 +24,6 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from diffserv.errors import HostSystemError
 from diffserv.flows.listen import Endpoint, close_sockets, kernel_drops, receive_buffer
 from diffserv.flows.schema import FlowBatch
 from diffserv.flows.wire.decode import Decoder, ExporterStats
@@ -74,7 +70,7 @@ class Collector:
         status: Callable[[str], None] | None = None,
         status_interval_s: float | None = 10.0,
         rotate_interval_s: float | None = None,
-        stats_path: str | None = None,
+        publish_stats: Callable[[dict[str, Any]], None] | None = None,
         sockets: Sequence[tuple[Endpoint, socket.socket]] = (),
     ) -> None:
         self.store = store
@@ -82,7 +78,7 @@ class Collector:
         self._status = status
         self._status_interval_ns = _interval_ns(status_interval_s)
         self._rotate_interval_ns = _interval_ns(rotate_interval_s)
-        self._stats_path = stats_path
+        self._publish_stats = publish_stats
         self._pending_datagrams = 0
         self._pending_bytes = 0
         self.records_stored = 0
@@ -104,8 +100,8 @@ class Collector:
             with _signal_flags() as flags:
                 selector.register(flags.wakeup, selectors.EVENT_READ)
                 self.state = "receiving"
-                if self._stats_path:  # a supervisor can see from here on that it listens
-                    write_json_atomically(self._stats_path, self.stats())
+                if self._publish_stats:  # a supervisor can see from here on that it listens
+                    self._publish_stats(self.stats())
                 return self._loop(selector, flags, run_for_s)
         finally:
             selector.close()
@@ -251,8 +247,8 @@ class Collector:
         if self._status is not None:
             for key, value in self.decoder.stats.items():
                 self._status(status_line(key, value))
-        if self._stats_path:
-            write_json_atomically(self._stats_path, self.stats())
+        if self._publish_stats:
+            self._publish_stats(self.stats())
 
 
 def _interval_ns(seconds: float | None) -> int:
@@ -274,21 +270,6 @@ def status_line(exporter: str, stats: ExporterStats) -> str:
     if stats.last_error:
         line += f" (last error: {stats.last_error})"
     return line
-
-
-def write_json_atomically(path: str, value: Any) -> None:
-    """Replace ``path`` whole: a reader polling the stats file never sees half of it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as out:
-            json.dump(value, out, indent=2)
-            out.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise HostSystemError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 class _Flags:
