@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any, Final
 
+from diffserv.cli.arguments import whole_number
 from diffserv.cli.outputs import write_json_atomically
 from diffserv.errors import UsageError
 from diffserv.flows.collector import Collector, stderr_status
@@ -36,12 +37,6 @@ def _seconds(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be 0 or more seconds: {text}")
     return value
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1: {text!r}")
-    return int(text)
 
 
 def register(subparsers: Any) -> None:
@@ -99,21 +94,21 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-templates",
-        type=_count,
+        type=whole_number(),
         default=65536,
         metavar="N",
         help="templates kept for all exporters together (default 65536)",
     )
     parser.add_argument(
         "--max-templates-per-exporter",
-        type=_count,
+        type=whole_number(),
         default=1024,
         metavar="N",
         help="templates kept per exporter (default 1024); more are refused and counted",
     )
     parser.add_argument(
         "--max-exporters",
-        type=_count,
+        type=whole_number(),
         default=4096,
         metavar="N",
         help="exporters remembered (default 4096); beyond, the one heard from least "
@@ -121,7 +116,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--receive-buffer",
-        type=_count,
+        type=whole_number(),
         default=RECEIVE_BUFFER_BYTES,
         metavar="BYTES",
         help="socket receive buffer asked for (default 64 MiB: a burst waits there while a "

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from diffserv.cli.arguments import whole_number
 from diffserv.cli.position import set_position
 from diffserv.errors import UsageError
 from diffserv.flows.export import (
@@ -25,19 +26,6 @@ from diffserv.flows.export import (
 )
 from diffserv.flows.reader import read_records
 from diffserv.flows.schema import FlowBatch
-
-
-def _number(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}: {value}")
-        return value
-
-    return parse
 
 
 def register(subparsers: Any) -> None:
@@ -56,14 +44,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--to", required=True, metavar="URL", help="where to send the records")
     parser.add_argument(
         "--mtu",
-        type=_number(MIN_MTU, MAX_MTU),
+        type=whole_number(MIN_MTU, MAX_MTU),
         default=None,
         metavar="N",
         help="link MTU the datagrams must fit (default 1500)",
     )
     parser.add_argument(
         "--domain",
-        type=_number(0, 2**32 - 1),
+        type=whole_number(0, 2**32 - 1),
         default=None,
         metavar="N",
         help="IPFIX observation domain / v9 source id / v5 engine (default 0)",

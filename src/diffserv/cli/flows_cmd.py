@@ -8,20 +8,11 @@ import json
 import sys
 from typing import Any
 
+from diffserv.cli.arguments import whole_number
 from diffserv.cli.position import set_position
 from diffserv.errors import UsageError
 from diffserv.flows.reader import merge_tables, read_records
 from diffserv.flows.summary import SORT_KEYS, render_text, select_actions, summarize
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -41,7 +32,7 @@ def register(subparsers: Any) -> None:
         help="record files (.jsonl, .csv, .parquet; '-' = JSON Lines on stdin), summed",
     )
     parser.add_argument(
-        "--top", type=_positive, default=10, metavar="N", help="rows per top-N table (10)"
+        "--top", type=whole_number(), default=10, metavar="N", help="rows per top-N table (10)"
     )
     parser.add_argument(
         "--sort",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import msgspec
 
+from diffserv.cli.arguments import whole_number
 from diffserv.cli.interrupts import interrupts_unwind
 from diffserv.cli.outputs import (
     AtomicFile,
@@ -105,7 +106,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--trace",
-        type=_positive,
+        type=_at_least_one,
         default=0,
         metavar="N",
         help="print the path of the first N packets through the policy (class, actions, marks)",
@@ -129,18 +130,11 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run, settles_itself=True)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+_at_least_one = whole_number()
 
 
 def _batch_size(text: str) -> int:
-    value = _positive(text)
+    value = _at_least_one(text)
     if value > MAX_BATCH_SIZE:
         raise argparse.ArgumentTypeError(
             f"{value} is more than the largest batch, {MAX_BATCH_SIZE:,} packets"
