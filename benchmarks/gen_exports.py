@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from diffserv.packet.checksum import internet_checksum
+
 HERE = Path(__file__).resolve().parent
 DATA_DIR = HERE / "data"
 DEFAULT_RECORDS = 1_000_000
@@ -98,14 +100,6 @@ def messages(n: int) -> list[bytes]:
     return out
 
 
-def _checksum(header: bytes) -> int:
-    words = np.frombuffer(header, ">u2").astype(np.uint32)
-    total = int(words.sum())
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def pcap(path: Path, payloads: list[bytes]) -> None:
     """A classic pcap (µs) of the payloads as UDP datagrams exporter → collector:4739."""
     src = bytes(int(x) for x in EXPORTER[0].split("."))
@@ -116,7 +110,7 @@ def pcap(path: Path, payloads: list[bytes]) -> None:
         ip = struct.pack(
             "!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), i & 0xFFFF, 0, 64, 17, 0, src, dst
         )
-        ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+        ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
         udp = struct.pack("!HHHH", EXPORTER[1], COLLECTOR_PORT, 8 + len(payload), 0)
         frame = ether + ip + udp + payload
         ts_us = T0_MS * 1000 + 600_000_000 + i * 20
