@@ -18,11 +18,10 @@ import os
 import socket
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 import numpy as np
-from numpy.typing import NDArray
 
 from diffserv.errors import HostSystemError, UsageError
 from diffserv.flows.datagram_capture import DatagramFileWriter
@@ -31,7 +30,7 @@ from diffserv.flows.schema import (
     SOURCE_FLOWACCT,
     FlowBatch,
     batch_from_records,
-    ds_fields,
+    flowacct_columns,
     make_batch,
 )
 from diffserv.flows.wire.encode import (
@@ -374,29 +373,18 @@ def table_batches(table: RecordTable, chunk: int = EXPORT_CHUNK) -> Iterator[Flo
             texts: list[str] = getattr(table, side)[start:stop]
             pairs = [parsed.get(t) or parsed.setdefault(t, parse_address(t)) for t in texts]
             halves[side] = np.array(pairs, np.uint64).reshape(-1, 2)
-        n = stop - start
-        v4 = (halves["saddr"][:, 0] == 0) & (
-            (halves["saddr"][:, 1] >> np.uint64(32)) == np.uint64(0xFFFF)
+        given = flowacct_columns(
+            saddr=(halves["saddr"][:, 0], halves["saddr"][:, 1]),
+            daddr=(halves["daddr"][:, 0], halves["daddr"][:, 1]),
+            sport=np.asarray(table.sport[start:stop]),
+            dport=np.asarray(table.dport[start:stop]),
+            protocol=np.asarray(table.protocol[start:stop]),
+            dsfield=np.asarray(table.dsfield[start:stop], np.int16),
+            npackets=np.asarray(table.npackets[start:stop], np.uint64),
+            nbytes=np.asarray(table.nbytes[start:stop], np.uint64),
+            first_ns=np.asarray(table.first_ns[start:stop], np.int64),
+            last_ns=np.asarray(table.last_ns[start:stop], np.int64),
         )
-        ds = ds_fields(np.asarray(table.dsfield[start:stop], np.int16))
-        given: dict[str, NDArray[Any]] = {
-            "first_ns": np.asarray(table.first_ns[start:stop], np.int64),
-            "last_ns": np.asarray(table.last_ns[start:stop], np.int64),
-            "ip_version": np.where(v4, 4, 6).astype(np.uint8),
-            "saddr_hi": halves["saddr"][:, 0],
-            "saddr_lo": halves["saddr"][:, 1],
-            "daddr_hi": halves["daddr"][:, 0],
-            "daddr_lo": halves["daddr"][:, 1],
-            "sport": np.asarray(table.sport[start:stop], np.uint16),
-            "dport": np.asarray(table.dport[start:stop], np.uint16),
-            "protocol": np.asarray(table.protocol[start:stop], np.uint8),
-            "ds_in": ds["ds"],
-            "dscp_in": ds["dscp"],
-            "ecn_in": ds["ecn"],
-            "prec_in": ds["prec"],
-            "packets": np.asarray(table.npackets[start:stop], np.uint64),
-            "bytes": np.asarray(table.nbytes[start:stop], np.uint64),
-            "sampling": np.ones(n, np.int64),
-            "action_code": np.array([codes[a] for a in table.action[start:stop]], np.int32),
-        }
+        given["action_code"] = np.array([codes[a] for a in table.action[start:stop]], np.int32)
+        n = stop - start
         yield make_batch(SOURCE_FLOWACCT, "", 0, n, given, actions=actions)

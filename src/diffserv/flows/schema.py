@@ -164,6 +164,46 @@ def ds_fields(ds: NDArray[Any]) -> dict[str, NDArray[np.int16]]:
     }
 
 
+def flowacct_columns(
+    *,
+    saddr: tuple[NDArray[np.uint64], NDArray[np.uint64]],
+    daddr: tuple[NDArray[np.uint64], NDArray[np.uint64]],
+    sport: NDArray[Any],
+    dport: NDArray[Any],
+    protocol: NDArray[Any],
+    dsfield: NDArray[Any],
+    npackets: NDArray[Any],
+    nbytes: NDArray[Any],
+    first_ns: NDArray[Any],
+    last_ns: NDArray[Any],
+) -> dict[str, NDArray[Any]]:
+    """The store columns every flowacct record fills, whether it comes from the engine
+    or from a record file: the key, the DS byte as the action saw it (``*_in``, see
+    :func:`batch_from_records`), the counters, the times, and sampling 1 (flowacct
+    counts every packet). Addresses are (hi, lo) halves, IPv4 v4-mapped."""
+    v4 = (saddr[0] == 0) & ((saddr[1] >> np.uint64(32)) == np.uint64(0xFFFF))
+    ds = ds_fields(dsfield)
+    return {
+        "first_ns": np.asarray(first_ns, np.int64),
+        "last_ns": np.asarray(last_ns, np.int64),
+        "ip_version": np.where(v4, 4, 6).astype(np.uint8),
+        "saddr_hi": saddr[0],
+        "saddr_lo": saddr[1],
+        "daddr_hi": daddr[0],
+        "daddr_lo": daddr[1],
+        "sport": np.asarray(sport, np.uint16),
+        "dport": np.asarray(dport, np.uint16),
+        "protocol": np.asarray(protocol, np.uint8),
+        "ds_in": ds["ds"],
+        "dscp_in": ds["dscp"],
+        "ecn_in": ds["ecn"],
+        "prec_in": ds["prec"],
+        "packets": np.asarray(npackets).astype(np.uint64),
+        "bytes": np.asarray(nbytes).astype(np.uint64),
+        "sampling": np.ones(len(first_ns), np.int64),
+    }
+
+
 def batch_from_records(
     records: FlowRecords, *, callout: int = 0, klass: str | None = None
 ) -> FlowBatch:
@@ -176,37 +216,28 @@ def batch_from_records(
     ipgpc class whose packets reach the action, where the policy has exactly one.
     """
     n = records.n
-    ds = ds_fields(records.dsfield)
     direction = UNKNOWN
     if callout & INBOUND:
         direction = DIRECTION_INGRESS
     elif callout:
         direction = DIRECTION_EGRESS
-    v4 = (records.saddr_hi == 0) & ((records.saddr_lo >> np.uint64(32)) == np.uint64(0xFFFF))
-    given: dict[str, NDArray[Any]] = {
-        "first_ns": records.first_ns,
-        "last_ns": records.last_ns,
-        "ip_version": np.where(v4, 4, 6).astype(np.uint8),
-        "saddr_hi": records.saddr_hi,
-        "saddr_lo": records.saddr_lo,
-        "daddr_hi": records.daddr_hi,
-        "daddr_lo": records.daddr_lo,
-        "sport": records.sport,
-        "dport": records.dport,
-        "protocol": records.protocol,
-        "direction": np.full(n, direction, np.int8),
-        "ds_in": ds["ds"],
-        "dscp_in": ds["dscp"],
-        "ecn_in": ds["ecn"],
-        "prec_in": ds["prec"],
-        "packets": records.npackets.astype(np.uint64),
-        "bytes": records.nbytes.astype(np.uint64),
-        "sampling": np.ones(n, np.int64),
-        "uid": records.uid.astype(np.int64),
-        "projid": records.projid.astype(np.int64),
-        "action_code": np.zeros(n, np.int32),
-        "class_code": np.full(n, 0 if klass is not None else UNKNOWN, np.int32),
-    }
+    given = flowacct_columns(
+        saddr=(records.saddr_hi, records.saddr_lo),
+        daddr=(records.daddr_hi, records.daddr_lo),
+        sport=records.sport,
+        dport=records.dport,
+        protocol=records.protocol,
+        dsfield=records.dsfield,
+        npackets=records.npackets,
+        nbytes=records.nbytes,
+        first_ns=records.first_ns,
+        last_ns=records.last_ns,
+    )
+    given["direction"] = np.full(n, direction, np.int8)
+    given["uid"] = records.uid.astype(np.int64)
+    given["projid"] = records.projid.astype(np.int64)
+    given["action_code"] = np.zeros(n, np.int32)
+    given["class_code"] = np.full(n, 0 if klass is not None else UNKNOWN, np.int32)
     return make_batch(
         SOURCE_FLOWACCT,
         "",
