@@ -111,9 +111,7 @@ class Collector:
         """Decode captured exports (payload, exporter, capture time) through the same path."""
         self.state = "replaying"
         for payload, exporter, arrival_ns in datagrams:
-            self._feed(payload, exporter, arrival_ns)
-            if self._batch_full():
-                self.flush()
+            self._take(payload, exporter, arrival_ns)
         self._finish("capture read")
 
     # -- the loop ----------------------------------------------------------------------
@@ -143,7 +141,7 @@ class Collector:
                 self._finish(why)
                 return why
             now = time.monotonic_ns()
-            if self._batch_full() or now >= next_flush:
+            if now >= next_flush:  # a full batch was stored as it filled (_take)
                 self.flush()
                 next_flush = now + FLUSH_INTERVAL_NS
             if flags.rotate or (next_rotate is not None and now >= next_rotate):
@@ -163,7 +161,7 @@ class Collector:
     def _drain(self, sock: socket.socket, view: memoryview, most: int) -> int:
         """Read up to ``most`` datagrams that are waiting; how many were read."""
         arrival_ns = time.time_ns()  # one clock read per wake-up: the datagrams arrived together
-        feed = self.decoder.feed
+        take = self._take
         receive = sock.recvfrom_into
         v4 = sock.family == socket.AF_INET  # its peers are (address, port) already
         received = 0
@@ -174,12 +172,8 @@ class Collector:
                 break
             except OSError:  # e.g. ECONNREFUSED reported for an earlier send: not ours
                 continue
-            feed(view[:size].tobytes(), peer if v4 else (peer[0], peer[1]), arrival_ns)
+            take(view[:size].tobytes(), peer if v4 else (peer[0], peer[1]), arrival_ns)
             received += 1
-            self._pending_bytes += size
-            self._pending_datagrams += 1
-            if self._pending_datagrams >= BATCH_DATAGRAMS or self._pending_bytes >= BATCH_BYTES:
-                self.flush()
         return received
 
     def _drain_all(self, view: memoryview) -> None:
@@ -192,13 +186,13 @@ class Collector:
                 if self._drain(sock, view, DRAIN_PER_WAKEUP):
                     busy = True
 
-    def _feed(self, payload: bytes, exporter: tuple[str, int], arrival_ns: int) -> None:
+    def _take(self, payload: bytes, exporter: tuple[str, int], arrival_ns: int) -> None:
+        """Feed one datagram to the decoder; decode and store once a batch is full."""
         self.decoder.feed(payload, exporter, arrival_ns)
         self._pending_datagrams += 1
         self._pending_bytes += len(payload)
-
-    def _batch_full(self) -> bool:
-        return self._pending_datagrams >= BATCH_DATAGRAMS or self._pending_bytes >= BATCH_BYTES
+        if self._pending_datagrams >= BATCH_DATAGRAMS or self._pending_bytes >= BATCH_BYTES:
+            self.flush()
 
     def flush(self) -> None:
         """Decode what was fed and give it to the store."""
