@@ -434,8 +434,7 @@ class StoreRecordWriter(RecordWriter):
 
     def abort(self) -> None:
         self.closed = True
-        self.store.abort()
-        self.records_written = self.store.rows_written
+        self._abandon()  # complete files stay; a store directory left empty goes
         self.removed = self.store.removed_root
 
 
