@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from diffserv.flows.reader import read_records
 from diffserv.flows.schema import FlowBatch
 from diffserv.records import iso_time
 from support import synth
-from support.collecting import free_udp_port, wait_until_bound
+from support.collecting import Nfcapd, free_udp_port
 from support.policies import account_everything
 from support.tools import require_tool
 
@@ -119,32 +118,14 @@ def nfdump_rows(spool: Path) -> list[Row]:
 class Collector:
     """nfcapd on a free port of 127.0.0.1, stopped with SIGTERM so that it writes its file."""
 
-    def __init__(self, spool: Path) -> None:
-        self.spool = spool
-        spool.mkdir()
+    def __init__(self, tmp: Path) -> None:
         self.port = free_udp_port()
-        self.process = subprocess.Popen(
-            [
-                require_tool("nfcapd"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-w",
-                str(spool),
-                "-t",
-                "60",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until_bound(self.port)
+        self.nfcapd = Nfcapd(require_tool("nfcapd"), tmp, self.port)
 
     def stop(self) -> list[Row]:
         time.sleep(0.3)  # the last datagrams are in its socket buffer
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=20)
-        return nfdump_rows(self.spool)
+        self.nfcapd.stop()
+        return nfdump_rows(self.nfcapd.spool)
 
 
 def run_with_export(tmp_path: Path, capture: Path, url: str, records: Path) -> int:
@@ -174,7 +155,7 @@ def test_run_export_reaches_nfcapd_as_the_record_file_says(
     capture = tmp_path / "mix.pcap"
     make_capture(capture)
     records = tmp_path / "flows.jsonl"
-    collector = Collector(tmp_path / "nf")
+    collector = Collector(tmp_path)
     try:
         status = run_with_export(
             tmp_path, capture, f"{scheme}://127.0.0.1:{collector.port}", records
@@ -203,7 +184,7 @@ def test_export_command_sends_a_record_file_to_nfcapd(tmp_path: Path) -> None:
     out = str(tmp_path / "o.pcap")
     assert main(["run", str(policy), str(capture), "-o", out, "-q", "--flows", str(records)]) == 0
     for scheme in ("ipfix", "netflow9"):
-        collector = Collector(tmp_path / f"nf-{scheme}")
+        collector = Collector(tmp_path)
         try:
             url = f"{scheme}://127.0.0.1:{collector.port}"
             status = main(["export", str(records), "--to", url, "-q"])
@@ -276,7 +257,7 @@ def test_uptime_times_hold_for_flows_that_began_before_the_boot(
     (batch,) = list(table_batches(table))
     late = np.flatnonzero(batch.columns["first_ns"] >= np.median(batch.columns["first_ns"]))
     early = np.flatnonzero(batch.columns["first_ns"] < np.median(batch.columns["first_ns"]))
-    collector = Collector(tmp_path / "nf")
+    collector = Collector(tmp_path)
     try:
         exporter = Exporter(parse_export_url(f"{scheme}://127.0.0.1:{collector.port}"))
         for rows in (late, early):  # the boot is set by the late half
@@ -299,7 +280,7 @@ def test_export_command_sends_a_flow_store_to_nfcapd(tmp_path: Path) -> None:
     store = f"{tmp_path / 'store'}/"
     for flows in (str(records), store):
         assert main(["run", str(policy), str(capture), "-o", out, "-q", "--flows", flows]) == 0
-    collector = Collector(tmp_path / "nf")
+    collector = Collector(tmp_path)
     try:
         status = main(["export", store, "--to", f"ipfix://127.0.0.1:{collector.port}", "-q"])
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import signal
 import subprocess
 import time
 from collections import defaultdict
@@ -14,7 +13,7 @@ import pytest
 from diffserv.cli.main import main
 from diffserv.flows.reader import read_records
 from support import synth
-from support.collecting import free_udp_port, wait_until_bound
+from support.collecting import Nfcapd, free_udp_port
 from support.policies import account_everything
 from support.tools import require_tool
 
@@ -85,16 +84,9 @@ def theirs(tmp_path: Path, capture: Path) -> dict[Key, list[int]]:
         require_tool("nfcapd"),
         require_tool("nfdump"),
     )
-    spool = tmp_path / "nf"
-    spool.mkdir()
     port = free_udp_port()
-    collector = subprocess.Popen(
-        [nfcapd, "-b", "127.0.0.1", "-p", str(port), "-w", str(spool), "-t", "3600"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    collector = Nfcapd(nfcapd, tmp_path, port)
     try:
-        wait_until_bound(port)
         long = "86400"
         timeouts = [
             f"-t{name}={long}"
@@ -110,10 +102,9 @@ def theirs(tmp_path: Path, capture: Path) -> dict[Key, list[int]]:
         )
         time.sleep(1.0)
     finally:
-        collector.send_signal(signal.SIGTERM)  # nfcapd writes its file on SIGTERM
-        collector.wait(timeout=20)
+        collector.stop()  # nfcapd writes its file on SIGTERM
     out = subprocess.run(
-        [nfdump, "-R", str(spool), "-q", "-N", "-o", "fmt:%pr,%sa,%sp,%da,%dp,%pkt,%byt"],
+        [nfdump, "-R", str(collector.spool), "-q", "-N", "-o", "fmt:%pr,%sa,%sp,%da,%dp,%pkt,%byt"],
         check=True,
         capture_output=True,
         text=True,

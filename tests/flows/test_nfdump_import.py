@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from diffserv.flows.nfdump_import import NfdumpJsonParser
 from diffserv.flows.store import read_store, store_files
 from diffserv.flows.store_arrow import batch_to_table
 from support import synth
-from support.collecting import free_udp_port, wait_until_bound
+from support.collecting import Nfcapd, free_udp_port
 from support.tools import require_tool
 
 T0 = 1_767_225_600_000_000_000
@@ -57,16 +56,9 @@ def nfcapd_archive(tmp_path: Path) -> Path:
     softflowd, nfcapd = require_tool("softflowd"), require_tool("nfcapd")
     capture = tmp_path / "mix.pcap"
     make_capture(capture)
-    spool = tmp_path / "nf"
-    spool.mkdir()
     port = free_udp_port()
-    collector = subprocess.Popen(
-        [nfcapd, "-b", "127.0.0.1", "-p", str(port), "-w", str(spool), "-t", "3600"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    collector = Nfcapd(nfcapd, tmp_path, port)
     try:
-        wait_until_bound(port)
         # -r: no control socket (never add -c); exports everything at end of file
         subprocess.run(
             [
@@ -87,9 +79,8 @@ def nfcapd_archive(tmp_path: Path) -> Path:
         )
         time.sleep(1.0)
     finally:
-        collector.send_signal(signal.SIGTERM)  # nfcapd writes its file on SIGTERM
-        collector.wait(timeout=20)
-    return spool
+        collector.stop()  # nfcapd writes its file on SIGTERM
+    return collector.spool
 
 
 def nfdump_view(spool: Path) -> dict[Key, tuple[int, int, int, str]]:

@@ -51,11 +51,6 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 15.0) -> N
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def wait_until_bound(port: int, timeout_s: float = 15.0) -> None:
-    """Return once some process (a collector just started) has bound UDP ``port``."""
-    wait_for(f"a socket bound to UDP port {port}", lambda: udp_bound(port), timeout_s)
-
-
 def diffserv_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
