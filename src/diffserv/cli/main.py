@@ -40,6 +40,7 @@ COMMAND_MODULES: dict[str, str] = {
     "collect": "diffserv.cli.collect_cmd",
     "import": "diffserv.cli.import_cmd",
     "export": "diffserv.cli.export_cmd",
+    "report": "diffserv.cli.report_cmd",
 }
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import duckdb
-from duckdb.func import PythonUDFType
 import numpy as np
 import pyarrow as pa
+from duckdb.func import PythonUDFType
 
 from diffserv.errors import HostSystemError, InputDataError
 from diffserv.flows.store_arrow import addresses_from_text

@@ -20,6 +20,7 @@ from diffserv.errors import UsageError
 from diffserv.records import iso_time
 from diffserv.report.filters import PrefixFunction, Selection
 from diffserv.report.groups import DscpGroups
+from diffserv.report.sources import Sources
 from diffserv.report.names import (
     PORT_PROTOCOLS,
     dscp_label,
@@ -57,6 +58,7 @@ class Engine(Protocol):
 
     name: str
     sampled: bool
+    sources: Sources
 
     def rows(
         self, sql: str, params: Sequence[Any], functions: Sequence[PrefixFunction] = ()

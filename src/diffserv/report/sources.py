@@ -43,8 +43,9 @@ _CAPTURE_MAGIC: Final = (
     b"\xa1\xb2\x3c\x4d",
     b"\x0a\x0d\x0d\x0a",  # pcapng section header
 )
-# Every packet (ipgpc's default class takes all that no filter matches) into one flowacct action with IPQoS's defaults, but a flow table big
-# enough that no flow of a capture is refused for room.
+# Every packet (ipgpc's default class takes what no filter matches) into one flowacct
+# action with IPQoS's defaults, but a flow table big enough that no flow of a capture
+# is refused for room.
 CAPTURE_POLICY: Final = """fmt_version 1.0
 
 action {
