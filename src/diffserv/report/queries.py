@@ -20,7 +20,6 @@ from diffserv.errors import UsageError
 from diffserv.records import iso_time
 from diffserv.report.filters import PrefixFunction, Selection
 from diffserv.report.groups import DscpGroups
-from diffserv.report.sources import Sources
 from diffserv.report.names import (
     PORT_PROTOCOLS,
     dscp_label,
@@ -31,6 +30,7 @@ from diffserv.report.names import (
     service_name,
     tos_bits,
 )
+from diffserv.report.sources import Sources
 
 REPORTS: Final = (
     "top-dscp",

@@ -229,13 +229,16 @@ def render_text(report: Report, console: Console) -> None:
     title = TITLES[report.report].format(key=key)
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     spec = _spec(report)
-    for position, (header, _, justify) in enumerate(spec):
+    for position, (header, cell, justify) in enumerate(spec):
         # numbers never wrap; the label columns give way on a narrow terminal
         table.add_column(
             header,
             justify=justify,  # type: ignore[arg-type]
-            no_wrap=position > 0,
-            overflow="fold" if position == 0 else "ellipsis",
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=max((len(cell(row)) for row in report.rows[:50]), default=0)
+            if position == 0
+            else None,
             max_width=None if justify == _RIGHT or position == 0 else 16,
         )
     for row in report.rows:
