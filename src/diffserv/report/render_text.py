@@ -236,10 +236,11 @@ def render_text(report: Report, console: Console) -> None:
             justify=justify,  # type: ignore[arg-type]
             no_wrap=True,
             overflow="ellipsis",
-            min_width=max((len(cell(row)) for row in report.rows[:50]), default=0)
-            if position == 0
+            # the mark and every number keep their width; other text gives way
+            min_width=max((len(cell(row)) for row in report.rows), default=0)
+            if position == 0 or justify == _RIGHT
             else None,
-            max_width=None if justify == _RIGHT or position == 0 else 16,
+            max_width=None if justify == _RIGHT or position == 0 else 14,
         )
     for row in report.rows:
         table.add_row(*(cell(row) for _, cell, _ in spec))
