@@ -227,7 +227,9 @@ def render_text(report: Report, console: Console) -> None:
     """``report`` as a titled table (and what it covers) on ``console``."""
     key = "group" if report.meta["key"] == "group" else "DSCP"
     title = TITLES[report.report].format(key=key)
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, padding=(0, 1, 0, 0)
+    )
     spec = _spec(report)
     for position, (header, cell, justify) in enumerate(spec):
         # numbers never wrap; the label columns give way on a narrow terminal
@@ -240,7 +242,7 @@ def render_text(report: Report, console: Console) -> None:
             min_width=max((len(cell(row)) for row in report.rows), default=0)
             if position == 0 or justify == _RIGHT
             else None,
-            max_width=None if justify == _RIGHT or position == 0 else 14,
+            max_width=None if justify == _RIGHT or position == 0 else 12,
         )
     for row in report.rows:
         table.add_row(*(cell(row) for _, cell, _ in spec))
