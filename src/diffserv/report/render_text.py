@@ -135,9 +135,10 @@ def _spec(report: Report) -> Spec:
             ("ToS", lambda r: "-" if r["tos"] is None else f"{r['tos']} {r['tos_hex']}", "left"),
             ("Precedence", lambda r: f"{r['precedence']} {r['precedence_name']}", "left"),
             ("ToS bits", lambda r: " ".join(r["tos_bits"]) or "-", "left"),
-            ("DSCP", _mark(), "left"),
-            ("ECN", _text("ecn_name"), "left"),
-            *counters,
+            ("DSCP", _mark(), _RIGHT),
+            ("ECN", _text("ecn_name"), _RIGHT),
+            ("Packets", _count("packets"), _RIGHT),
+            ("Bytes", _byte("bytes"), _RIGHT),
             ("Share", _percent("share"), _RIGHT),
         ]
     if name == "ecn":
@@ -239,7 +240,7 @@ def render_text(report: Report, console: Console) -> None:
             no_wrap=True,
             overflow="ellipsis",
             # the mark and every number keep their width; other text gives way
-            min_width=max((len(cell(row)) for row in report.rows), default=0)
+            min_width=max([len(header), *(len(cell(row)) for row in report.rows)])
             if position == 0 or justify == _RIGHT
             else None,
             max_width=None if justify == _RIGHT or position == 0 else 12,
