@@ -94,10 +94,8 @@ def _spec(report: Report) -> Spec:
     name = report.report
     if name in ("top-dscp", "groups"):
         head: Spec = [(mark, _mark(), "left")]
-        if report.meta["key"] == "dscp":
+        if report.meta["key"] == "dscp":  # a group's code points are in --json
             head.append(("Class", _text("service_class"), "left"))
-        else:
-            head.append(("Code points", lambda r: " ".join(r["dscps"]) or "-", "left"))
         if any(row["side"] == "out" for row in report.rows):
             head.insert(0, ("Mark", _text("side"), "left"))
         return [
@@ -211,12 +209,14 @@ def _preamble(report: Report) -> list[str]:
     meta = report.meta
     totals = meta["totals"]
     lines = [
-        f"{totals['flows']:,} flow records, {totals['packets']:,} packets, "
+        f"{totals['flows']:,} records, {totals['packets']:,} packets, "
         f"{human_bytes(totals['bytes'])}"
     ]
     if meta["first_seen"]:
         first, last = (meta[k][:19].replace("T", " ") for k in ("first_seen", "last_seen"))
-        lines[0] += f"; {first} to {last} UTC"
+        if first[:10] == last[:10]:  # one day: its date once
+            last = last[11:]
+        lines[0] += f", {first} to {last} UTC"
     if meta["filters"]:
         lines.append("filters: " + " ".join(meta["filters"]))
     if meta.get("note"):
