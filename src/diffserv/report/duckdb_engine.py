@@ -115,7 +115,7 @@ class DuckDBEngine:
     rebuilds the view when they changed.
     """
 
-    name: Final = "duckdb"
+    name = "duckdb"
 
     def __init__(self, resolve: Callable[[], Sources]) -> None:
         self._resolve = resolve

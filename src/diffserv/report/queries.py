@@ -261,15 +261,14 @@ def _marks(ctx: _Context) -> Report:
             f"SELECT {key} AS k, {_SUMS} FROM flows WHERE {{where}} GROUP BY 1 "
             f"ORDER BY {ctx.order()}, k NULLS LAST"
         )
-        peaks = {
-            row[0]: _int(row[1])
-            for row in ctx.query(
-                "SELECT k, max(b) FROM (SELECT "
-                f"{key} AS k, first_ns - first_ns % ? AS t, sum(s_bytes) AS b FROM flows "
-                "WHERE {where} GROUP BY 1, 2) AS buckets GROUP BY k",
+        peaks = _peaks(
+            ctx,
+            ctx.query(
+                f"SELECT {key} AS k, first_ns - first_ns % ? AS t, sum(s_bytes) AS b "
+                "FROM flows WHERE {where} GROUP BY 1, 2",
                 prefix=(interval_ns,),
-            )
-        }
+            ),
+        )
         total = ctx.total(ctx.request.by)
         for row in found[: ctx.request.top]:
             counters = _counters(row[1:])
@@ -280,7 +279,7 @@ def _marks(ctx: _Context) -> Report:
                     **counters,
                     "share": _share(counters[ctx.request.by], total),
                     "avg_bps": _bps(counters["bytes"], ctx.span_ns),
-                    "peak_bps": _bps(peaks.get(row[0], 0), interval_ns),
+                    "peak_bps": peaks.get(row[0]),
                 }
             )
     columns = [
@@ -292,6 +291,26 @@ def _marks(ctx: _Context) -> Report:
         "peak_bps",
     ]
     return Report("", columns, rows, ctx.meta())
+
+
+def _peaks(ctx: _Context, buckets: list[tuple[Any, ...]]) -> dict[Any, int | None]:
+    """The highest bit rate of each key over the intervals of the time series.
+
+    An interval counts only for the part of it inside the report's span, so a capture
+    shorter than one interval has the peak of its own length, never below its average.
+    """
+    interval_ns = ctx.interval_s * _NS
+    start = ctx.span_start if ctx.span_start is not None else 0
+    end = start + ctx.span_ns
+    peaks: dict[Any, int | None] = {}
+    for key, bucket, nbytes in buckets:
+        t = int(bucket)
+        length = min(t + interval_ns, end) - max(t, start)
+        rate = _bps(_int(nbytes), length if length > 0 else interval_ns)
+        old = peaks.get(key)
+        if rate is not None and (old is None or rate > old):
+            peaks[key] = rate
+    return peaks
 
 
 def _port_sql() -> str:

@@ -61,7 +61,7 @@ def _mark(prefix: str = "") -> Cell:
 
 def _service(row: dict[str, Any]) -> str:
     if row["port"] is None:
-        return row["protocol_name"]
+        return str(row["protocol_name"])
     name = f"/{row['service']}" if row["service"] else ""
     return f"{row['protocol_name']} {row['port']}{name}"
 
