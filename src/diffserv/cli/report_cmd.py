@@ -5,26 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diffserv.cli.arguments import whole_number
 from diffserv.cli.position import set_position
-from diffserv.report.engines import ENGINES, open_engine
-from diffserv.report.filters import FILTER_KEYS, build_selection
-from diffserv.report.groups import load_groups
-from diffserv.report.queries import (
-    KEYS,
-    METRICS,
-    REPORTS,
-    SIDES,
-    Engine,
-    Report,
-    ReportRequest,
-    parse_interval,
-    run_report,
-)
-from diffserv.report.render_text import render_csv, render_text
-from diffserv.report.sources import SourceSet
+from diffserv.report.choices import ENGINES, FILTER_KEYS, KEYS, METRICS, REPORTS, SIDES
+
+if TYPE_CHECKING:
+    from diffserv.report.queries import Engine, Report, ReportRequest
 
 
 def add_selection_options(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +77,10 @@ def register(subparsers: Any) -> None:
 
 def request_of(args: argparse.Namespace, report: str) -> ReportRequest:
     """The request the shared options describe, for ``report``."""
+    from diffserv.report.filters import build_selection
+    from diffserv.report.groups import load_groups
+    from diffserv.report.queries import ReportRequest, parse_interval
+
     groups = load_groups(args.groups)
     selection = build_selection(args.filter, groups, start=args.start, end=args.end)
     return ReportRequest(
@@ -104,19 +96,24 @@ def request_of(args: argparse.Namespace, report: str) -> ReportRequest:
 
 
 def engine_of(args: argparse.Namespace, request: ReportRequest) -> Engine:
+    from diffserv.report.engines import open_engine
+    from diffserv.report.sources import SourceSet
+
     set_position(lambda: ", ".join(args.sources))
     sources = SourceSet(args.sources)
     return open_engine(args.engine, sources, master=args.master, from_ns=request.selection.from_ns)
 
 
 def print_report(report: Report, args: argparse.Namespace) -> None:
+    from diffserv.report.render_text import render_csv, render_text
+
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif args.csv:
         sys.stdout.write(render_csv(report))
     else:
-        from rich.console import Console  # noqa: PLC0415 (only the terminal form needs it)
+        from rich.console import Console
 
         render_text(report, Console(highlight=False))
 
@@ -127,6 +124,8 @@ def warn(engine: Engine) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from diffserv.report.queries import run_report
+
     request = request_of(args, args.report)
     engine = engine_of(args, request)
     warn(engine)

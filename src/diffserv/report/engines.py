@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from diffserv.errors import UsageError
+from diffserv.report.choices import ENGINES
 from diffserv.report.duckdb_engine import DuckDBEngine
 from diffserv.report.queries import Engine
 from diffserv.report.sources import SourceSet
-
-ENGINES: Final = ("duckdb", "spark")
 
 
 def open_engine(

@@ -22,6 +22,7 @@ import msgspec
 from diffserv.codepoints import parse_dscp, parse_ecn, parse_tos
 from diffserv.errors import UsageError
 from diffserv.flows.schema import SOURCES
+from diffserv.report.choices import FILTER_KEYS
 from diffserv.report.groups import DscpGroups
 from diffserv.report.names import parse_protocol
 
@@ -212,13 +213,6 @@ class _Compiler:
         if key == "class":
             return "flow_class = ?", (value,)
         raise UsageError(f"--filter {key}={value}: no filter {key!r} (filters: {FILTER_KEYS})")
-
-
-FILTER_KEYS: Final = (
-    "exporter, source, interface, in_if, out_if, direction, ip_version, protocol, dscp, "
-    "dscp_out, group, group_out, tos, tos_out, ecn, ecn_out, addr, src, dst, port, sport, "
-    "dport, vlan, domain, action, class"
-)
 
 
 def build_selection(

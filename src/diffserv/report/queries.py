@@ -18,6 +18,7 @@ import msgspec
 
 from diffserv.errors import UsageError
 from diffserv.records import iso_time
+from diffserv.report.choices import METRICS, REPORTS
 from diffserv.report.filters import PrefixFunction, Selection
 from diffserv.report.groups import DscpGroups
 from diffserv.report.names import (
@@ -32,21 +33,6 @@ from diffserv.report.names import (
 )
 from diffserv.report.sources import Sources
 
-REPORTS: Final = (
-    "top-dscp",
-    "apps",
-    "conversations",
-    "timeline",
-    "groups",
-    "tos",
-    "ecn",
-    "remark",
-    "silent-exporters",
-    "flows",
-)
-METRICS: Final = ("bytes", "packets", "flows")
-KEYS: Final = ("dscp", "group")
-SIDES: Final = ("in", "out")
 _NS: Final = 1_000_000_000
 _INTERVALS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 AUTO_INTERVALS: Final = (1, 10, 60, 300, 900, 3600, 6 * 3600, 86_400)

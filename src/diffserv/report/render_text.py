@@ -205,6 +205,13 @@ TITLES: Final = {
 }
 
 
+# what an empty table means, where "no records match" would mislead
+_EMPTY: Final = {
+    "remark": "no record carries both an ingress and an egress mark (IE 55 or 98)",
+    "silent-exporters": "every exporter sends non-zero ToS bytes",
+}
+
+
 def _preamble(report: Report) -> list[str]:
     meta = report.meta
     totals = meta["totals"]
@@ -252,7 +259,7 @@ def render_text(report: Report, console: Console) -> None:
     if report.rows:
         console.print(table)
     else:
-        console.print(f"{title}: no records match", highlight=False, markup=False)
+        console.print(f"{title}: {_EMPTY.get(report.report, 'no records match')}", markup=False)
     if report.report == "remark":
         _render_changes(report, console)
     if report.report == "silent-exporters":
