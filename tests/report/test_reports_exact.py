@@ -12,6 +12,7 @@ from report_records import MIN, T0, records, write_store
 
 from diffserv.cli.main import main
 from diffserv.errors import InputDataError, UsageError
+from diffserv.report.choices import REPORTS
 from diffserv.report.duckdb_engine import DuckDBEngine
 from diffserv.report.filters import build_selection
 from diffserv.report.groups import default_groups, parse_groups
@@ -263,21 +264,7 @@ def report_rows(store: Path, name: str) -> list[dict[str, Any]]:
     return report(DuckDBEngine(SourceSet([str(store)]).resolve), name).rows
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "top-dscp",
-        "apps",
-        "conversations",
-        "timeline",
-        "groups",
-        "tos",
-        "ecn",
-        "remark",
-        "silent-exporters",
-        "flows",
-    ],
-)
+@pytest.mark.parametrize("name", REPORTS)
 def test_every_report_fits_80_columns(
     store: Path, name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
