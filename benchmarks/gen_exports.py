@@ -82,14 +82,21 @@ def template_set() -> bytes:
 
 def messages(n: int) -> list[bytes]:
     """The export, message by message: IPFIX sequence = data records sent before."""
-    data = records(n).tobytes()
+    return encode(records(n))
+
+
+def encode(
+    table: NDArray[np.void], sequence: int = 0, export_s0: int = T0_MS // 1000 + 600
+) -> list[bytes]:
+    """Records of :data:`RECORD` as IPFIX messages, the template first, from ``sequence``."""
+    data = table.tobytes()
+    n = len(table)
     size = RECORD.itemsize
     out: list[bytes] = []
     template = template_set()
-    sequence = 0
     for number, first in enumerate(range(0, n, RECORDS_PER_MESSAGE)):
         count = min(RECORDS_PER_MESSAGE, n - first)
-        export_s = T0_MS // 1000 + 600 + number // 1000
+        export_s = export_s0 + number // 1000
         if number % TEMPLATE_EVERY == 0:
             out.append(struct.pack("!HHIII", 10, 16 + len(template), export_s, sequence, DOMAIN))
             out[-1] += template

@@ -24,6 +24,7 @@ ORDER = (
     "bench_ipgpc",
     "bench_meter",
     "bench_collect",
+    "bench_report",
 )
 
 
