@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-APT_TOOLS := tshark nftables softflowd nfdump tcpreplay default-jre-headless
+APT_TOOLS := tshark nftables softflowd nfdump tcpreplay default-jre-headless chromium chromium-driver
 export DEBIAN_FRONTEND := noninteractive
 KERNEL_SOURCES := $(wildcard src/kernels/*.c src/kernels/*.h)
 KERNELS := $(VENV)/.kernels-built
@@ -43,7 +43,7 @@ setup: $(KERNELS)
 # installed only when missing.
 system-tools:
 	@missing=""; \
-	for t in tshark:tshark nft:nftables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay java:default-jre-headless; do \
+	for t in tshark:tshark nft:nftables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay java:default-jre-headless chromium:chromium chromedriver:chromium-driver; do \
 	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -41,6 +41,7 @@ COMMAND_MODULES: dict[str, str] = {
     "import": "diffserv.cli.import_cmd",
     "export": "diffserv.cli.export_cmd",
     "report": "diffserv.cli.report_cmd",
+    "serve": "diffserv.cli.serve_cmd",
 }
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

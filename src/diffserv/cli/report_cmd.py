@@ -72,6 +72,11 @@ def register(subparsers: Any) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the report as JSON")
     output.add_argument("--csv", action="store_true", help="print the report's rows as CSV")
+    output.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write every report into one self-contained HTML page with charts (--report unused)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -123,9 +128,24 @@ def warn(engine: Engine) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
+def write_html(args: argparse.Namespace) -> int:
+    """Every report of the page over one engine, then the page, written whole or not at all."""
+    from diffserv.report.html import HTML_REPORTS, render_html, write_atomically
+    from diffserv.report.queries import run_report
+
+    requests = {name: request_of(args, name) for name in HTML_REPORTS}
+    engine = engine_of(args, requests["top-dscp"])
+    warn(engine)
+    reports = {name: run_report(engine, r).to_json() for name, r in requests.items()}
+    write_atomically(args.html, render_html(reports, args.sources))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from diffserv.report.queries import run_report
 
+    if args.html:
+        return write_html(args)
     request = request_of(args, args.report)
     engine = engine_of(args, request)
     warn(engine)
