@@ -183,7 +183,7 @@ class SparkEngine:
             settings["spark.driver.bindAddress"] = "127.0.0.1"
             settings["spark.driver.host"] = "127.0.0.1"
         if local:  # a report's data fits one machine: few shuffle partitions, local scratch
-            settings["spark.sql.shuffle.partitions"] = "4"
+            settings["spark.sql.shuffle.partitions"] = "2"
             settings["spark.local.dir"] = os.path.join(scratch, "local")
         for key, value in settings.items():
             builder = builder.config(key, value)
