@@ -1,9 +1,10 @@
 """The embedded SQL engine of reports: DuckDB over the store's Parquet and in-memory tables.
 
 Every report's SQL runs against one view, ``flows``, with the columns of
-:data:`VIEW_COLUMNS`: the store's columns, times as integer ns (``first_ns``,
-``last_ns``), the class as ``flow_class``, and ``scale`` / ``s_packets`` / ``s_bytes``:
-the sampling rate (1 where a record says nothing or 1) and the counters scaled by it.
+:data:`~diffserv.report.view.VIEW_COLUMNS`: the store's columns, times as integer
+ns (``first_ns``, ``last_ns``), the class as ``flow_class``, and ``scale`` /
+``s_packets`` / ``s_bytes``: the sampling rate (1 where a record says nothing or 1)
+and the counters scaled by it.
 The Spark engine builds the same view, so a report's SQL is written once.
 
 One connection serves every query, one at a time (a lock): DuckDB parallelises each
@@ -27,68 +28,7 @@ from diffserv.errors import HostSystemError, InputDataError
 from diffserv.flows.store_arrow import addresses_from_text
 from diffserv.report.filters import PrefixFunction
 from diffserv.report.sources import Sources
-
-# The columns of the `flows` view, shared by every engine (the Spark engine checks its
-# view against this list).
-VIEW_COLUMNS: Final = (
-    "first_ns",
-    "last_ns",
-    "ip_version",
-    "saddr",
-    "daddr",
-    "sport",
-    "dport",
-    "protocol",
-    "tcp_flags",
-    "in_if",
-    "out_if",
-    "direction",
-    "ds_in",
-    "dscp_in",
-    "ecn_in",
-    "prec_in",
-    "ds_out",
-    "dscp_out",
-    "ecn_out",
-    "prec_out",
-    "vlan",
-    "pcp",
-    "packets",
-    "bytes",
-    "sampling",
-    "action",
-    "flow_class",
-    "source",
-    "exporter",
-    "domain",
-    "scale",
-    "s_packets",
-    "s_bytes",
-)
-# the view columns every engine takes from the store as they are
-_PLAIN: Final = tuple(
-    c for c in VIEW_COLUMNS[2:] if c not in ("flow_class", "scale", "s_packets", "s_bytes")
-)
-
-
-def view_select(first_ns: str, last_ns: str, sampled: bool, bigint: str) -> str:
-    """The SELECT list of the ``flows`` view, given how an engine spells the times.
-
-    ``bigint`` is the engine's name of a 64-bit integer type wide enough for scaled
-    counters (sampling rates are 32-bit, counters 64-bit).
-    """
-    columns = [f"{first_ns} AS first_ns", f"{last_ns} AS last_ns", *_PLAIN, "class AS flow_class"]
-    if sampled:
-        scale = "(CASE WHEN sampling > 1 THEN sampling ELSE 1 END)"
-        columns += [
-            f"{scale} AS scale",
-            f"CAST(packets AS {bigint}) * {scale} AS s_packets",
-            f"CAST(bytes AS {bigint}) * {scale} AS s_bytes",
-        ]
-    else:  # no record is sampled: the counters as they are (integer sums stay cheap)
-        columns += ["1 AS scale", "packets AS s_packets", "bytes AS s_bytes"]
-    return ", ".join(columns)
-
+from diffserv.report.view import view_select
 
 _NAMES: Final = itertools.count()
 
