@@ -214,7 +214,7 @@ def test_spark_sees_sampling_remarks_and_silent_exporters(
     [
         ["addr=2001:db8::/120"],  # an IPv6 prefix: a Python UDF on Spark
         ["src=10.1.0.0/29", "dscp=EF", "dscp=AF11"],  # an IPv4 prefix: SQL arithmetic
-        ["exporter=2001:db8::9", "port=443", "dscp=unknown", "group=Telephony"],
+        ["exporter=2001:db8::9", "port=443", "dscp=unknown"],
     ],
 )
 def test_spark_filters_equal_duckdb(engines: tuple[Engine, Engine], filters: list[str]) -> None:
