@@ -142,7 +142,7 @@ def test_text_report(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for title in ("Top DSCP", "Applications per DSCP", "Conversations per DSCP", "Flow records"):
         assert title in text
     assert "AF11 (10)" in text
-    flows_table = text.split("Flow records\n")[1].splitlines()
+    flows_table = text.split("Flow records")[1].splitlines()
     assert len([line for line in flows_table if "2026-01-01" in line]) == 1  # --top 1
 
 

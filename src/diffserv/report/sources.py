@@ -117,7 +117,8 @@ def _record_table(path: str) -> Any:
     if table.group != GROUP_EXTENDED and table.n:  # an empty file cannot mislead
         raise InputDataError(
             path,
-            "basic flow records have no times or DS byte to report; write them with --acct extended",
+            "basic flow records have no times or DS byte to report; "
+            "write them with --acct extended",
         )
     if not table.n:
         return SCHEMA.empty_table()
