@@ -36,7 +36,7 @@ echo "\$ diffserv run $policy $capture -o marked.$ext --direction fwd-out --flow
 $DIFFSERV run "$policy" "$capture" -o "$out/marked.$ext" --direction fwd-out \
     --flows "$out/flows.parquet" -q
 echo '$ diffserv flows flows.parquet --json    # (the first DSCP rows shown)'
-(cd "$out" && $DIFFSERV flows flows.parquet --json) | sed -n '/"by_dscp"/,/^  \],*$/p' | head -n 21
+(cd "$out" && $DIFFSERV flows flows.parquet --json) | sed -n '/"top-dscp"/,/^      \],*$/p' | head -n 21
 echo
 echo '$ diffserv run ... --flows flows.txt      # unknown record format: exit status 2'
 status=0

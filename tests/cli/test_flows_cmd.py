@@ -1,4 +1,4 @@
-"""`diffserv flows`: summaries of records written by `diffserv run --flows`."""
+"""`diffserv flows`: the report engine's tables over records written by `diffserv run --flows`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -89,6 +90,15 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def reports(text: str) -> dict[str, Any]:
+    """The reports of `diffserv flows --json` output, by name."""
+    document = json.loads(text)
+    assert list(document) == ["reports"]
+    assert list(document["reports"]) == ["top-dscp", "apps", "conversations", "flows"]
+    out: dict[str, Any] = document["reports"]
+    return out
+
+
 def run_with_flows(d: Path, name: str, acct: str = "extended") -> Path:
     out = d / name
     argv = ["run", str(d / "acct.conf"), str(d / "in.pcap"), "-o", str(d / "out.pcap")]
@@ -104,28 +114,22 @@ def test_run_writes_records_and_flows_summarises_them(
     path = run_with_flows(workdir, f"f.{ext}")
     capsys.readouterr()
     assert main(["flows", str(path), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    totals = summary["totals"]
+    found = reports(capsys.readouterr().out)
     # max_limit 1 on acct_other: only the first udp item (10.0.0.1, EF) fits; the
     # packets of other udp items fail (epackets) and are dropped
-    by_action = {a["action"]: a for a in totals["actions"]}
-    assert by_action["acct_web"]["packets"] == 20
-    assert by_action["acct_web"]["bytes"] == 20 * 140
-    assert by_action["acct_web"]["records"] == 4  # two flows, each expired by the timer once
-    assert by_action["acct_other"]["records"] == 1
-    assert by_action["acct_other"]["packets"] == 4
-    assert by_action["acct_other"]["bytes"] == 4 * 128
-    dscp = {r["name"]: r for r in summary["by_dscp"]}
+    assert found["top-dscp"]["meta"]["totals"] == {"flows": 5, "packets": 24, "bytes": 3312}
+    dscp = {r["name"]: r for r in found["top-dscp"]["rows"]}
     assert dscp["AF11"]["packets"] == 20 and dscp["AF11"]["dscp"] == 10
-    assert summary["by_service"][0] == {
-        "protocol": 6,
-        "protocol_name": "tcp",
-        "port": 80,
-        "packets": 20,
-        "bytes": 2800,
-        "byte_share": 84.54,
-    }
-    assert summary["top_flows"][0]["bytes"] == 1400
+    assert dscp["AF11"]["flows"] == 4  # two flows, each expired by the timer once
+    assert dscp["EF"]["packets"] == 4 and dscp["EF"]["bytes"] == 4 * 128
+    web = next(r for r in found["apps"]["rows"] if r["port"] == 80)
+    assert (web["protocol_name"], web["packets"], web["bytes"]) == ("tcp", 20, 2800)
+    assert web["share_of_total"] == 84.54
+    # the flows report lists records: each web flow was expired twice, 5 packets each
+    assert [r["bytes"] for r in found["flows"]["rows"][:4]] == [700] * 4
+    assert main(["flows", str(path), "--action", "acct_web", "--json"]) == 0
+    totals = reports(capsys.readouterr().out)["apps"]["meta"]["totals"]
+    assert totals == {"flows": 4, "packets": 20, "bytes": 20 * 140}
 
 
 def test_text_report(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,20 +137,27 @@ def test_text_report(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["flows", str(path), "--top", "1"]) == 0
     text = capsys.readouterr().out
-    assert "5 records, 3 flows, 24 packets, 3312 bytes" in text
-    assert "By DSCP" in text and "AF11" in text
-    assert ["tcp", "80", "20", "2800", "84.54"] in [line.split() for line in text.splitlines()]
-    top = text.split("Top flows (by bytes)\n")[1].splitlines()
-    assert len(top) == 2  # header + --top 1
+    assert text.startswith(f"{path}\n")
+    assert text.count("5 records, 24 packets, 3.3 kB") == 4  # one preamble per report
+    for title in ("Top DSCP", "Applications per DSCP", "Conversations per DSCP", "Flow records"):
+        assert title in text
+    assert "AF11 (10)" in text
+    flows_table = text.split("Flow records")[1].splitlines()
+    assert len([line for line in flows_table if "2026-01-01" in line]) == 1  # --top 1
 
 
-def test_basic_records_have_no_dscp_table(
+def test_basic_records_are_refused_in_one_line(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = run_with_flows(workdir, "b.csv", acct="basic")
     capsys.readouterr()
-    assert main(["flows", str(path)]) == 0
-    assert "basic records carry no dsfield" in capsys.readouterr().out
+    assert main(["flows", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"error: {path}: basic flow records have no times or DS byte to report; "
+        "write them with --acct extended\n"
+    )
 
 
 def test_corrupt_file_is_one_line_exit_2(
@@ -161,6 +172,7 @@ def test_corrupt_file_is_one_line_exit_2(
 
 
 def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x.txt").write_text("not records\n")
     assert main(["flows", str(tmp_path / "x.txt")]) == 2
     assert "use .jsonl, .csv or .parquet" in capsys.readouterr().err
     assert main(["flows", str(tmp_path / "x.csv"), "--top", "0"]) == 2
@@ -190,26 +202,24 @@ def test_records_to_stdout_and_summary_from_stdin(
     stdin = io.TextIOWrapper(io.BytesIO("\n".join(lines).encode()))
     monkeypatch.setattr(sys, "stdin", stdin)
     assert main(["flows", "-"]) == 0
-    assert capsys.readouterr().out.startswith("standard input: 5 records, 3 flows")
+    out = capsys.readouterr().out
+    assert out.startswith("standard input\n") and "5 records, 24 packets" in out
 
 
-def test_action_filter_sort_and_ecn(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_action_filter_and_sort(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = run_with_flows(workdir, "a.jsonl")
     capsys.readouterr()
     assert main(["flows", str(path), "--action", "acct_other", "--sort", "packets", "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["sort"] == "packets"
-    assert summary["totals"]["records"] == 1 and summary["totals"]["packets"] == 4
-    assert summary["by_ecn"] == [
-        {
-            "ecn": 0,
-            "name": "Not-ECT",
-            "packets": 4,
-            "bytes": 512,
-            "packet_share": 100.0,
-            "byte_share": 100.0,
-        }
+    found = reports(capsys.readouterr().out)
+    meta = found["top-dscp"]["meta"]
+    assert meta["by"] == "packets" and meta["filters"] == ["action=acct_other"]
+    assert meta["totals"] == {"flows": 1, "packets": 4, "bytes": 512}
+    assert [(r["name"], r["packets"], r["share"]) for r in found["top-dscp"]["rows"]] == [
+        ("EF", 4, 100.0)
     ]
+    assert [r["ecn_name"] for r in found["flows"]["rows"]] == ["Not-ECT"]
+    assert main(["flows", str(path), "--action", "acct_other", "--action", "acct_web"]) == 0
+    assert "24 packets" in capsys.readouterr().out
     assert main(["flows", str(path), "--action", "acct_nope"]) == 2
     err = capsys.readouterr().err
     assert "no records of action 'acct_nope' (actions in the file: acct_other, acct_web)" in err
@@ -230,8 +240,8 @@ def test_ctrl_c_leaves_a_valid_parquet_file_with_what_expired(
     # the two web flows the timer expired at the 5 s gap are there; the rest was
     # still in the table when the run was interrupted
     assert main(["flows", str(out), "--json"]) == 0
-    totals = json.loads(capsys.readouterr().out)["totals"]
-    assert (totals["records"], totals["packets"]) == (2, 10)
+    totals = reports(capsys.readouterr().out)["top-dscp"]["meta"]["totals"]
+    assert (totals["flows"], totals["packets"]) == (2, 10)
 
 
 def test_several_files_are_summed(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -240,10 +250,11 @@ def test_several_files_are_summed(workdir: Path, capsys: pytest.CaptureFixture[s
     basic = run_with_flows(workdir, "m3.csv", acct="basic")
     capsys.readouterr()
     assert main(["flows", str(jsonl), str(parquet), "--json"]) == 0
-    totals = json.loads(capsys.readouterr().out)["totals"]
-    assert (totals["records"], totals["flows"], totals["packets"]) == (10, 3, 48)
+    totals = reports(capsys.readouterr().out)["flows"]["meta"]["totals"]
+    assert (totals["flows"], totals["packets"], totals["bytes"]) == (10, 48, 2 * 3312)
     assert main(["flows", str(jsonl), str(basic)]) == 2
-    assert "cannot sum basic records" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{basic}: basic flow records have no times" in err
 
 
 EXTENDED_RECORD = (
@@ -305,9 +316,12 @@ def test_json_totals_are_exact_beyond_int64(
     big = str(2**63 - 1)
     path.write_text(record_line(big, big) * 3)
     assert main(["flows", str(path), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["totals"]["bytes"] == summary["totals"]["packets"] == 3 * (2**63 - 1)
-    assert summary["totals"]["actions"][0]["bytes"] == 3 * (2**63 - 1)
-    assert summary["by_dscp"][0]["bytes"] == 3 * (2**63 - 1)
-    assert summary["by_dscp"][0]["byte_share"] == 100.0
-    assert summary["totals"]["avg_bps"] == 3 * (2**63 - 1) * 8
+    found = reports(capsys.readouterr().out)
+    total = 3 * (2**63 - 1)  # beyond int64: DuckDB sums HUGEINT, Python ints in JSON
+    assert found["top-dscp"]["meta"]["totals"] == {"flows": 3, "packets": total, "bytes": total}
+    top = found["top-dscp"]["rows"][0]
+    assert (top["bytes"], top["share"]) == (total, 100.0)
+    assert top["avg_bps"] == total * 8  # over the records' 1 s span
+    assert found["apps"]["rows"][0]["bytes"] == total
+    assert found["conversations"]["rows"][0]["packets"] == total
+    assert found["flows"]["rows"][0]["bytes"] == 2**63 - 1

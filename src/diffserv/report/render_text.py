@@ -15,6 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from diffserv.policy.diagnostics import printable
 from diffserv.report.queries import Report
 from diffserv.textfmt import human_bytes
 
@@ -225,7 +226,7 @@ def _preamble(report: Report) -> list[str]:
             last = last[11:]
         lines[0] += f", {first} to {last} UTC"
     if meta["filters"]:
-        lines.append("filters: " + " ".join(meta["filters"]))
+        lines.append("filters: " + printable(" ".join(meta["filters"])))
     if meta.get("note"):
         lines.append(str(meta["note"]))
     return lines

@@ -32,7 +32,7 @@ from diffserv.flows.reader import read_records
 from diffserv.flows.schema import STORE_VERSION_KEY, batch_from_records
 from diffserv.flows.store_arrow import SCHEMA, batch_to_table
 from diffserv.flows.store_read import open_store_file, store_files
-from diffserv.records import FlowRecords
+from diffserv.records import GROUP_EXTENDED, FlowRecords
 
 _HOUR_NS: Final = 3600 * 1_000_000_000
 _PARTITION: Final = re.compile(r"date=(\d{4})-(\d{2})-(\d{2})" + re.escape(os.sep) + r"hour=(\d+)")
@@ -114,6 +114,14 @@ def _is_store_file(path: str) -> bool:
 
 def _record_table(path: str) -> Any:
     table = read_records(path)
+    if table.group != GROUP_EXTENDED and table.n:  # an empty file cannot mislead
+        raise InputDataError(
+            path,
+            "basic flow records have no times or DS byte to report; "
+            "write them with --acct extended",
+        )
+    if not table.n:
+        return SCHEMA.empty_table()
     tables = [batch_to_table(batch) for batch in table_batches(table)]
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
@@ -190,10 +198,7 @@ class SourceSet:
             open_store_file(path)
             self._store_files[path] = True
         else:
-            try:
-                self._tables[path] = _record_table(path)
-            except UsageError as exc:  # basic records: no times, no DS byte
-                raise InputDataError(path, str(exc).removeprefix(f"{path}: ")) from None
+            self._tables[path] = _record_table(path)
 
     def resolve(self, from_ns: int | None = None) -> Sources:
         """The sources as they are now; store partitions ending before ``from_ns`` left out."""
