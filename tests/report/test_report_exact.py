@@ -7,14 +7,17 @@ again here (service port, address pairs, first-packet buckets, edge-clipped peak
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from diffserv.cli.main import main
 from diffserv.report.groups import default_groups, parse_groups
 from diffserv.report.queries import Engine
+from support.collecting import Nfcapd, free_udp_port, nfdump_json
 from support.report_data import (
     T0,
     Rec,
@@ -27,6 +30,7 @@ from support.report_data import (
     sums,
     write_store,
 )
+from support.tools import require_tool
 
 INTERVAL = 60
 
@@ -396,3 +400,24 @@ def test_silent_exporters(tmp_path: Path) -> None:
     assert (port["interfaces"], port["flows"], port["bytes"]) == ([2], 5, 35)
     assert got.meta["exporters_checked"] == 4
     assert got.meta["interfaces_checked"] == 5
+
+
+@pytest.mark.tools
+def test_top_dscp_matches_nfdump_on_the_same_export(tmp_path: Path) -> None:
+    """The store exported over IPFIX to a real nfcapd: nfdump's per-ToS sums, read as DSCP."""
+    recs = [Rec(first_ns=T0 + i * S, ds=[184, 185, 0, 40, 72][i % 5], bytes=100 + i)
+            for i in range(40)]  # fmt: skip
+    store = write_store(tmp_path / "store", recs)
+    port = free_udp_port()
+    collector = Nfcapd(require_tool("nfcapd"), tmp_path, port)
+    try:
+        assert main(["export", f"{store}/", "--to", f"ipfix://127.0.0.1:{port}", "-q"]) == 0
+        time.sleep(0.3)  # the last datagrams are still in nfcapd's socket buffer
+    finally:
+        collector.stop()
+    nfdump: Counter[int] = Counter()
+    for record in nfdump_json(require_tool("nfdump"), collector.spool):
+        nfdump[record["src_tos"] >> 2] += record["in_bytes"]
+    got = report(engine_over(store), "top-dscp")
+    assert {row["dscp"]: row["bytes"] for row in got.rows} == dict(nfdump)
+    assert sum(nfdump.values()) == sum(r.bytes for r in recs)
