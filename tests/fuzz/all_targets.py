@@ -10,10 +10,18 @@ def all_targets() -> dict[str, FuzzTarget]:
     import targets_dscp
     import targets_flows
     import targets_policy
+    import targets_report
     import targets_wire
 
     found: dict[str, FuzzTarget] = {}
-    for module in (targets_policy, targets_capture, targets_flows, targets_dscp, targets_wire):
+    for module in (
+        targets_policy,
+        targets_capture,
+        targets_flows,
+        targets_dscp,
+        targets_wire,
+        targets_report,
+    ):
         for target in module.TARGETS:
             found[target.name] = target
     return found
