@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from diffserv.report.render_text import render_text
 
     console = Console(highlight=False)
-    console.print(_names(paths), markup=False, highlight=False)
+    console.print(_names(paths), markup=False, highlight=False, soft_wrap=True)
     for report in reports:
         console.print()
         render_text(report, console)

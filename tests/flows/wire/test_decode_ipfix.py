@@ -531,3 +531,20 @@ def test_a_flood_of_forged_exporters_is_bounded_and_the_busy_exporter_kept() -> 
     assert total.templates == sum(s.templates for s in decoder.stats.values()) <= 100
     rows = sum(b.n for b in decoder.flush())
     assert rows == 5100  # what was queued before an exporter was forgotten is decoded too
+
+
+def test_a_reordered_message_is_not_lost() -> None:
+    """One exporter's messages reach two collector sockets and are read out of order."""
+    decoder = Decoder()
+    template = ipfix_set(2, ipfix_template(256, BASE))
+    three = ipfix_set(256, record(BASE, BASE_VALUES) * 3)
+    decoder.feed(ipfix_message([template, three], sequence=0), EXPORTER, 0)
+    decoder.feed(ipfix_message([three], sequence=6), EXPORTER, 0)  # opens a gap of 3
+    assert decoder.stats[KEY].lost_records == 3
+    decoder.feed(ipfix_message([three], sequence=3), EXPORTER, 0)  # late: fills it
+    decoder.feed(ipfix_message([three], sequence=9), EXPORTER, 0)  # in order after all
+    stats = decoder.stats[KEY]
+    assert (stats.records, stats.lost_records) == (12, 0)
+    decoder.feed(ipfix_message([three], sequence=1), EXPORTER, 0)  # outside any gap: a restart
+    decoder.feed(ipfix_message([three], sequence=4), EXPORTER, 0)
+    assert decoder.stats[KEY].lost_records == 0

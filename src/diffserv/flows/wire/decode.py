@@ -289,17 +289,52 @@ class Decoder:
         stats.last_error = f"datagram {stats.datagrams}: {message}"
         self._newest_error = f"{exp.key} {stats.last_error}"
 
-    def _check_sequence(self, exp: _Exporter, stream: tuple[int, int], sequence: int) -> None:
-        """Count a forward jump of the sequence number (the first datagram sets the baseline)."""
+    def _check_sequence(self, exp: _Exporter, stream: tuple[int, int], sequence: int) -> bool:
+        """Count a forward jump of the sequence number (the first datagram sets the baseline).
+
+        False for a datagram that falls inside the stream's last counted gap: it was
+        reordered on the way (two collector sockets, a multipath route), not lost. Any
+        other step backwards is a restart of the exporter, counted as nothing.
+        """
         state = exp.streams.get(stream)
         if state is None:
-            return
+            return True
         gap = (sequence - state[0]) % _SEQ_MOD
-        if 0 < gap < _SEQ_FORWARD:
+        if gap == 0:
+            return True
+        if gap < _SEQ_FORWARD:
             if state[1]:
                 exp.stats.no_template_records += gap
             else:
                 exp.stats.lost_records += gap
+                state[2:] = [state[0], gap]  # the range a late datagram may still fill
+            return True
+        return not (sequence - state[2]) % _SEQ_MOD < state[3]
+
+    def _end_sequence(
+        self,
+        exp: _Exporter,
+        stream: tuple[int, int],
+        sequence: int,
+        step: int,
+        unknown: int,
+        *,
+        in_order: bool,
+    ) -> None:
+        """Move the stream past this datagram; a late one gives back the gap it fills.
+
+        A reordered datagram never moves the position backwards, so it is not counted as
+        lost (the gap its successor opened shrinks by what it brought) and the datagram
+        after it does not look like a jump.
+        """
+        state = exp.streams.get(stream)
+        if in_order:
+            gap = state[2:] if state is not None else [0, 0]
+            exp.streams[stream] = [(sequence + step) % _SEQ_MOD, unknown, *gap]
+        elif state is not None:
+            credit = min(step, state[3], exp.stats.lost_records)
+            exp.stats.lost_records -= credit
+            state[3] -= credit
 
     def _queue(
         self,
@@ -343,8 +378,8 @@ class Decoder:
             message = f"NetFlow v5 count {count} needs {need} bytes, got {size}"
             self._error(exp, "truncated", message)
         stream = (V5_VERSION, domain)
-        self._check_sequence(exp, stream, sequence)
-        exp.streams[stream] = [(sequence + count) % _SEQ_MOD, 0]
+        in_order = self._check_sequence(exp, stream, sequence)
+        self._end_sequence(exp, stream, sequence, count, 0, in_order=in_order)
         export_ns = secs * _NS + nsecs if secs else arrival_ns
         if n:
             chunk = memoryview(data)[_V5_HEADER.size : _V5_HEADER.size + V5_RECORD * n]
@@ -371,8 +406,8 @@ class Decoder:
             return
         _, count, uptime, secs, sequence, source_id = _V9_HEADER.unpack_from(data, 0)
         stream = (V9_VERSION, source_id)
-        self._check_sequence(exp, stream, sequence)
-        exp.streams[stream] = [(sequence + 1) % _SEQ_MOD, 0]
+        in_order = self._check_sequence(exp, stream, sequence)
+        self._end_sequence(exp, stream, sequence, 1, 0, in_order=in_order)
         export_ns = secs * _NS if secs else arrival_ns
         known, unknown = self._sets(
             exp,
@@ -402,7 +437,7 @@ class Decoder:
             self._error(exp, "truncated", message)
             end = size
         stream = (IPFIX_VERSION, domain)
-        self._check_sequence(exp, stream, sequence)
+        in_order = self._check_sequence(exp, stream, sequence)
         export_ns = export_s * _NS if export_s else arrival_ns
         records, unknown = self._sets(
             exp,
@@ -415,7 +450,7 @@ class Decoder:
             uptime_ms=-1,
             cut=end < length,
         )
-        exp.streams[stream] = [(sequence + records) % _SEQ_MOD, int(unknown)]
+        self._end_sequence(exp, stream, sequence, records, int(unknown), in_order=in_order)
 
     def _sets(
         self,
