@@ -644,7 +644,7 @@ def test_what_our_writer_writes_reads_back_exactly(
         rows = raw_rows(path)
         for name in ("projid", "uid"):
             assert [r[name] for r in rows] == [None if v < 0 else v for v in cat(name)]
-    if group == "extended":  # what the report engine is given: the same exact sums
+    if group == "extended" and table.n:  # what the report engine is given: the same sums
         stored = [batch_to_table(batch) for batch in table_batches(table)]
         for name, column in (("nbytes", "bytes"), ("npackets", "packets")):
             assert sum(v for t in stored for v in t.column(column).to_pylist()) == sum(cat(name))
