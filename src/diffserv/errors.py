@@ -61,3 +61,15 @@ class Interrupted(BaseException):
             name = f"signal {signum}"
         super().__init__(f"interrupted by {name}")
         self.signum = signum
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of a library's message, stripped ("" when there is none).
+
+    Errors from pyarrow, DuckDB and Spark carry stack traces and hints after their first
+    line; a one-line diagnostic keeps only what they say first.
+    """
+    for line in text.strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

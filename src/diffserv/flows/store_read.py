@@ -14,7 +14,7 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from diffserv.errors import HostSystemError, InputDataError
+from diffserv.errors import HostSystemError, InputDataError, first_line
 from diffserv.flows.schema import STORE_VERSION, STORE_VERSION_KEY, FlowBatch
 from diffserv.flows.store_arrow import SCHEMA, AddressError, table_to_batches
 from diffserv.flows.store_layout import entry_order, is_data_dir, is_data_file
@@ -39,8 +39,7 @@ def store_files(root: str) -> list[str]:
 
 
 def _problem(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first_line(str(exc)) or type(exc).__name__
     return first if len(first) <= 160 else first[:157] + "..."
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 from duckdb.func import PythonUDFType
 
-from diffserv.errors import HostSystemError, InputDataError
+from diffserv.errors import HostSystemError, InputDataError, first_line
 from diffserv.flows.store_arrow import addresses_from_text
 from diffserv.report.filters import PrefixFunction
 from diffserv.report.sources import Sources
@@ -138,5 +138,4 @@ class DuckDBEngine:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(str(exc)) or type(exc).__name__

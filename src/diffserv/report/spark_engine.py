@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import pyarrow.parquet as pq
 
-from diffserv.errors import HostSystemError, InternalError, UsageError
+from diffserv.errors import HostSystemError, InternalError, UsageError, first_line
 from diffserv.report.filters import PrefixFunction
 from diffserv.report.sources import Sources
 from diffserv.report.view import VIEW_COLUMNS, view_select
@@ -63,22 +63,15 @@ def _java_found() -> bool:
     return shutil.which("java") is not None
 
 
-def _first_line(text: str) -> str:
-    for line in text.strip().splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
-
-
 def spark_message(exc: BaseException) -> str:
     """One line saying what Spark refused (a Java exception's own message where there is one)."""
     java = getattr(exc, "java_exception", None)
     if java is not None:
         try:
-            return _first_line(str(java.toString())) or type(exc).__name__
+            return first_line(str(java.toString())) or type(exc).__name__
         except Exception:  # the gateway itself is gone
             pass
-    return _first_line(str(exc)) or type(exc).__name__
+    return first_line(str(exc)) or type(exc).__name__
 
 
 def prefix_test(network_text: str) -> Callable[[str | None], bool | None]:
