@@ -9,6 +9,11 @@ The Spark engine builds the same view, so a report's SQL is written once.
 
 One connection serves every query, one at a time (a lock): DuckDB parallelises each
 query itself, and the web dashboard's requests then never see a half-refreshed view.
+
+A report query that needs no addresses or ports runs on the store files' rollups
+(:mod:`diffserv.report.rollup`) for the whole minutes of its time range and on the
+records for the rest; a time range reads the records through a condition on the
+store's own time column, so Parquet skips the row groups outside it.
 """
 
 from __future__ import annotations
@@ -27,10 +32,14 @@ from duckdb.func import PythonUDFType
 from diffserv.errors import HostSystemError, InputDataError, first_line
 from diffserv.flows.store_arrow import addresses_from_text
 from diffserv.report.filters import PrefixFunction
+from diffserv.report.rollup import MINUTE_NS, RollupSet
 from diffserv.report.sources import Sources
-from diffserv.report.view import view_select
+from diffserv.report.view import SUMMARY_COLUMNS, view_select
 
 _NAMES: Final = itertools.count()
+_SUMMARY: Final = ", ".join(SUMMARY_COLUMNS)
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 
 def prefix_matcher(network_text: str) -> Callable[[Any], Any]:
@@ -52,16 +61,20 @@ class DuckDBEngine:
     """Reports' SQL on an in-process DuckDB over the sources ``resolve`` returns.
 
     ``refresh`` resolves the sources again (a collector may have closed new files) and
-    rebuilds the view when they changed.
+    rebuilds the view when they changed. ``rollup=False`` reads records only (the
+    tests compare the two).
     """
 
     name = "duckdb"
 
-    def __init__(self, resolve: Callable[[], Sources]) -> None:
+    def __init__(self, resolve: Callable[[], Sources], *, rollup: bool = True) -> None:
         self._resolve = resolve
         self._lock = threading.Lock()
         self._con = duckdb.connect(":memory:")
         self._registered: list[str] = []
+        self._rollups = RollupSet() if rollup else None
+        self._summary = False  # whether the view rollup_flows is there to read
+        self._select = ""
         self.sources = Sources()
         self.sampled = False
         self._signature: tuple[Any, ...] | None = None
@@ -77,31 +90,88 @@ class DuckDBEngine:
             self._signature = signature
             self.sources = sources
 
+    def _union(self, name: str, files: Sequence[str], tables: Sequence[Any]) -> None:
+        """The view ``name``: Parquet ``files`` and Arrow ``tables``, columns by name."""
+        con = self._con
+        parts = []
+        if files:
+            con.read_parquet(list(files)).create_view(f"{name}_files", replace=True)
+            parts.append(f"SELECT * FROM {name}_files")
+        for table in tables:
+            table_name = f"{name}_{len(self._registered)}"
+            con.register(table_name, table)
+            self._registered.append(table_name)
+            parts.append(f"SELECT * FROM {table_name}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {' UNION ALL BY NAME '.join(parts)}")
+
     def _build(self, sources: Sources) -> None:
         con = self._con
         for name in self._registered:
             con.unregister(name)
         self._registered = []
-        parts = []
+        rollups = None
         try:
-            if sources.files:
-                con.read_parquet(list(sources.files)).create_view("store_files", replace=True)
-                parts.append("SELECT * FROM store_files")
             tables = list(sources.tables) or ([] if sources.files else [sources.empty_table()])
-            for i, table in enumerate(tables):
-                name = f"memory_{i}"
-                con.register(name, table)
-                self._registered.append(name)
-                parts.append(f"SELECT * FROM {name}")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW raw AS {' UNION ALL BY NAME '.join(parts)}")
-            top = con.execute("SELECT max(sampling) FROM raw").fetchone()
+            self._union("raw", sources.files, tables)
+            if self._rollups is not None and sources.files and not sources.tables:
+                rollups = self._rollups.update(con, sources.files)
+            if rollups is not None:
+                self._union("rollup_raw", *rollups)
+            top = con.execute(
+                f"SELECT max(sampling) FROM {'rollup_raw' if rollups else 'raw'}"
+            ).fetchone()
         except duckdb.IOException as exc:
             raise HostSystemError(f"cannot read the flow store: {_first_line(exc)}") from None
         except duckdb.Error as exc:
             raise InputDataError("flow store", _first_line(exc)) from None
         self.sampled = bool(top and top[0] is not None and top[0] > 1)
-        select = view_select("epoch_ns(first_seen)", "epoch_ns(last_seen)", self.sampled, "HUGEINT")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW flows AS SELECT {select} FROM raw")
+        times = ("epoch_ns(first_seen)", "epoch_ns(last_seen)")
+        self._select = view_select(*times, self.sampled, "HUGEINT")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW flows AS SELECT {self._select} FROM raw")
+        self._summary = rollups is not None
+        if rollups is not None:
+            summary = view_select(
+                *times, self.sampled, "HUGEINT", columns=SUMMARY_COLUMNS, count="n"
+            )
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW rollup_flows AS SELECT {summary} FROM rollup_raw"
+            )
+
+    def relation(self, from_ns: int | None, to_ns: int | None, summary: bool) -> str:
+        """The SQL relation a query over ``[from_ns, to_ns)`` reads in place of ``flows``.
+
+        ``summary``: the query reads only the rollup's columns and counts records as
+        ``sum(n)``; it then reads the rollups for the whole minutes of the range and
+        the records of the minutes at its edges. The bounds are integers, not user text.
+        """
+        if not (summary and self._summary):
+            if from_ns is None and to_ns is None:
+                return "flows"
+            return self._records(from_ns, to_ns)
+        low = None if from_ns is None else -(-from_ns // MINUTE_NS) * MINUTE_NS
+        high = None if to_ns is None else to_ns // MINUTE_NS * MINUTE_NS
+        if low is not None and high is not None and low >= high:
+            return self._records(from_ns, to_ns)  # no whole minute inside
+        parts = [f"SELECT {_SUMMARY} FROM rollup_flows WHERE {_bounds('first_ns', low, high)}"]
+        if from_ns is not None and low is not None and from_ns < low:
+            parts.append(f"SELECT {_SUMMARY} FROM {self._records(from_ns, low)}")
+        if to_ns is not None and high is not None and high < to_ns:
+            parts.append(f"SELECT {_SUMMARY} FROM {self._records(high, to_ns)}")
+        return f"({' UNION ALL '.join(parts)})"
+
+    def _records(self, from_ns: int | None, to_ns: int | None) -> str:
+        """The flows view of the records first seen in ``[from_ns, to_ns)``, as a
+        condition on the stored timestamps (which Parquet's statistics can skip by)."""
+        stamp = "CAST(make_timestamp_ns({}) AS TIMESTAMPTZ_NS)"
+        if (from_ns is not None and from_ns > _INT64_MAX) or (
+            to_ns is not None and to_ns <= _INT64_MIN
+        ):
+            where = "FALSE"  # a bound past what a timestamp holds: no record inside
+        else:
+            low = None if from_ns is None or from_ns <= _INT64_MIN else from_ns
+            high = None if to_ns is None or to_ns > _INT64_MAX else to_ns
+            where = _bounds("first_seen", low, high, stamp)
+        return f"(SELECT {self._select} FROM raw WHERE {where})"
 
     def rows(
         self, sql: str, params: Sequence[Any], functions: Sequence[PrefixFunction] = ()
@@ -135,6 +205,15 @@ class DuckDBEngine:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+
+def _bounds(column: str, low: int | None, high: int | None, spell: str = "{}") -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{column} >= {spell.format(int(low))}")
+    if high is not None:
+        parts.append(f"{column} < {spell.format(int(high))}")
+    return " AND ".join(parts) or "TRUE"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -52,6 +52,7 @@ class Selection(msgspec.Struct, frozen=True):
     where: str
     params: tuple[Any, ...]
     functions: tuple[PrefixFunction, ...]
+    summary: bool = True  # `where` reads only columns a rollup keeps (no address, no port)
 
     def describe(self) -> dict[str, Any]:
         """The selection as a report's ``meta`` shows it."""
@@ -126,8 +127,10 @@ class _Compiler:
     def __init__(self, groups: DscpGroups) -> None:
         self.groups = groups
         self.functions: list[PrefixFunction] = []
+        self.summary = True
 
     def address(self, columns: Sequence[str], text: str) -> tuple[str, tuple[Any, ...]]:
+        self.summary = False
         try:
             network = ipaddress.ip_network(text.strip(), strict=False)
         except ValueError:
@@ -203,6 +206,8 @@ class _Compiler:
             return self.address(("saddr",), value)
         if key in ("dst", "daddr"):
             return self.address(("daddr",), value)
+        if key in ("port", "sport", "dport"):
+            self.summary = False
         if key == "port":
             number = _number(value, 65_535)
             return "(sport = ? OR dport = ?)", (number, number)
@@ -262,4 +267,5 @@ def build_selection(
         where=" AND ".join(parts) if parts else "TRUE",
         params=tuple(params),
         functions=tuple(compiler.functions),
+        summary=compiler.summary,
     )

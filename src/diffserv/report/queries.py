@@ -50,6 +50,11 @@ class Engine(Protocol):
         self, sql: str, params: Sequence[Any], functions: Sequence[PrefixFunction] = ()
     ) -> list[tuple[Any, ...]]: ...
 
+    def relation(self, from_ns: int | None, to_ns: int | None, summary: bool) -> str:
+        """What a query over ``[from_ns, to_ns)`` reads as ``{flows}`` (``summary``: it
+        reads only the view's SUMMARY_COLUMNS and counts records as ``sum(n)``)."""
+        ...
+
 
 class ReportRequest(msgspec.Struct, frozen=True):
     """Which report, over which records, keyed and ordered how."""
@@ -114,10 +119,11 @@ class _Context:
         self.params = request.selection.params
         self.groups = request.groups
         row = self.query(
-            "SELECT count(*), sum(s_packets), sum(s_bytes), min(first_ns), max(last_ns), "
-            "sum(CASE WHEN scale > 1 THEN 1 ELSE 0 END), "
-            "sum(CASE WHEN dscp_out IS NOT NULL THEN 1 ELSE 0 END) "
-            "FROM flows WHERE {where}"
+            "SELECT sum(n), sum(s_packets), sum(s_bytes), min(first_ns), max(last_ns), "
+            "sum(CASE WHEN scale > 1 THEN n ELSE 0 END), "
+            "sum(CASE WHEN dscp_out IS NOT NULL THEN n ELSE 0 END) "
+            "FROM {flows} WHERE {where}",
+            summary=True,
         )[0]
         self.flows, self.packets, self.bytes = _int(row[0]), _int(row[1]), _int(row[2])
         self.first_ns = None if row[3] is None else int(row[3])
@@ -137,14 +143,29 @@ class _Context:
         return AUTO_INTERVALS[-1]
 
     def query(
-        self, sql: str, extra: Sequence[Any] = (), prefix: Sequence[Any] = ()
+        self, sql: str, extra: Sequence[Any] = (), *, summary: bool = False
     ) -> list[tuple[Any, ...]]:
-        """``sql`` with ``{where}`` the selection; parameters: prefix, selection, extra."""
+        """``sql`` with ``{where}`` the selection and ``{flows}`` what it reads: with
+        ``summary`` (the query reads only summary columns), rollups where the selection
+        allows. Parameters: the selection's, then ``extra``."""
+        relation = self.engine.relation(
+            self.selection.from_ns, self.selection.to_ns, summary and self.selection.summary
+        )
         return self.engine.rows(
-            sql.replace("{where}", self.where),
-            [*prefix, *self.params, *extra],
+            sql.replace("{where}", self.where).replace("{flows}", relation),
+            [*self.params, *extra],
             self.selection.functions,
         )
+
+    def bucket(self) -> str:
+        """SQL of the start of each record's interval (floored, so pre-1970 times too)."""
+        ns = self.interval_s * _NS  # an integer of diffserv's: safe as SQL text
+        return f"(first_ns - ((first_ns % {ns}) + {ns}) % {ns})"
+
+    @property
+    def minute_buckets(self) -> bool:
+        """Whether the intervals are whole minutes, so rollups can answer per interval."""
+        return self.interval_s % 60 == 0
 
     def total(self, by: str) -> int:
         return {"bytes": self.bytes, "packets": self.packets, "flows": self.flows}[by]
@@ -231,7 +252,7 @@ def _counters(row: Sequence[Any]) -> dict[str, int]:
     return {"flows": _int(row[0]), "packets": _int(row[1]), "bytes": _int(row[2])}
 
 
-_SUMS: Final = "count(*) AS flows, sum(s_packets) AS packets, sum(s_bytes) AS bytes"
+_SUMS: Final = "sum(n) AS flows, sum(s_packets) AS packets, sum(s_bytes) AS bytes"
 
 
 def _marks(ctx: _Context) -> Report:
@@ -239,20 +260,20 @@ def _marks(ctx: _Context) -> Report:
     sides = ["in", "out"] if ctx.out_marked else ["in"]
     if ctx.request.side == "out":
         sides = ["out"]
-    interval_ns = ctx.interval_s * _NS
     rows: list[dict[str, Any]] = []
     for side in sides:
         key = ctx.key_sql(side)
         found = ctx.query(
-            f"SELECT {key} AS k, {_SUMS} FROM flows WHERE {{where}} GROUP BY 1 "
-            f"ORDER BY {ctx.order()}, k NULLS LAST"
+            f"SELECT {key} AS k, {_SUMS} FROM {{flows}} WHERE {{where}} GROUP BY 1 "
+            f"ORDER BY {ctx.order()}, k NULLS LAST",
+            summary=True,
         )
         peaks = _peaks(
             ctx,
             ctx.query(
-                f"SELECT {key} AS k, first_ns - first_ns % ? AS t, sum(s_bytes) AS b "
-                "FROM flows WHERE {where} GROUP BY 1, 2",
-                prefix=(interval_ns,),
+                f"SELECT {key} AS k, {ctx.bucket()} AS t, sum(s_bytes) AS b "
+                "FROM {flows} WHERE {where} GROUP BY 1, 2",
+                summary=ctx.minute_buckets,
             ),
         )
         total = ctx.total(ctx.request.by)
@@ -313,7 +334,7 @@ def _within_key(
     """The top rows of ``fields`` inside each key value, with the key value's total."""
     metric = ctx.request.by
     return ctx.query(
-        f"WITH a AS (SELECT {ctx.key_sql()} AS k, {fields}, {_SUMS} FROM flows "
+        f"WITH a AS (SELECT {ctx.key_sql()} AS k, {fields}, {_SUMS} FROM {{flows}} "
         f"WHERE {{where}} GROUP BY {', '.join(str(i) for i in range(1, len(names) + 2))}), "
         f"r AS (SELECT a.*, sum({metric}) OVER (PARTITION BY k) AS key_total, "
         f"row_number() OVER (PARTITION BY k ORDER BY {ctx.order()}, {ties}) AS position "
@@ -402,9 +423,9 @@ def _conversations(ctx: _Context) -> Report:
 def _timeline(ctx: _Context) -> Report:
     interval_ns = ctx.interval_s * _NS
     found = ctx.query(
-        f"SELECT first_ns - first_ns % ? AS t, {ctx.key_sql()} AS k, {_SUMS} FROM flows "
+        f"SELECT {ctx.bucket()} AS t, {ctx.key_sql()} AS k, {_SUMS} FROM {{flows}} "
         "WHERE {where} GROUP BY 1, 2 ORDER BY t, k NULLS LAST",
-        prefix=(interval_ns,),
+        summary=ctx.minute_buckets,
     )
     rows = []
     for row in found:
@@ -425,8 +446,9 @@ def _timeline(ctx: _Context) -> Report:
 
 def _tos(ctx: _Context) -> Report:
     found = ctx.query(
-        f"SELECT ds_in, dscp_in, prec_in, {_SUMS} FROM flows WHERE {{where}} "
-        f"GROUP BY 1, 2, 3 ORDER BY {ctx.order()}, ds_in NULLS LAST, dscp_in NULLS LAST"
+        f"SELECT ds_in, dscp_in, prec_in, {_SUMS} FROM {{flows}} WHERE {{where}} "
+        f"GROUP BY 1, 2, 3 ORDER BY {ctx.order()}, ds_in NULLS LAST, dscp_in NULLS LAST",
+        summary=True,
     )
     total = ctx.total(ctx.request.by)
     rows = []
@@ -471,10 +493,11 @@ def _ecn(ctx: _Context) -> Report:
     side = ctx.request.side
     ecn = "ecn_out" if side == "out" else "ecn_in"
     found = ctx.query(
-        f"WITH a AS (SELECT {ctx.key_sql()} AS k, {ecn} AS e, {_SUMS} FROM flows "
+        f"WITH a AS (SELECT {ctx.key_sql()} AS k, {ecn} AS e, {_SUMS} FROM {{flows}} "
         "WHERE {where} GROUP BY 1, 2) "
         f"SELECT k, e, flows, packets, bytes, sum({ctx.request.by}) OVER (PARTITION BY k) "
-        "AS key_total FROM a ORDER BY key_total DESC, k NULLS LAST, e NULLS LAST"
+        "AS key_total FROM a ORDER BY key_total DESC, k NULLS LAST, e NULLS LAST",
+        summary=True,
     )
     total = ctx.total(ctx.request.by)
     rows = []
@@ -510,9 +533,10 @@ def _remark(ctx: _Context) -> Report:
     """The device's re-marking (ingress → egress mark) and flows whose mark changed."""
     key_in, key_out = ctx.key_sql("in"), ctx.key_sql("out")
     found = ctx.query(
-        f"SELECT {key_in} AS k_in, {key_out} AS k_out, {_SUMS} FROM flows "
+        f"SELECT {key_in} AS k_in, {key_out} AS k_out, {_SUMS} FROM {{flows}} "
         "WHERE {where} AND dscp_in IS NOT NULL AND dscp_out IS NOT NULL "
-        f"GROUP BY 1, 2 ORDER BY {ctx.order()}, k_in, k_out"
+        f"GROUP BY 1, 2 ORDER BY {ctx.order()}, k_in, k_out",
+        summary=True,
     )
     both = sum(_counters(row[2:])[ctx.request.by] for row in found)
     rows = []
@@ -543,7 +567,7 @@ def _lifetime_changes(ctx: _Context) -> list[dict[str, Any]]:
     """Flows (5-tuples) whose records carry more than one DSCP, in time order."""
     key = ", ".join(_FLOW_KEY)
     heads = ctx.query(
-        f"SELECT {key}, count(DISTINCT dscp_in) AS marks, {_SUMS} FROM flows "
+        f"SELECT {key}, count(DISTINCT dscp_in) AS marks, {_SUMS} FROM {{flows}} "
         f"WHERE {{where}} AND dscp_in IS NOT NULL GROUP BY {key} "
         f"HAVING count(DISTINCT dscp_in) > 1 ORDER BY {ctx.order()}, {key} LIMIT ?",
         extra=(ctx.request.top,),
@@ -553,7 +577,7 @@ def _lifetime_changes(ctx: _Context) -> list[dict[str, Any]]:
     match = " OR ".join("(" + " AND ".join(f"{c} = ?" for c in _FLOW_KEY) + ")" for _ in heads)
     values = [value for head in heads for value in head[:5]]
     steps = ctx.query(
-        f"SELECT {key}, first_ns, dscp_in FROM flows WHERE {{where}} "
+        f"SELECT {key}, first_ns, dscp_in FROM {{flows}} WHERE {{where}} "
         f"AND dscp_in IS NOT NULL AND ({match}) ORDER BY first_ns, dscp_in",
         extra=values,
     )
@@ -585,14 +609,15 @@ def _silent(ctx: _Context) -> Report:
     """Exporters, and interfaces of otherwise fine exporters, that never send a non-zero ToS."""
     found = ctx.query(
         "SELECT source, exporter, domain, "
-        "CASE WHEN direction = 1 THEN out_if ELSE in_if END AS interface, count(*), "
+        "CASE WHEN direction = 1 THEN out_if ELSE in_if END AS interface, sum(n), "
         "sum(s_bytes), "
         "sum(CASE WHEN ds_in > 0 OR dscp_in > 0 OR ds_out > 0 OR dscp_out > 0 "
-        "THEN 1 ELSE 0 END), "
-        "sum(CASE WHEN ds_in IS NULL AND dscp_in IS NULL THEN 1 ELSE 0 END), "
+        "THEN n ELSE 0 END), "
+        "sum(CASE WHEN ds_in IS NULL AND dscp_in IS NULL THEN n ELSE 0 END), "
         "min(first_ns), max(last_ns) "
-        "FROM flows WHERE {where} GROUP BY 1, 2, 3, 4 "
-        "ORDER BY 1, 2, 3, 4 NULLS FIRST"
+        "FROM {flows} WHERE {where} GROUP BY 1, 2, 3, 4 "
+        "ORDER BY 1, 2, 3, 4 NULLS FIRST",
+        summary=True,
     )
     exporters: dict[tuple[str, str, int], list[tuple[Any, ...]]] = {}
     for row in found:
@@ -658,7 +683,7 @@ def _flows(ctx: _Context) -> Report:
     found = ctx.query(
         "SELECT first_ns, last_ns, saddr, sport, daddr, dport, protocol, dscp_in, dscp_out, "
         "ecn_in, s_packets, s_bytes, exporter, source, in_if, out_if, direction "
-        f"FROM flows WHERE {{where}} ORDER BY {order} LIMIT ?",
+        f"FROM {{flows}} WHERE {{where}} ORDER BY {order} LIMIT ?",
         extra=(ctx.request.top,),
     )
     rows = []

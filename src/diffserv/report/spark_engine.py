@@ -240,6 +240,11 @@ class SparkEngine:
 
     # ------------------------------------------------------------ queries
 
+    def relation(self, from_ns: int | None, to_ns: int | None, summary: bool) -> str:
+        """Always the records: Spark reads the store itself (the rollups are DuckDB's,
+        and a cluster's object store may not be writable); the ``WHERE`` bounds them."""
+        return "flows"
+
     def rows(
         self, sql: str, params: Sequence[Any], functions: Sequence[PrefixFunction] = ()
     ) -> list[tuple[Any, ...]]:

@@ -3,10 +3,18 @@
 Engine-neutral on purpose: DuckDB and Spark spell the store's times and a wide integer
 type differently, and nothing else, so the view is written once here and each engine
 only names those two things.
+
+The same SELECT list also reads a store file's rollup (its records summed per minute,
+see :mod:`diffserv.report.rollup`): there ``first_seen`` / ``last_seen`` are the
+earliest and latest of the summed records, the counters are sums, and ``n`` is how many
+records a row stands for (1 in the store itself). A report query that reads only
+:data:`SUMMARY_COLUMNS` and counts records as ``sum(n)`` gives the same answer on
+either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 # The columns of the `flows` view, shared by every engine (the Spark engine checks its
@@ -42,30 +50,72 @@ VIEW_COLUMNS: Final = (
     "source",
     "exporter",
     "domain",
+    "n",
     "scale",
     "s_packets",
     "s_bytes",
 )
-# the view columns every engine takes from the store as they are
-_PLAIN: Final = tuple(
-    c for c in VIEW_COLUMNS[2:] if c not in ("flow_class", "scale", "s_packets", "s_bytes")
+# The store columns a rollup keeps whole: every one a summary report groups or filters
+# by (addresses, ports and TCP flags are what a rollup sums away).
+ROLLUP_KEYS: Final = (
+    "ip_version",
+    "protocol",
+    "in_if",
+    "out_if",
+    "direction",
+    "ds_in",
+    "dscp_in",
+    "ecn_in",
+    "prec_in",
+    "ds_out",
+    "dscp_out",
+    "ecn_out",
+    "prec_out",
+    "vlan",
+    "sampling",
+    "action",
+    "class",
+    "source",
+    "exporter",
+    "domain",
 )
+# the view columns a rollup has (the order of the view's SELECT list)
+SUMMARY_COLUMNS: Final = tuple(
+    c
+    for c in VIEW_COLUMNS
+    if c in ("first_ns", "last_ns", "packets", "bytes", "n", "scale", "s_packets", "s_bytes")
+    or c in ROLLUP_KEYS
+    or c == "flow_class"
+)
+_DERIVED: Final = ("first_ns", "last_ns", "flow_class", "n", "scale", "s_packets", "s_bytes")
 
 
-def view_select(first_ns: str, last_ns: str, sampled: bool, bigint: str) -> str:
-    """The SELECT list of the ``flows`` view, given how an engine spells the times.
+def view_select(
+    first_ns: str,
+    last_ns: str,
+    sampled: bool,
+    bigint: str,
+    *,
+    columns: Sequence[str] = VIEW_COLUMNS,
+    count: str = "1",
+) -> str:
+    """The SELECT list of the ``flows`` view (or of ``columns`` of it), given how an
+    engine spells the times.
 
-    ``bigint`` is the engine's name of a 64-bit integer type wide enough for scaled
-    counters (sampling rates are 32-bit, counters 64-bit).
+    ``bigint`` is the engine's name of an integer type wide enough for scaled counters
+    (sampling rates are 32-bit, counters 64-bit); ``count`` is the records a row stands
+    for (the column ``n`` of a rollup).
     """
-    columns = [f"{first_ns} AS first_ns", f"{last_ns} AS last_ns", *_PLAIN, "class AS flow_class"]
+    out = [f"{first_ns} AS first_ns", f"{last_ns} AS last_ns"]
+    out += [c for c in columns if c not in _DERIVED]
+    out += ["class AS flow_class", f"{count} AS n"]
     if sampled:
         scale = "(CASE WHEN sampling > 1 THEN sampling ELSE 1 END)"
-        columns += [
+        out += [
             f"{scale} AS scale",
             f"CAST(packets AS {bigint}) * {scale} AS s_packets",
             f"CAST(bytes AS {bigint}) * {scale} AS s_bytes",
         ]
     else:  # no record is sampled: the counters as they are (integer sums stay cheap)
-        columns += ["1 AS scale", "packets AS s_packets", "bytes AS s_bytes"]
-    return ", ".join(columns)
+        out += ["1 AS scale", "packets AS s_packets", "bytes AS s_bytes"]
+    return ", ".join(out)
