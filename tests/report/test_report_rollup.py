@@ -16,6 +16,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -204,6 +205,10 @@ def test_rollups_live_beside_store_files_and_are_not_store_files(store: Path) ->
         assert sum(summed.column("n").to_pylist()) == records.num_rows
         assert sum(summed.column("bytes").to_pylist()) == sum(records.column("bytes").to_pylist())
     assert not any(ROLLUP_DIR in f for f in files)
+    # the store's documented DuckDB query (its glob enters dot directories) sees records only
+    glob = str(store / "**" / "*.parquet")
+    found = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)")
+    assert found.fetchall() == [(1500 + 6 * 120,)]
     assert read_store(str(store)).num_rows == 1500 + 6 * 120
 
 

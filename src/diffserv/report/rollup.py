@@ -8,9 +8,10 @@ of the records takes seconds. A report that needs addresses or ports (applicatio
 conversations, flows, address and port filters) reads the records as before, and any
 time bound that is not a whole minute reads the records of its edge minutes.
 
-A rollup is a Parquet file of its own, ``.rollup/<store file's name>`` in the store
-file's directory, hidden from every store reader as Hive and Spark hide dot
-directories. Store files never change once written, so a rollup stays valid while its
+A rollup is a Parquet file of its own, ``.rollup/<store file's stem>.rollup`` in the
+store file's directory: hidden from the store's readers as Hive and Spark hide dot
+directories, and not named ``*.parquet``, so a ``**/*.parquet`` glob over the store
+(DuckDB's globs do enter dot directories) still finds the records only. Store files never change once written, so a rollup stays valid while its
 store file has the size and modification time recorded in the rollup's metadata; the
 first report after a file appears builds it (one scan of that file), and later reports
 only check the two numbers. Where the store is not writable (a read-only mount, another
@@ -31,6 +32,7 @@ from diffserv.report.view import ROLLUP_KEYS
 
 MINUTE_NS: Final = 60_000_000_000
 ROLLUP_DIR: Final = ".rollup"
+ROLLUP_SUFFIX: Final = ".rollup"
 ROLLUP_VERSION: Final = 1
 VERSION_KEY: Final = b"diffserv.rollup_version"
 SOURCE_KEY: Final = b"diffserv.rollup_source"  # "<size>:<mtime_ns>" of the store file
@@ -51,9 +53,10 @@ _ROLLUP_SQL: Final = (
 
 
 def rollup_path(store_file: str) -> str:
-    """Where the rollup of ``store_file`` lives: ``.rollup/`` beside it."""
+    """Where the rollup of ``store_file`` lives: ``.rollup/<stem>.rollup`` beside it."""
     directory, name = os.path.split(store_file)
-    return os.path.join(directory, ROLLUP_DIR, name)
+    stem = name.removesuffix(".parquet")
+    return os.path.join(directory, ROLLUP_DIR, stem + ROLLUP_SUFFIX)
 
 
 def _signature(store_file: str) -> str:
