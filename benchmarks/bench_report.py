@@ -19,7 +19,13 @@ Timed, warm page cache (each command once first), best of ``--rounds``:
   ``diffserv report STORE --report timeline --interval 5m --json`` (per-interval,
   per-DSCP sums in one query). Both put a flow in the interval of its start.
 - Dashboard view: ``run_report`` for top-dscp and for the timeline on a DuckDBEngine
-  already open over the store, in this process (what one dashboard request costs).
+  already open over the store, in this process (what one dashboard request costs), and
+  the timeline of a range that starts and ends off a minute boundary (edge minutes read
+  from the records).
+
+Reports read the rollups beside the store files (per-minute sums, built by the first
+report that meets a file): the store's rollups are removed first, and that first
+report is timed on its own (once: it is the only one that builds them).
 
 The answers must agree exactly: nfdump's per-ToS bytes summed per DSCP (ToS >> 2) equal
 diffserv's top-dscp bytes, and per window and DSCP its per-file sums equal the timeline.
@@ -292,6 +298,15 @@ def cli_row(what: str, ours: Measurement, theirs: Measurement, label: str) -> di
     }
 
 
+def clear_rollups(store: Path) -> int:
+    """Remove the rollups of every store file (so the next report builds them)."""
+    gone = 0
+    for directory in sorted(store.rglob(".rollup")):
+        shutil.rmtree(directory)
+        gone += 1
+    return gone
+
+
 def dashboard(data: Data, rounds: int) -> dict[str, float]:
     """Seconds of run_report on an engine already open over the store (best of rounds)."""
     from diffserv.report.duckdb_engine import DuckDBEngine  # noqa: PLC0415
@@ -304,9 +319,17 @@ def dashboard(data: Data, rounds: int) -> dict[str, float]:
     engine = DuckDBEngine(lambda: sources.resolve(None))
     groups = default_groups()
     selection = build_selection([], groups)
+    start = T0_MS * 1_000_000
+    edges = build_selection(
+        [],
+        groups,
+        start=f"{start // 10**9 + 4637}.25",  # 1 h 17 min 17.25 s in
+        end=f"{start // 10**9 + 14_599}",  # 4 h 3 min 19 s in
+    )
     requests = {
         "top-dscp": ReportRequest("top-dscp", selection, groups),
         "timeline": ReportRequest("timeline", selection, groups, interval_s=300),
+        "timeline-edges": ReportRequest("timeline", edges, groups, interval_s=300),
     }
     seconds: dict[str, float] = {}
     try:
@@ -337,13 +360,29 @@ def main(argv: list[str] | None = None) -> int:
     n = f"{args.records / 1e6:g} M"
     load_start = os.getloadavg()[0]  # the machine is shared: the load goes with the figures
     print(f"{n} records, {len(data.windows)} 5-minute windows, load {load_start:.2f}")
-    check_answers(data)
     rows = []
+    report = [*diffserv_command(), "report", str(data.store), "--json", "--report"]
+    top_tos = ["nfdump", "-R", str(data.spool), "-s", "tos/bytes", "-n", "10"]
+    print("First report after the files arrive (builds the rollups)")
+    clear_rollups(data.store)
+    timed(top_tos)  # nfdump's files into the page cache, as the store's are below
+    timed([*report, "top-dscp", "--filter", "protocol=255"])  # the store's, no rollup use
+    clear_rollups(data.store)
+    first = timed([*report, "top-dscp"])
+    theirs = best(lambda: timed(top_tos), args.rounds)
+    rows.append(
+        cli_row(
+            f"Top DSCP by bytes over {n} flow records, the first report over the store "
+            "(it builds the per-minute rollups of every file)",
+            first,
+            theirs,
+            "nfdump -R -s tos/bytes -n 10",
+        )
+    )
+    check_answers(data)
 
     print("Top ToS / DSCP by bytes")
-    report = [*diffserv_command(), "report", str(data.store), "--json", "--report"]
     ours = best(lambda: timed([*report, "top-dscp"]), args.rounds)
-    top_tos = ["nfdump", "-R", str(data.spool), "-s", "tos/bytes", "-n", "10"]
     theirs = best(lambda: timed(top_tos), args.rounds)
     rows.append(
         cli_row(
@@ -376,13 +415,15 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(latency.values())
     print(
         f"dashboard (run_report, engine open): top-dscp {_s(latency['top-dscp'])}, "
-        f"timeline {_s(latency['timeline'])}  (target {DASHBOARD_TARGET})"
+        f"timeline {_s(latency['timeline'])}, timeline off-minute range "
+        f"{_s(latency['timeline-edges'])}  (target {DASHBOARD_TARGET})"
     )
     rows.append(
         {
             "what": f"dashboard view over the same {n} records: `run_report` on a DuckDBEngine "
-            "already open over the store (top-dscp; 5-minute timeline)",
-            "ours_text": f"{_s(latency['top-dscp'])}; {_s(latency['timeline'])}",
+            "already open over the store (top-dscp; 5-minute timeline; the timeline of "
+            "a range starting and ending off a minute)",
+            "ours_text": "; ".join(_s(v) for v in latency.values()),
             "anchor_text": "—",
             "ratio_text": "within target" if worst < 1 else "**over target**",
             "target": DASHBOARD_TARGET,

@@ -281,3 +281,25 @@ def test_a_new_store_file_gets_its_rollup_on_refresh(tmp_path: Path) -> None:
     assert again["meta"]["totals"]["flows"] == len(recs)
     assert again == _ask(DuckDBEngine(sources.resolve, rollup=False), "top-dscp", (None, None), [])
     assert all(os.path.isfile(rollup_path(f)) for f in store_files(str(store)))
+
+
+def test_records_before_1970_fall_in_floored_minutes(tmp_path: Path) -> None:
+    """Minutes and intervals floor a time before the epoch (-30 s is in [-60 s, 0))."""
+    recs = [
+        Rec(first_ns=t * S // 4, saddr=f"10.2.0.{i % 200 + 1}", ds=184 if i % 2 else 0)
+        for i, t in enumerate(range(-4 * 200, 4 * 100, 3))
+    ]
+    store = write_store(tmp_path / "store", recs)
+    sources = SourceSet([str(store)])
+    fast, records = DuckDBEngine(sources.resolve), DuckDBEngine(sources.resolve, rollup=False)
+    spans = [(None, None), ("1969-12-31T23:57:54.5Z", "1970-01-01T00:01:01Z"),
+             ("1969-12-31T23:58:00Z", "1970-01-01T00:01:00Z")]  # fmt: skip
+    for start, end in spans:
+        for name in ("timeline", "top-dscp"):
+            got = report(fast, name, start=start, end=end, interval_s=60).to_json()
+            want = report(records, name, start=start, end=end, interval_s=60).to_json()
+            got["meta"].pop("engine"), want["meta"].pop("engine")
+            assert got == want
+    timeline = report(fast, "timeline", interval_s=60).to_json()["rows"]
+    starts = sorted({row["start_ns"] for row in timeline})
+    assert starts == [-240 * S, -180 * S, -120 * S, -60 * S, 0, 60 * S]

@@ -110,12 +110,13 @@ def engine_of(args: argparse.Namespace, request: ReportRequest) -> Engine:
 
 
 def print_report(report: Report, args: argparse.Namespace) -> None:
-    from diffserv.report.render_text import render_csv, render_text
-
-    if args.json:
+    if args.json:  # no rich tables to load for JSON
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
-    elif args.csv:
+        return
+    from diffserv.report.render_text import render_csv, render_text
+
+    if args.csv:
         sys.stdout.write(render_csv(report))
     else:
         from rich.console import Console

@@ -15,7 +15,6 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from diffserv.flows.schema import (
@@ -209,6 +208,8 @@ def _distinct_addresses(texts: Any) -> tuple[NDArray[np.uint64], NDArray[np.uint
     Dotted IPv4 is converted by Arrow kernels; IPv6 text one distinct value at a time
     (a flow archive repeats addresses, so this is per host, not per record).
     """
+    import pyarrow.compute as pc  # noqa: PLC0415 (70 ms at start-up)
+
     n = len(texts)
     hi = np.zeros(n, np.uint64)
     lo = np.zeros(n, np.uint64)
@@ -244,6 +245,8 @@ def addresses_from_text(values: Any) -> tuple[NDArray[np.uint64], NDArray[np.uin
 
     Raises :class:`AddressError` naming the first row that is null or not an address.
     """
+    import pyarrow.compute as pc  # noqa: PLC0415 (70 ms at start-up)
+
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
@@ -264,6 +267,8 @@ def addresses_from_text(values: Any) -> tuple[NDArray[np.uint64], NDArray[np.uin
 
 def _dictionary_parts(values: Any) -> tuple[NDArray[np.int64], list[Any]]:
     """Indices (-1 where null) and dictionary values of a dictionary (or plain) column."""
+    import pyarrow.compute as pc  # noqa: PLC0415 (70 ms at start-up)
+
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     if not pa.types.is_dictionary(values.type):
@@ -274,6 +279,8 @@ def _dictionary_parts(values: Any) -> tuple[NDArray[np.int64], list[Any]]:
 
 def _integers(values: Any, column: Column) -> NDArray[Any]:
     """A store integer column as the batch column: its dtype, the sentinel for null."""
+    import pyarrow.compute as pc  # noqa: PLC0415 (70 ms at start-up)
+
     filled = pc.fill_null(values, 0) if values.null_count else values
     out = np.asarray(filled.to_numpy(zero_copy_only=False)).astype(column.dtype)
     if values.null_count:

@@ -66,6 +66,7 @@ class DuckDBEngine:
     """
 
     name = "duckdb"
+    wide_int = "HUGEINT"
 
     def __init__(self, resolve: Callable[[], Sources], *, rollup: bool = True) -> None:
         self._resolve = resolve
@@ -126,12 +127,12 @@ class DuckDBEngine:
             raise InputDataError("flow store", _first_line(exc)) from None
         self.sampled = bool(top and top[0] is not None and top[0] > 1)
         times = ("epoch_ns(first_seen)", "epoch_ns(last_seen)")
-        self._select = view_select(*times, self.sampled, "HUGEINT")
+        self._select = view_select(*times, self.sampled, self.wide_int)
         con.execute(f"CREATE OR REPLACE TEMP VIEW flows AS SELECT {self._select} FROM raw")
         self._summary = rollups is not None
         if rollups is not None:
             summary = view_select(
-                *times, self.sampled, "HUGEINT", columns=SUMMARY_COLUMNS, count="n"
+                *times, self.sampled, self.wide_int, columns=SUMMARY_COLUMNS, count="n"
             )
             con.execute(
                 f"CREATE OR REPLACE TEMP VIEW rollup_flows AS SELECT {summary} FROM rollup_raw"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-from typing import Final
+from typing import Any, Final
 
 from diffserv.codepoints import dscp_name, ecn_name, legacy_tos_names, precedence_name
 from diffserv.codepoints.tables import SERVICE_CLASSES
-from diffserv.policy.hosts import SystemHostDatabase, protocol_number
 
 # The protocols a flow report meets most, named as /etc/protocols and nfdump name them;
 # the host's table names the rest (and reads names back for filters).
@@ -29,14 +28,22 @@ PROTOCOL_NAMES: Final = {
 }
 # Protocols with ports: the service port of a record is meaningful only for these.
 PORT_PROTOCOLS: Final = (6, 17, 132)
-_HOSTS: Final = SystemHostDatabase()
+
+
+@functools.cache
+def _hosts() -> Any:
+    """/etc/protocols and /etc/services, read when a name is first asked for (the
+    policy package costs start-up time a --json report need not pay)."""
+    from diffserv.policy.hosts import SystemHostDatabase  # noqa: PLC0415
+
+    return SystemHostDatabase()
 
 
 def protocol_name(number: int) -> str:
     known = PROTOCOL_NAMES.get(number)
     if known is not None:
         return known
-    names = _HOSTS.protocol_names(number)
+    names = _hosts().protocol_names(number)
     return names[0] if names else str(number)
 
 
@@ -51,6 +58,8 @@ def parse_protocol(text: str) -> int:
     for number, name in PROTOCOL_NAMES.items():
         if name == word:
             return number
+    from diffserv.policy.hosts import protocol_number  # noqa: PLC0415
+
     found = protocol_number(word)
     if found is None:
         raise ValueError(f"unknown protocol {text!r} (a name from /etc/protocols or 0-255)")
@@ -62,7 +71,7 @@ def service_name(protocol: int, port: int | None) -> str | None:
     """The well-known name of a service port (/etc/services), None without one."""
     if port is None or protocol not in PORT_PROTOCOLS:
         return None
-    names = _HOSTS.service_names(port)
+    names = _hosts().service_names(port)
     return names[0] if names else None
 
 

@@ -45,6 +45,7 @@ class Engine(Protocol):
     name: str
     sampled: bool
     sources: Sources
+    wide_int: str  # the engine's integer type past 64 bits (interval arithmetic on times)
 
     def rows(
         self, sql: str, params: Sequence[Any], functions: Sequence[PrefixFunction] = ()
@@ -158,9 +159,12 @@ class _Context:
         )
 
     def bucket(self) -> str:
-        """SQL of the start of each record's interval (floored, so pre-1970 times too)."""
+        """SQL of the start of each record's interval: floored (pre-1970 times too), in
+        a type wider than 64 bits, as the interval of a time near the int64 minimum
+        starts below it."""
         ns = self.interval_s * _NS  # an integer of diffserv's: safe as SQL text
-        return f"(first_ns - ((first_ns % {ns}) + {ns}) % {ns})"
+        t = f"CAST(first_ns AS {self.engine.wide_int})"
+        return f"({t} - (({t} % {ns}) + {ns}) % {ns})"
 
     @property
     def minute_buckets(self) -> bool:

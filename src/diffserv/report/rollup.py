@@ -11,10 +11,12 @@ time bound that is not a whole minute reads the records of its edge minutes.
 A rollup is a Parquet file of its own, ``.rollup/<store file's stem>.rollup`` in the
 store file's directory: hidden from the store's readers as Hive and Spark hide dot
 directories, and not named ``*.parquet``, so a ``**/*.parquet`` glob over the store
-(DuckDB's globs do enter dot directories) still finds the records only. Store files never change once written, so a rollup stays valid while its
-store file has the size and modification time recorded in the rollup's metadata; the
-first report after a file appears builds it (one scan of that file), and later reports
-only check the two numbers. Where the store is not writable (a read-only mount, another
+(DuckDB's globs do enter dot directories) still finds the records only.
+
+Store files never change once written, so a rollup stays valid while its store file
+has the size and modification time recorded in the rollup's metadata; the first report
+after a file appears builds it (one scan of that file), and later reports only check
+the two numbers. Where the store is not writable (a read-only mount, another
 user's store), the rollup is built for the engine's lifetime only, in memory.
 """
 
@@ -37,9 +39,10 @@ ROLLUP_VERSION: Final = 1
 VERSION_KEY: Final = b"diffserv.rollup_version"
 SOURCE_KEY: Final = b"diffserv.rollup_source"  # "<size>:<mtime_ns>" of the store file
 
-_MINUTE: Final = (
-    f"epoch_ns(first_seen) - ((epoch_ns(first_seen) % {MINUTE_NS}) + {MINUTE_NS}) % {MINUTE_NS}"
-)
+# the minute of the first packet, floored (as report intervals are), in HUGEINT: the
+# minute of a time near the int64 minimum starts below it
+_T: Final = "CAST(epoch_ns(first_seen) AS HUGEINT)"
+_MINUTE: Final = f"{_T} - (({_T} % {MINUTE_NS}) + {MINUTE_NS}) % {MINUTE_NS}"
 _KEYS: Final = ", ".join(ROLLUP_KEYS)
 # Counters are summed within one minute and one value of every key: a 64-bit sum
 # overflows only past 2^64 bytes in a minute, and then the cast fails and the report

@@ -27,12 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from diffserv.errors import InputDataError, UsageError
-from diffserv.flows.export import table_batches
-from diffserv.flows.reader import read_records
-from diffserv.flows.schema import STORE_VERSION_KEY, batch_from_records
+from diffserv.flows.schema import STORE_VERSION_KEY
 from diffserv.flows.store_arrow import SCHEMA, batch_to_table
 from diffserv.flows.store_read import open_store_file, store_files
-from diffserv.records import GROUP_EXTENDED, FlowRecords
+from diffserv.records import FlowRecords
 
 _HOUR_NS: Final = 3600 * 1_000_000_000
 _PARTITION: Final = re.compile(r"date=(\d{4})-(\d{2})-(\d{2})" + re.escape(os.sep) + r"hour=(\d+)")
@@ -113,6 +111,11 @@ def _is_store_file(path: str) -> bool:
 
 
 def _record_table(path: str) -> Any:
+    # record files need the readers and the export's batching; a store does not
+    from diffserv.flows.export import table_batches
+    from diffserv.flows.reader import read_records
+    from diffserv.records import GROUP_EXTENDED
+
     table = read_records(path)
     if table.group != GROUP_EXTENDED and table.n:  # an empty file cannot mislead
         raise InputDataError(
@@ -133,6 +136,8 @@ class _Collect:
         self.tables: list[Any] = []
 
     def write(self, records: FlowRecords) -> None:
+        from diffserv.flows.schema import batch_from_records
+
         if records.n:
             self.tables.append(batch_to_table(batch_from_records(records)))
 

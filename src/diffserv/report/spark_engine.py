@@ -118,6 +118,7 @@ class SparkEngine:
     """
 
     name = "spark"
+    wide_int = "DECIMAL(38,0)"
 
     def __init__(
         self,
@@ -223,7 +224,7 @@ class SparkEngine:
             session.read.parquet(*paths).createOrReplaceTempView("raw")
             top = session.sql("SELECT max(sampling) FROM raw").collect()[0][0]
             sampled = top is not None and int(top) > 1
-            select = view_select("first_seen", "last_seen", sampled, "DECIMAL(38,0)")
+            select = view_select("first_seen", "last_seen", sampled, self.wide_int)
             session.sql(f"CREATE OR REPLACE TEMP VIEW flows AS SELECT {select} FROM raw")
             columns = tuple(session.table("flows").columns)
         except _spark_errors() as exc:
