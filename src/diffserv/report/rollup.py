@@ -39,10 +39,10 @@ ROLLUP_VERSION: Final = 1
 VERSION_KEY: Final = b"diffserv.rollup_version"
 SOURCE_KEY: Final = b"diffserv.rollup_source"  # "<size>:<mtime_ns>" of the store file
 
-# the minute of the first packet, floored (as report intervals are), in HUGEINT: the
-# minute of a time near the int64 minimum starts below it
-_T: Final = "CAST(epoch_ns(first_seen) AS HUGEINT)"
-_MINUTE: Final = f"{_T} - (({_T} % {MINUTE_NS}) + {MINUTE_NS}) % {MINUTE_NS}"
+# the minute number of the first packet, floored as report intervals are (DuckDB's
+# `//` truncates toward zero; a minute number cannot overflow where a time in ns can)
+_T: Final = "epoch_ns(first_seen)"
+_MINUTE: Final = f"{_T} // {MINUTE_NS} - CASE WHEN {_T} % {MINUTE_NS} < 0 THEN 1 ELSE 0 END"
 _KEYS: Final = ", ".join(ROLLUP_KEYS)
 # Counters are summed within one minute and one value of every key: a 64-bit sum
 # overflows only past 2^64 bytes in a minute, and then the cast fails and the report
