@@ -1,20 +1,9 @@
 #!/bin/sh
 # Flow accounting: `diffserv run --flows` writes flowacct records; `diffserv flows` reports them.
 set -e
-: "${DIFFSERV:=diffserv}"
-# Run from the repository root so the file names printed are short.
-case "$DIFFSERV" in */*) DIFFSERV=$(cd "$(dirname "$DIFFSERV")" && pwd)/$(basename "$DIFFSERV") ;; esac
-cd "$(dirname "$0")/../.."
-policy=examples/policies/enterprise-edge.conf
-capture=$(ls examples/captures/*.pcapng examples/captures/*.pcap 2>/dev/null | head -n 1 || true)
-if [ -z "$capture" ]; then
-    echo "no capture in examples/captures: skipping the flow accounting demo"
-    exit 0
-fi
+. "$(dirname "$0")/common.inc"
+demo_setup flows "flow accounting"
 ext=${capture##*.}
-out=${TMPDIR:-/tmp}/diffserv-demo-flows.$$
-mkdir -p "$out"
-trap 'rm -rf "$out"' EXIT
 
 echo "# $policy sends every class through flowacct acct_all (after marking):"
 grep -n -A8 'module flowacct' "$policy" | sed 's/^/    /'

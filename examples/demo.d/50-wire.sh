@@ -1,18 +1,8 @@
 #!/bin/sh
 # Flows on the wire: flowacct records exported as IPFIX, collected back into the flow store.
 set -e
-: "${DIFFSERV:=diffserv}"
-case "$DIFFSERV" in */*) DIFFSERV=$(cd "$(dirname "$DIFFSERV")" && pwd)/$(basename "$DIFFSERV") ;; esac
-cd "$(dirname "$0")/../.."
-policy=examples/policies/enterprise-edge.conf
-capture=$(ls examples/captures/*.pcapng examples/captures/*.pcap 2>/dev/null | head -n 1 || true)
-if [ -z "$capture" ]; then
-    echo "no capture in examples/captures: skipping the export demo"
-    exit 0
-fi
-out=${TMPDIR:-/tmp}/diffserv-demo-wire.$$
-mkdir -p "$out"
-trap 'rm -rf "$out"' EXIT
+. "$(dirname "$0")/common.inc"
+demo_setup wire "export"
 
 echo "# flowacct records as IPFIX datagrams, kept in a capture file (ipfix://HOST:PORT sends them):"
 echo "\$ diffserv run $policy $capture -o marked.pcapng --direction fwd-out --export file://export.pcap -q"

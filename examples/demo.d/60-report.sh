@@ -1,18 +1,8 @@
 #!/bin/sh
 # DSCP and ToS reports: the same engine over a capture, a flow store and record files.
 set -e
-: "${DIFFSERV:=diffserv}"
-case "$DIFFSERV" in */*) DIFFSERV=$(cd "$(dirname "$DIFFSERV")" && pwd)/$(basename "$DIFFSERV") ;; esac
-cd "$(dirname "$0")/../.."
-policy=examples/policies/enterprise-edge.conf
-capture=$(ls examples/captures/*.pcapng examples/captures/*.pcap 2>/dev/null | head -n 1 || true)
-if [ -z "$capture" ]; then
-    echo "no capture in examples/captures: skipping the report demo"
-    exit 0
-fi
-out=${TMPDIR:-/tmp}/diffserv-demo-report.$$
-mkdir -p "$out"
-trap 'rm -rf "$out"' EXIT
+. "$(dirname "$0")/common.inc"
+demo_setup report "report"
 
 echo "# a capture is turned into flows on the fly (flowacct over every packet):"
 echo "\$ diffserv report $capture"

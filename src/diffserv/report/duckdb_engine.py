@@ -91,12 +91,19 @@ class DuckDBEngine:
             self._signature = signature
             self.sources = sources
 
-    def _union(self, name: str, files: Sequence[str], tables: Sequence[Any]) -> None:
-        """The view ``name``: Parquet ``files`` and Arrow ``tables``, columns by name."""
+    def _union(
+        self, name: str, files: Sequence[str], tables: Sequence[Any], *, by_name: bool = False
+    ) -> None:
+        """The view ``name``: Parquet ``files`` and Arrow ``tables``, columns by name.
+
+        ``by_name``: match the files' columns by name (store files are checked to have
+        the store's columns in order; rollups written by another diffserv may not)."""
         con = self._con
         parts = []
         if files:
-            con.read_parquet(list(files)).create_view(f"{name}_files", replace=True)
+            con.read_parquet(list(files), union_by_name=by_name).create_view(
+                f"{name}_files", replace=True
+            )
             parts.append(f"SELECT * FROM {name}_files")
         for table in tables:
             table_name = f"{name}_{len(self._registered)}"
@@ -117,7 +124,7 @@ class DuckDBEngine:
             if self._rollups is not None and sources.files and not sources.tables:
                 rollups = self._rollups.update(con, sources.files)
             if rollups is not None:
-                self._union("rollup_raw", *rollups)
+                self._union("rollup_raw", *rollups, by_name=True)
             top = con.execute(
                 f"SELECT max(sampling) FROM {'rollup_raw' if rollups else 'raw'}"
             ).fetchone()

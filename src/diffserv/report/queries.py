@@ -353,6 +353,46 @@ def _share_name(ctx: _Context) -> str:
     return f"share_of_{ctx.request.key}"
 
 
+def _inside_key(
+    ctx: _Context,
+    found: list[tuple[Any, ...]],
+    values: int,
+    columns: Sequence[str],
+    fields: Callable[[tuple[Any, ...]], dict[str, Any]],
+) -> Report:
+    """The rows of a report that splits each key value (apps, conversations, ECN).
+
+    Each row of ``found`` is: the key value, ``values`` values, flows, packets, bytes,
+    the key value's total; ``fields`` names the values as the ``columns`` of the row.
+    """
+    total = ctx.total(ctx.request.by)
+    rows = []
+    for row in found:
+        counters = _counters(row[1 + values : 4 + values])
+        part = counters[ctx.request.by]
+        rows.append(
+            {
+                **ctx.key_fields(row[0]),
+                **fields(row),
+                **counters,
+                _share_name(ctx): _share(part, _int(row[4 + values])),
+                "share_of_total": _share(part, total),
+            }
+        )
+    names = [*ctx.key_columns(), *columns, *METRICS[::-1], _share_name(ctx), "share_of_total"]
+    return Report("", names, rows, ctx.meta())
+
+
+def _app_fields(row: tuple[Any, ...]) -> dict[str, Any]:
+    protocol, port = int(row[1]), (None if row[2] is None else int(row[2]))
+    return {
+        "protocol": protocol,
+        "protocol_name": protocol_name(protocol),
+        "port": port,
+        "service": service_name(protocol, port),
+    }
+
+
 def _apps(ctx: _Context) -> Report:
     found = _within_key(
         ctx,
@@ -360,35 +400,8 @@ def _apps(ctx: _Context) -> Report:
         ["protocol", "port"],
         "protocol, port NULLS LAST",
     )
-    total = ctx.total(ctx.request.by)
-    rows = []
-    for row in found:
-        protocol, port = int(row[1]), (None if row[2] is None else int(row[2]))
-        counters = _counters(row[3:6])
-        part = counters[ctx.request.by]
-        rows.append(
-            {
-                **ctx.key_fields(row[0]),
-                "protocol": protocol,
-                "protocol_name": protocol_name(protocol),
-                "port": port,
-                "service": service_name(protocol, port),
-                **counters,
-                _share_name(ctx): _share(part, _int(row[6])),
-                "share_of_total": _share(part, total),
-            }
-        )
-    columns = [
-        *ctx.key_columns(),
-        "protocol",
-        "protocol_name",
-        "port",
-        "service",
-        *METRICS[::-1],
-        _share_name(ctx),
-        "share_of_total",
-    ]
-    return Report("", columns, rows, ctx.meta())
+    columns = ["protocol", "protocol_name", "port", "service"]
+    return _inside_key(ctx, found, 2, columns, _app_fields)
 
 
 def _conversations(ctx: _Context) -> Report:
@@ -398,30 +411,9 @@ def _conversations(ctx: _Context) -> Report:
         ["addr_a", "addr_b"],
         "addr_a, addr_b",
     )
-    total = ctx.total(ctx.request.by)
-    rows = []
-    for row in found:
-        counters = _counters(row[3:6])
-        part = counters[ctx.request.by]
-        rows.append(
-            {
-                **ctx.key_fields(row[0]),
-                "addr_a": row[1],
-                "addr_b": row[2],
-                **counters,
-                _share_name(ctx): _share(part, _int(row[6])),
-                "share_of_total": _share(part, total),
-            }
-        )
-    columns = [
-        *ctx.key_columns(),
-        "addr_a",
-        "addr_b",
-        *METRICS[::-1],
-        _share_name(ctx),
-        "share_of_total",
-    ]
-    return Report("", columns, rows, ctx.meta())
+    return _inside_key(
+        ctx, found, 2, ["addr_a", "addr_b"], lambda row: {"addr_a": row[1], "addr_b": row[2]}
+    )
 
 
 def _timeline(ctx: _Context) -> Report:
@@ -493,6 +485,11 @@ def _tos(ctx: _Context) -> Report:
     return Report("", columns, rows, ctx.meta())
 
 
+def _ecn_fields(row: tuple[Any, ...]) -> dict[str, Any]:
+    value = None if row[1] is None else int(row[1])
+    return {"ecn": value, "ecn_name": ecn_label(value)}
+
+
 def _ecn(ctx: _Context) -> Report:
     side = ctx.request.side
     ecn = "ecn_out" if side == "out" else "ecn_in"
@@ -503,31 +500,7 @@ def _ecn(ctx: _Context) -> Report:
         "AS key_total FROM a ORDER BY key_total DESC, k NULLS LAST, e NULLS LAST",
         summary=True,
     )
-    total = ctx.total(ctx.request.by)
-    rows = []
-    for row in found:
-        value = None if row[1] is None else int(row[1])
-        counters = _counters(row[2:5])
-        part = counters[ctx.request.by]
-        rows.append(
-            {
-                **ctx.key_fields(row[0]),
-                "ecn": value,
-                "ecn_name": ecn_label(value),
-                **counters,
-                _share_name(ctx): _share(part, _int(row[5])),
-                "share_of_total": _share(part, total),
-            }
-        )
-    columns = [
-        *ctx.key_columns(),
-        "ecn",
-        "ecn_name",
-        *METRICS[::-1],
-        _share_name(ctx),
-        "share_of_total",
-    ]
-    return Report("", columns, rows, ctx.meta())
+    return _inside_key(ctx, found, 1, ["ecn", "ecn_name"], _ecn_fields)
 
 
 _FLOW_KEY: Final = ("saddr", "daddr", "sport", "dport", "protocol")

@@ -55,39 +55,17 @@ VIEW_COLUMNS: Final = (
     "s_packets",
     "s_bytes",
 )
-# The store columns a rollup keeps whole: every one a summary report groups or filters
-# by (addresses, ports and TCP flags are what a rollup sums away).
-ROLLUP_KEYS: Final = (
-    "ip_version",
-    "protocol",
-    "in_if",
-    "out_if",
-    "direction",
-    "ds_in",
-    "dscp_in",
-    "ecn_in",
-    "prec_in",
-    "ds_out",
-    "dscp_out",
-    "ecn_out",
-    "prec_out",
-    "vlan",
-    "sampling",
-    "action",
-    "class",
-    "source",
-    "exporter",
-    "domain",
-)
-# the view columns a rollup has (the order of the view's SELECT list)
-SUMMARY_COLUMNS: Final = tuple(
-    c
-    for c in VIEW_COLUMNS
-    if c in ("first_ns", "last_ns", "packets", "bytes", "n", "scale", "s_packets", "s_bytes")
-    or c in ROLLUP_KEYS
-    or c == "flow_class"
-)
+# What a rollup sums away (per record only), and what it sums or derives.
+_SUMMED_AWAY: Final = ("saddr", "daddr", "sport", "dport", "tcp_flags", "pcp")
 _DERIVED: Final = ("first_ns", "last_ns", "flow_class", "n", "scale", "s_packets", "s_bytes")
+_MEASURES: Final = ("packets", "bytes")
+# The store columns a rollup keeps whole: every one a summary report groups or filters by.
+ROLLUP_KEYS: Final = (
+    "class",
+    *(c for c in VIEW_COLUMNS if c not in (*_SUMMED_AWAY, *_DERIVED, *_MEASURES)),
+)
+# the view columns a rollup has (in the order of the view's SELECT list)
+SUMMARY_COLUMNS: Final = tuple(c for c in VIEW_COLUMNS if c not in _SUMMED_AWAY)
 
 
 def view_select(
