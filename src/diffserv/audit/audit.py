@@ -1,0 +1,102 @@
+"""One audit: flows (or packets) classified by the policy, judged, and tallied.
+
+A flow record is judged on the egress ToS where the exporter sent one (the mark the
+device left it with; its ToS is then the arrival mark the policy maps from), else on
+its ToS, with the arrival unknown. A captured packet is judged on its DS byte, arrival
+unknown: a capture is one point of the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from diffserv.audit.classify import RecordClassifier
+from diffserv.audit.expect import expected_marks
+from diffserv.audit.summary import JudgedFlows, Names, Tally
+from diffserv.audit.verdicts import PRIORITY_DSCPS, MarkTable, judge
+from diffserv.flows.schema import FlowBatch
+from diffserv.policy.model import DEFAULT_CLASS, Policy
+
+
+class Audit:
+    """The policy's classifier and marks, and the tallies of everything judged so far."""
+
+    def __init__(
+        self, policy: Policy, *, top: int = 10, priority: frozenset[int] = PRIORITY_DSCPS
+    ) -> None:
+        self.classifier = RecordClassifier(policy)
+        marks = expected_marks(policy)
+        classes = list(self.classifier.classes)
+        self.table = MarkTable.of([marks[name] for name in classes], classes.index(DEFAULT_CLASS))
+        filters = self.classifier.filters
+        self.names = Names(
+            classes=classes,
+            filters=[f.name for f in filters],
+            filter_classes=[f.class_name for f in filters],
+            missing=list(self.classifier.missing),
+            expected=[marks[name].describe() for name in classes],
+        )
+        self.priority = priority
+        self.tally = Tally(self.names, top)
+
+    def add(self, batch: FlowBatch) -> None:
+        """Judge one batch of flow records (a capture's packets come as one-packet flows)."""
+        if not batch.n:
+            return
+        c = batch.columns
+        got = self.classifier.classify(batch)
+        egress = c["dscp_out"] >= 0
+        observed = np.where(egress, c["dscp_out"], c["dscp_in"]).astype(np.int16)
+        arrived = np.where(egress, c["dscp_in"], -1).astype(np.int16)
+        blocked = got.blocked_by >= 0
+        judged = judge(self.table, got.class_index, blocked, arrived, observed, self.priority)
+        self.tally.add(
+            JudgedFlows(
+                first_ns=c["first_ns"],
+                saddr_hi=c["saddr_hi"],
+                saddr_lo=c["saddr_lo"],
+                daddr_hi=c["daddr_hi"],
+                daddr_lo=c["daddr_lo"],
+                sport=c["sport"].astype(np.int32),
+                dport=c["dport"].astype(np.int32),
+                protocol=c["protocol"].astype(np.int16),
+                packets=c["packets"].astype(np.int64),
+                bytes=c["bytes"].astype(np.int64),
+                class_index=got.class_index,
+                filter_index=got.filter_index,
+                blocked_by=got.blocked_by,
+                dscp_in=arrived,
+                observed=observed,
+                ecn_in=c["ecn_in"].astype(np.int16),
+                ecn_out=c["ecn_out"].astype(np.int16),
+                verdict=judged.verdict,
+                allowed=judged.allowed,
+                egress=egress,
+            )
+        )
+
+    def add_all(self, batches: Iterable[FlowBatch]) -> None:
+        for batch in batches:
+            self.add(batch)
+
+    def result(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """The audit as JSON-ready data (the keys docs/audit.md lists)."""
+        tally = self.tally
+        return {
+            "verdicts": tally.totals(),
+            "classes": tally.classes(),
+            "confusion": tally.confusion_rows(),
+            "mismarked": tally.flow_rows("mismarked"),
+            "leaks": tally.flow_rows("leaks"),
+            "not_evaluable": tally.blocked_rows(),
+            "ecn_bleached": tally.flow_rows("ecn_bleached"),
+            "meta": {
+                **meta,
+                "judged_on": {"tos": tally.marks_from[0], "egress_tos": tally.marks_from[1]},
+                "priority_dscps": sorted(self.priority),
+                "passed": not tally.failed(),
+            },
+        }
