@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import synth
 
 from diffserv.audit.classify import Classified, RecordClassifier
 from diffserv.capture import open_capture
@@ -22,6 +21,7 @@ from diffserv.errors import PolicyFileError
 from diffserv.flows.schema import UNKNOWN, FlowBatch, make_batch
 from diffserv.policy.build import parse
 from diffserv.policy.model import Action, Class, Filter, HostName, Policy
+from support import synth
 
 net = ipaddress.ip_network
 ALL4 = LOCAL_IN | LOCAL_OUT | FWD_IN | FWD_OUT
@@ -219,7 +219,7 @@ def test_default_class_has_no_filter() -> None:
 
 def test_unknown_user_blocks_only_when_ranked_above() -> None:
     above = [Filter("u", "user", user=100, priority=5), Filter("w", "web", dport=80)]
-    rc, got = run(above, [{"dport": 80}, {"dport": 80, "uid": 3}])
+    _, got = run(above, [{"dport": 80}, {"dport": 80, "uid": 3}])
     assert got.blocked_by.tolist() == [0, -1]
     assert got.missing == ["user", ""]
     below = [Filter("w", "web", dport=80, priority=5), Filter("u", "user", user=100)]
@@ -232,7 +232,7 @@ def test_a_filter_whose_known_selectors_fail_does_not_block() -> None:
 
 
 def test_unknown_projid_blocks_even_the_default_class() -> None:
-    rc, got = run([Filter("p", "proj", projid=7)], [{}])
+    _, got = run([Filter("p", "proj", projid=7)], [{}])
     assert got.blocked_by.tolist() == [0] and got.missing == ["projid"]
 
 
@@ -288,7 +288,7 @@ def test_missing_names_every_selector_lacked() -> None:
 
 
 def test_no_classifier_is_a_policy_error() -> None:
-    with pytest.raises(PolicyFileError, match="ipgpc.classify"):
+    with pytest.raises(PolicyFileError, match=r"ipgpc\.classify"):
         RecordClassifier(Policy(actions=()))
 
 
