@@ -11,7 +11,7 @@ inconsistent or cut short) are not classified: they pass on unmodified and count
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import msgspec
 import numpy as np
@@ -130,6 +130,15 @@ def filter_instances(flt: Filter, class_id: int, if_ids: Mapping[str, int]) -> l
     return out
 
 
+def ranked_filters(filters: Sequence[Filter]) -> list[tuple[int, Filter]]:
+    """``(file position, filter)`` best rank first: highest priority, then lowest
+    precedence, then the filter written first (the one ranking every user of it shares)."""
+    return sorted(
+        enumerate(filters),
+        key=lambda item: (-item[1].effective_priority, item[1].effective_precedence, item[0]),
+    )
+
+
 class Ipgpc:
     """The compiled classifier of a policy's ``ipgpc.classify`` action."""
 
@@ -150,12 +159,8 @@ class Ipgpc:
         for flt in params.filters:
             if flt.if_name is not None and flt.if_name not in self.if_ids:
                 self.if_ids[flt.if_name] = len(self.if_ids)
-        ranked = sorted(
-            enumerate(params.filters),
-            key=lambda item: (-item[1].effective_priority, item[1].effective_precedence, item[0]),
-        )
         instances: list[Instance] = []
-        for _, flt in ranked:
+        for _, flt in ranked_filters(params.filters):
             instances.extend(filter_instances(flt, class_ids[flt.class_name], self.if_ids))
         self.nfilters = len(instances)
         self.index: FilterIndex = build_index(instances)
