@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from diffserv.audit.classify import RecordClassifier
 from diffserv.audit.expect import expected_marks
@@ -32,26 +33,36 @@ class Audit:
         classes = list(self.classifier.classes)
         self.table = MarkTable.of([marks[name] for name in classes], classes.index(DEFAULT_CLASS))
         filters = self.classifier.filters
+        self.missing = [""] * len(filters)  # what each filter lacked, as records showed
         self.names = Names(
             classes=classes,
             filters=[f.name for f in filters],
             filter_classes=[f.class_name for f in filters],
-            missing=list(self.classifier.missing),
+            missing=self.missing,
             expected=[marks[name].describe() for name in classes],
         )
         self.priority = priority
         self.tally = Tally(self.names, top)
+        self.records = 0  # flow records judged (a capture's packets are counted apart)
+        self.warnings: list[str] = []
 
-    def add(self, batch: FlowBatch) -> None:
-        """Judge one batch of flow records (a capture's packets come as one-packet flows)."""
+    def add(self, batch: FlowBatch, *, positions: NDArray[Any] | None = None) -> None:
+        """Judge one batch of flow records; a capture's packets come as one-packet flows
+        with their exact callout ``positions``."""
         if not batch.n:
             return
+        if positions is None:
+            self.records += batch.n
         c = batch.columns
-        got = self.classifier.classify(batch)
+        got = self.classifier.classify(batch, positions=positions)
         egress = c["dscp_out"] >= 0
         observed = np.where(egress, c["dscp_out"], c["dscp_in"]).astype(np.int16)
         arrived = np.where(egress, c["dscp_in"], -1).astype(np.int16)
         blocked = got.blocked_by >= 0
+        for index, lacked in enumerate(got.missing):
+            if lacked and lacked not in self.missing[index]:
+                merged = {*filter(None, self.missing[index].split(", ")), *lacked.split(", ")}
+                self.missing[index] = ", ".join(sorted(merged))
         judged = judge(self.table, got.class_index, blocked, arrived, observed, self.priority)
         self.tally.add(
             JudgedFlows(

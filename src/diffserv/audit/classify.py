@@ -127,6 +127,7 @@ class _Rows(NamedTuple):
     projid: NDArray[np.int64]
     projid_known: Bools
     direction: NDArray[np.int8]  # _DIR_INGRESS, _DIR_EGRESS, _DIR_UNKNOWN
+    position: NDArray[np.int64]  # the exact callout position (a capture's), 0 not known
 
     def take(self, rows: NDArray[np.intp]) -> _Rows:
         taken: list[Any] = [
@@ -179,6 +180,12 @@ class RecordClassifier:
             (position, filter_instances(flt, class_ids[flt.class_name], self._if_ids))
             for position, flt in ranked_filters(self.filters)
         ]
+        self._interfaces: Mapping[int, str] | None = None
+        self.use_interfaces(interfaces)
+
+    def use_interfaces(self, interfaces: Mapping[int, str] | None) -> None:
+        """The names of the interface numbers records carry from now on (a capture's
+        interface list grows as its reader meets interface blocks)."""
         self._interfaces = interfaces
         if interfaces is not None and self._if_ids:
             keys = sorted(interfaces)
@@ -187,8 +194,13 @@ class RecordClassifier:
                 [self._if_ids.get(interfaces[k], _IF_OTHER) for k in keys], np.int64
             )
 
-    def classify(self, batch: FlowBatch) -> Classified:
-        """The class, deciding filter and blocking filter of every record of ``batch``."""
+    def classify(self, batch: FlowBatch, *, positions: NDArray[Any] | None = None) -> Classified:
+        """The class, deciding filter and blocking filter of every record of ``batch``.
+
+        ``positions``: the exact callout position (LOCAL_IN, ...) of each record, as a
+        capture's packets have one (0 where not known); None when records only say
+        ingress or egress.
+        """
         n = batch.n
         class_index = np.empty(n, np.int32)
         filter_index = np.empty(n, np.int32)
@@ -196,7 +208,7 @@ class RecordClassifier:
         lacking: list[set[str]] = [set() for _ in self.filters]
         for start in range(0, n, _CHUNK):
             stop = min(n, start + _CHUNK)
-            rows = self._rows(batch.columns, start, stop)
+            rows = self._rows(batch.columns, start, stop, positions)
             decided, blocked = self._decide(rows, lacking)
             filter_index[start:stop] = decided
             blocked_by[start:stop] = blocked
@@ -209,7 +221,13 @@ class RecordClassifier:
 
     # ---- the fields of the records ------------------------------------------------------
 
-    def _rows(self, columns: Mapping[str, NDArray[Any]], start: int, stop: int) -> _Rows:
+    def _rows(
+        self,
+        columns: Mapping[str, NDArray[Any]],
+        start: int,
+        stop: int,
+        positions: NDArray[Any] | None = None,
+    ) -> _Rows:
         def col(name: str) -> NDArray[Any]:
             return np.asarray(columns[name][start:stop])
 
@@ -248,6 +266,9 @@ class RecordClassifier:
             projid=projid & U32_ALL,
             projid_known=(projid >= 0) & (projid < U32_ALL),
             direction=dir_state,
+            position=np.zeros(dir_state.shape, np.int64)
+            if positions is None
+            else np.asarray(positions[start:stop]).astype(np.int64),
         )
 
     def _interface_ids(
@@ -395,16 +416,23 @@ def _judge_instance(inst: Instance, rows: _Rows) -> _Judged:
         possible &= (rows.projid == value[F_PROJID]) | ~rows.projid_known
         lacking["projid"] = ~rows.projid_known
     if inst.direction:
-        lacking["direction"] = _judge_direction(inst.direction, rows.direction, possible)
+        lacking["direction"] = _judge_direction(
+            inst.direction, rows.direction, rows.position, possible
+        )
     unknown = np.zeros(m, np.bool_)
     for lack in lacking.values():
         unknown |= lack
     return _Judged(possible, unknown & possible, lacking)
 
 
-def _judge_direction(direction: int, state: NDArray[np.int8], possible: Bools) -> Bools:
+def _judge_direction(
+    direction: int, state: NDArray[np.int8], position: NDArray[np.int64], possible: Bools
+) -> Bools:
     """Clear ``possible`` where the direction set excludes the record; the rows it cannot
-    judge (see the module docstring)."""
+    judge (see the module docstring). A row whose exact ``position`` is known is always
+    judged, on it."""
+    exact = position != 0
+    possible &= ~exact | ((position & direction) != 0)
     in_fails, in_unsure = _direction_states(direction, INBOUND)
     out_fails, out_unsure = _direction_states(direction, OUTBOUND)
     ingress, egress = state == _DIR_INGRESS, state == _DIR_EGRESS
@@ -419,7 +447,7 @@ def _judge_direction(direction: int, state: NDArray[np.int8], possible: Bools) -
         unsure |= egress
     if direction & ALL_DIRECTIONS != ALL_DIRECTIONS:
         unsure |= state == _DIR_UNKNOWN
-    return unsure
+    return unsure & ~exact
 
 
 __all__ = ["SELECTORS", "Classified", "RecordClassifier"]

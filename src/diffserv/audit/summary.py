@@ -67,7 +67,7 @@ class Tally:
         self.top = top
         self.by_class: dict[tuple[int, int], list[int]] = {}  # (class, verdict)
         self.confusion: dict[tuple[int, int, int], list[int]] = {}  # (class, allowed, seen)
-        self.blocked: dict[int, list[int]] = {}  # filter -> counters
+        self.blocked: dict[tuple[int], list[int]] = {}  # (filter,) -> counters
         self.marks_from = [0, 0]  # flows judged on the ToS, on the egress ToS
         self.bleached: list[int] = [0, 0, 0]
         self._worst: dict[str, list[tuple[Any, ...]]] = {"mismarked": [], "leaks": []}
@@ -105,7 +105,9 @@ class Tally:
         self._keep(self._worst["mismarked"], flows, wrong)
         self._keep(self._worst["leaks"], flows, flows.verdict == LEAK)
 
-    def _keep(self, kept: list[tuple[Any, ...]], flows: JudgedFlows, mask: NDArray[np.bool_]) -> None:
+    def _keep(
+        self, kept: list[tuple[Any, ...]], flows: JudgedFlows, mask: NDArray[np.bool_]
+    ) -> None:
         rows = np.flatnonzero(mask)
         if not rows.size:
             return
@@ -190,7 +192,7 @@ class Tally:
                 "missing": names.missing[index],
                 **dict(zip(_COUNTERS, counts, strict=True)),
             }
-            for (index,), counts in ((k if isinstance(k, tuple) else (k,), v) for k, v in self.blocked.items())
+            for (index,), counts in self.blocked.items()
         ]
         rows.sort(key=lambda r: (-r["flows"], r["filter"]))
         return rows
@@ -224,9 +226,7 @@ class Tally:
         }
 
 
-def _fold(
-    into: dict[Any, list[int]], keys: NDArray[np.int64], counters: NDArray[np.int64]
-) -> None:
+def _fold(into: dict[Any, list[int]], keys: NDArray[np.int64], counters: NDArray[np.int64]) -> None:
     """Add ``counters`` (rows: flows, packets, bytes) into ``into`` per distinct key row."""
     unique, inverse = np.unique(keys, axis=0, return_inverse=True)
     sums = np.zeros((unique.shape[0], counters.shape[1]), np.int64)

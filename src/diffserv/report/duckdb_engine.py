@@ -18,10 +18,11 @@ store's own time column, so Parquet skips the row groups outside it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 import duckdb
@@ -30,8 +31,8 @@ import pyarrow as pa
 from duckdb.func import PythonUDFType
 
 from diffserv.errors import HostSystemError, InputDataError, first_line
-from diffserv.flows.store_arrow import addresses_from_text
-from diffserv.report.filters import PrefixFunction
+from diffserv.flows.store_arrow import SCHEMA, addresses_from_text
+from diffserv.report.filters import PrefixFunction, Selection
 from diffserv.report.rollup import MINUTE_NS, RollupSet
 from diffserv.report.sources import Sources
 from diffserv.report.view import SUMMARY_COLUMNS, view_select
@@ -168,23 +169,13 @@ class DuckDBEngine:
         return f"({' UNION ALL '.join(parts)})"
 
     def _records(self, from_ns: int | None, to_ns: int | None) -> str:
-        """The flows view of the records first seen in ``[from_ns, to_ns)``, as a
-        condition on the stored timestamps (which Parquet's statistics can skip by)."""
-        stamp = "CAST(make_timestamp_ns({}) AS TIMESTAMPTZ_NS)"
-        if (from_ns is not None and from_ns > _INT64_MAX) or (
-            to_ns is not None and to_ns <= _INT64_MIN
-        ):
-            where = "FALSE"  # a bound past what a timestamp holds: no record inside
-        else:
-            low = None if from_ns is None or from_ns <= _INT64_MIN else from_ns
-            high = None if to_ns is None or to_ns > _INT64_MAX else to_ns
-            where = _bounds("first_seen", low, high, stamp)
-        return f"(SELECT {self._select} FROM raw WHERE {where})"
+        """The flows view of the records first seen in ``[from_ns, to_ns)``."""
+        return f"(SELECT {self._select} FROM raw WHERE {_first_seen_in(from_ns, to_ns)})"
 
-    def rows(
-        self, sql: str, params: Sequence[Any], functions: Sequence[PrefixFunction] = ()
-    ) -> list[tuple[Any, ...]]:
-        """The rows of one query (``?`` parameters), with the prefix functions it calls."""
+    @contextlib.contextmanager
+    def _query(self, sql: str, functions: Sequence[PrefixFunction]) -> Iterator[str]:
+        """Under the lock: ``sql`` calling the prefix functions registered for it (and
+        removed after), with DuckDB's errors as diffserv's one-line ones."""
         with self._lock:
             con = self._con
             renamed = sql
@@ -201,7 +192,7 @@ class DuckDBEngine:
                     )
                     made.append(name)
                     renamed = renamed.replace(f"{function.name}(", f"{name}(")
-                return con.execute(renamed, list(params)).fetchall()
+                yield renamed
             except duckdb.IOException as exc:
                 raise HostSystemError(f"cannot read the flow store: {_first_line(exc)}") from None
             except duckdb.Error as exc:
@@ -210,9 +201,44 @@ class DuckDBEngine:
                 for name in made:
                     con.remove_function(name)
 
+    def rows(
+        self, sql: str, params: Sequence[Any], functions: Sequence[PrefixFunction] = ()
+    ) -> list[tuple[Any, ...]]:
+        """The rows of one query (``?`` parameters), with the prefix functions it calls."""
+        with self._query(sql, functions) as renamed:
+            return self._con.execute(renamed, list(params)).fetchall()
+
+    def record_batches(self, selection: Selection, batch_rows: int) -> Iterator[Any]:
+        """The records ``selection`` selects, in Arrow batches of the store's columns
+        (what the marking audit judges a batch at a time)."""
+        columns = ", ".join(f'"{name}"' for name in SCHEMA.names)  # diffserv's own names
+        inside = _first_seen_in(selection.from_ns, selection.to_ns)
+        sql = (
+            f"SELECT {columns} FROM (SELECT *, epoch_ns(first_seen) AS first_ns, "
+            f"class AS flow_class FROM raw WHERE {inside}) WHERE {selection.where}"
+        )
+        with self._query(sql, selection.functions) as renamed:
+            reader = self._con.execute(renamed, list(selection.params)).to_arrow_reader(
+                batch_rows
+            )
+            yield from reader
+
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+
+def _first_seen_in(from_ns: int | None, to_ns: int | None) -> str:
+    """``[from_ns, to_ns)`` as a condition on the stored timestamps, which Parquet's
+    statistics can skip row groups by (a condition on epoch_ns() could not)."""
+    stamp = "CAST(make_timestamp_ns({}) AS TIMESTAMPTZ_NS)"
+    if (from_ns is not None and from_ns > _INT64_MAX) or (
+        to_ns is not None and to_ns <= _INT64_MIN
+    ):
+        return "FALSE"  # a bound past what a timestamp holds: no record inside
+    low = None if from_ns is None or from_ns <= _INT64_MIN else from_ns
+    high = None if to_ns is None or to_ns > _INT64_MAX else to_ns
+    return _bounds("first_seen", low, high, stamp)
 
 
 def _bounds(column: str, low: int | None, high: int | None, spell: str = "{}") -> str:

@@ -35,23 +35,34 @@ def _script_safe(text: str) -> str:
     return text.replace("</", "<\\/").replace("<!--", "<\\!--")
 
 
-def render_html(reports: dict[str, dict[str, Any]], sources: Sequence[str]) -> str:
-    """The page of ``reports`` (name → Report JSON)."""
-    order = [name for name in HTML_REPORTS if name in reports]
+def _page(template: str, title: str, sources: Sequence[str], data: Any, **extra: str) -> str:
     return (
         templates()
-        .get_template("report.html")
+        .get_template(template)
         .render(
-            title="diffserv DSCP report",
+            title=title,
             version=__version__,
             sources=", ".join(sources),
             css=(STATIC_DIR / "dashboard.css").read_text(encoding="utf-8"),
             plotly=plotly_js().read_text(encoding="utf-8"),
             charts=(STATIC_DIR / "dashboard.js").read_text(encoding="utf-8"),
-            data=_script_safe(json.dumps(reports)),
-            order=json.dumps(order),
+            data=_script_safe(json.dumps(data)),
+            **extra,
         )
     )
+
+
+def render_html(reports: dict[str, dict[str, Any]], sources: Sequence[str]) -> str:
+    """The page of ``reports`` (name → Report JSON)."""
+    order = [name for name in HTML_REPORTS if name in reports]
+    return _page("report.html", "diffserv DSCP report", sources, reports, order=json.dumps(order))
+
+
+def render_audit_html(audit: dict[str, Any]) -> str:
+    """The page of a marking audit (``diffserv audit --html``), drawn by the same script."""
+    meta = audit["meta"]
+    title = f"diffserv marking audit: {'PASS' if meta['passed'] else 'FAIL'}"
+    return _page("audit.html", title, meta["sources"], audit)
 
 
 def write_atomically(path: str, text: str) -> None:

@@ -94,7 +94,8 @@ def _partition_end_ns(path: str) -> int | None:
     return (days * 24 + hour + 1) * _HOUR_NS
 
 
-def _is_capture(path: str) -> bool:
+def is_capture(path: str) -> bool:
+    """Whether ``path`` starts like a pcap or pcapng file."""
     try:
         with open(path, "rb") as stream:
             return stream.read(4) in _CAPTURE_MAGIC
@@ -195,7 +196,7 @@ class SourceSet:
             return
         if path != "-" and not os.path.exists(path):
             raise UsageError(f"cannot read {path}: No such file or directory")
-        if path != "-" and _is_capture(path):
+        if path != "-" and is_capture(path):
             table, warnings = capture_table(path)
             self._tables[path] = table
             self._warnings.extend(warnings)

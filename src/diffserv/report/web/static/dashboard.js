@@ -131,5 +131,26 @@
     order.forEach((name) => { if (reports[name]) VIEWS[name](root, reports[name], handlers || {}); });
   }
 
-  window.DiffservCharts = { renderAll, VIEWS, fmt };
+  /* The marking audit (`diffserv audit --html`): verdicts per class, then its tables. */
+  const VERDICTS = ["conforming", "mismarked", "leak", "not-evaluable", "no-mark"];
+  function renderAudit(root, audit) {
+    root.replaceChildren();
+    const m = audit.meta, v = audit.verdicts;
+    root.appendChild(el("p", { class: "meta", id: "verdict" }, (m.passed ? "PASS" : "FAIL") + ": " +
+      VERDICTS.map((name) => `${fmt(v[name].flows)} ${name}`).join(", ") + ` (policy ${m.policy}; judged on the ToS ${fmt(m.judged_on.tos)}, on the egress ToS ${fmt(m.judged_on.egress_tos)})`));
+    const box = section(root, "classes", "Verdicts per class (bytes)");
+    const div = chart(box, "classes");
+    const classes = audit.classes;
+    Plotly.newPlot(div, VERDICTS.map((name) => ({ type: "bar", name, x: classes.map((c) => c.class), y: classes.map((c) => c[name].bytes) })),
+      { barmode: "stack", margin: { t: 20 } }, { displaylogo: false, responsive: true });
+    table(box, "classes", ["class", "expected", ...VERDICTS], classes.map((c) => Object.fromEntries([["class", c.class], ["expected", c.expected], ...VERDICTS.map((n) => [n, c[n].flows])])));
+    const flowColumns = ["saddr", "sport", "daddr", "dport", "protocol_name", "class", "filter", "expected", "observed", "mark_from", "packets", "bytes"];
+    table(section(root, "confusion", "Expected → observed (mismarked)"), "confusion", ["class", "expected", "observed", "flows", "packets", "bytes"], audit.confusion);
+    table(section(root, "mismarked", "Largest mismarked flows"), "mismarked", flowColumns, audit.mismarked);
+    table(section(root, "leaks", "Unclassified traffic with a priority mark"), "leaks", flowColumns, audit.leaks);
+    table(section(root, "not-evaluable", "Not evaluable (a filter needs what the source lacks)"), "not-evaluable", ["filter", "class", "missing", "flows", "packets", "bytes"], audit.not_evaluable);
+    table(section(root, "ecn", "ECN bleached (ECT in, Not-ECT out)"), "ecn", ["saddr", "daddr", "class", "ecn_in", "ecn_out", "packets", "bytes"], audit.ecn_bleached);
+  }
+
+  window.DiffservCharts = { renderAll, renderAudit, VIEWS, fmt };
 })();

@@ -1,0 +1,111 @@
+"""The audit for people: rich tables on 80 columns, or one self-contained HTML page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from diffserv.audit.verdicts import VERDICTS
+from diffserv.report.html import render_audit_html, write_atomically
+
+_FLOW_COLUMNS = ("flow", "class", "expected", "observed", "packets", "bytes")
+
+
+def _n(value: int) -> str:
+    return f"{value:,}"
+
+
+def _table(console: Console, title: str, columns: Sequence[str], rows: list[list[str]]) -> None:
+    if not rows:
+        return
+    table = Table(title=title, title_justify="left", expand=False, pad_edge=False)
+    for column in columns:
+        numeric = column in ("flows", "packets", "bytes")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _flow(row: dict[str, Any]) -> str:
+    ports = row["protocol"] in (6, 17, 132)
+    source = f"{row['saddr']}:{row['sport']}" if ports else row["saddr"]
+    target = f"{row['daddr']}:{row['dport']}" if ports else row["daddr"]
+    return f"{source} > {target} {row['protocol_name']}"
+
+
+def render_audit(audit: dict[str, Any], console: Console) -> None:
+    """The audit as a headline and tables (only the tables that have rows)."""
+    meta, verdicts = audit["meta"], audit["verdicts"]
+    counted = ", ".join(
+        f"{_n(verdicts[name]['flows'])} {name}" for name in VERDICTS if verdicts[name]["flows"]
+    )
+    unit = "packets" if meta["captures"] and not meta["record_sources"] else "flows"
+    console.print(
+        f"{'PASS' if meta['passed'] else 'FAIL'}: {counted or 'nothing to judge'} ({unit}; "
+        f"policy {meta['policy']})"
+    )
+    judged = meta["judged_on"]
+    if judged["egress_tos"]:
+        console.print(
+            f"judged on the egress ToS: {_n(judged['egress_tos'])}, on the ToS: {_n(judged['tos'])}"
+        )
+    _table(
+        console,
+        "Per class (flows)",
+        ["class", "expected", *VERDICTS],
+        [
+            [c["class"], c["expected"], *(_n(c[name]["flows"]) for name in VERDICTS)]
+            for c in audit["classes"]
+        ],
+    )
+    _table(
+        console,
+        "Expected → observed (mismarked)",
+        ["class", "expected", "observed", "flows", "packets", "bytes"],
+        [
+            [r["class"], ", ".join(r["expected"]) or "dropped", r["observed"], _n(r["flows"]),
+             _n(r["packets"]), _n(r["bytes"])]  # fmt: skip
+            for r in audit["confusion"]
+        ],
+    )
+    for key, title in (
+        ("mismarked", "Largest mismarked flows"),
+        ("leaks", "Unclassified traffic with a priority mark"),
+    ):
+        _table(
+            console,
+            title,
+            list(_FLOW_COLUMNS),
+            [
+                [_flow(r), f"{r['class']} ({r['filter'] or 'no filter'})",
+                 ", ".join(r["expected"]) or "dropped", r["observed"], _n(r["packets"]),
+                 _n(r["bytes"])]  # fmt: skip
+                for r in audit[key]
+            ],
+        )
+    _table(
+        console,
+        "Not evaluable: a filter needs what the source lacks",
+        ["filter", "class", "missing", "flows"],
+        [[r["filter"], r["class"], r["missing"], _n(r["flows"])] for r in audit["not_evaluable"]],
+    )
+    _table(
+        console,
+        "ECN bleached (ECT arriving, Not-ECT leaving)",
+        ["flow", "class", "ecn in", "ecn out", "bytes"],
+        [
+            [_flow(r), r["class"], r["ecn_in"], r["ecn_out"], _n(r["bytes"])]
+            for r in audit["ecn_bleached"]
+        ],
+    )
+    for warning in meta["warnings"]:
+        console.print(f"warning: {warning}", style="yellow")
+
+
+def write_audit_html(path: str, audit: dict[str, Any]) -> None:
+    """The audit as one page that needs nothing else (written whole or not at all)."""
+    write_atomically(path, render_audit_html(audit))
