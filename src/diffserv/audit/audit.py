@@ -26,7 +26,12 @@ class Audit:
     """The policy's classifier and marks, and the tallies of everything judged so far."""
 
     def __init__(
-        self, policy: Policy, *, top: int = 10, priority: frozenset[int] = PRIORITY_DSCPS
+        self,
+        policy: Policy,
+        *,
+        top: int = 10,
+        priority: frozenset[int] = PRIORITY_DSCPS,
+        packets: bool = False,
     ) -> None:
         self.classifier = RecordClassifier(policy)
         marks = expected_marks(policy)
@@ -42,7 +47,7 @@ class Audit:
             expected=[marks[name].describe() for name in classes],
         )
         self.priority = priority
-        self.tally = Tally(self.names, top)
+        self.tally = Tally(self.names, top, packets=packets)
         self.records = 0  # flow records judged (a capture's packets are counted apart)
         self.warnings: list[str] = []
 

@@ -447,7 +447,8 @@ def _judge_direction(
         unsure |= egress
     if direction & ALL_DIRECTIONS != ALL_DIRECTIONS:
         unsure |= state == _DIR_UNKNOWN
-    return unsure & ~exact
+    out: Bools = unsure & ~exact
+    return out
 
 
 __all__ = ["SELECTORS", "Classified", "RecordClassifier"]

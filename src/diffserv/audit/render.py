@@ -67,8 +67,14 @@ def render_audit(audit: dict[str, Any], console: Console) -> None:
         "Expected → observed (mismarked)",
         ["class", "expected", "observed", "flows", "packets", "bytes"],
         [
-            [r["class"], ", ".join(r["expected"]) or "dropped", r["observed"], _n(r["flows"]),
-             _n(r["packets"]), _n(r["bytes"])]  # fmt: skip
+            [
+                r["class"],
+                ", ".join(r["expected"]) or "dropped",
+                r["observed"],
+                _n(r["flows"]),
+                _n(r["packets"]),
+                _n(r["bytes"]),
+            ]
             for r in audit["confusion"]
         ],
     )
@@ -81,9 +87,14 @@ def render_audit(audit: dict[str, Any], console: Console) -> None:
             title,
             list(_FLOW_COLUMNS),
             [
-                [_flow(r), f"{r['class']} ({r['filter'] or 'no filter'})",
-                 ", ".join(r["expected"]) or "dropped", r["observed"], _n(r["packets"]),
-                 _n(r["bytes"])]  # fmt: skip
+                [
+                    _flow(r),
+                    f"{r['class']} ({r['filter'] or 'no filter'})",
+                    ", ".join(r["expected"]) or "dropped",
+                    r["observed"],
+                    _n(r["packets"]),
+                    _n(r["bytes"]),
+                ]
                 for r in audit[key]
             ],
         )

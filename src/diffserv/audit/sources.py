@@ -119,12 +119,17 @@ def audit_sources(
     selection = build_selection(filters, default_groups(), start=start, end=end)
     captures = [p for p in paths if p != "-" and is_capture(p)]
     records = [p for p in paths if p not in captures]
+    if captures and records:
+        raise UsageError(
+            f"audit {captures[0]} and {records[0]} apart: a capture is judged packet by "
+            "packet, flow records flow by flow"
+        )
     if captures and filters:
         raise UsageError(
             f"--filter selects flow records; {captures[0]} is a capture "
             "(audit it whole, or with --from/--to)"
         )
-    audit = Audit(policy, top=top, priority=priority)
+    audit = Audit(policy, top=top, priority=priority, packets=bool(captures))
     tally = {"packets": 0, "not_ip": 0}
     args = {
         "from_ns": selection.from_ns,

@@ -17,7 +17,7 @@ from typing import Any, Final, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from diffserv.audit.verdicts import LEAK, MISMARKED, NOT_EVALUABLE, VERDICTS, dscps_of
+from diffserv.audit.verdicts import LEAK, MISMARKED, NOT_EVALUABLE, VERDICTS, allowed_labels
 from diffserv.records import format_addresses, iso_time
 from diffserv.report.names import dscp_label, ecn_label, protocol_name
 
@@ -59,12 +59,38 @@ class Names(NamedTuple):
     expected: Sequence[str]  # class index -> what the policy allows, in words
 
 
-class Tally:
-    """The running totals of an audit."""
+def _flow_hash(flows: JudgedFlows) -> NDArray[np.uint64]:
+    """A 64-bit key of each row's 5-tuple (a capture's packets: which flow each is of)."""
+    h = np.full(flows.verdict.shape[0], np.uint64(0x9E3779B97F4A7C15), np.uint64)
+    with np.errstate(over="ignore"):
+        for part in (
+            flows.saddr_hi,
+            flows.saddr_lo,
+            flows.daddr_hi,
+            flows.daddr_lo,
+            flows.sport,
+            flows.dport,
+            flows.protocol,
+        ):
+            h = (h ^ part.astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(31)
+    return h
 
-    def __init__(self, names: Names, top: int) -> None:
+
+class Tally:
+    """The running totals of an audit.
+
+    ``packets``: the rows are a capture's packets, so "flows" counts the distinct
+    5-tuples of each tally and the lists of flows sum their packets; memory then
+    follows the number of flows in those lists, as a flow table's would.
+    """
+
+    def __init__(self, names: Names, top: int, *, packets: bool = False) -> None:
         self.names = names
         self.top = top
+        self.packets = packets
+        self._flows_of: dict[int, dict[Any, set[int]]] = {}  # tally id -> key -> flow keys
+        self._per_flow: dict[str, dict[tuple[Any, ...], list[int]]] = {}
         self.by_class: dict[tuple[int, int], list[int]] = {}  # (class, verdict)
         self.confusion: dict[tuple[int, int, int], list[int]] = {}  # (class, allowed, seen)
         self.blocked: dict[tuple[int], list[int]] = {}  # (filter,) -> counters
@@ -78,8 +104,10 @@ class Tally:
         if not n:
             return
         counters = np.stack([np.ones(n, np.int64), flows.packets, flows.bytes], axis=1)
+        hashes = _flow_hash(flows) if self.packets else None
         cls = np.where(flows.verdict == NOT_EVALUABLE, -1, flows.class_index)
-        _fold(self.by_class, np.stack([cls, flows.verdict.astype(np.int64)], 1), counters)
+        keys = np.stack([cls, flows.verdict.astype(np.int64)], 1)
+        self._fold(self.by_class, keys, counters, hashes)
         wrong = flows.verdict == MISMARKED
         if wrong.any():
             keys = np.stack(
@@ -90,10 +118,11 @@ class Tally:
                 ],
                 1,
             )
-            _fold(self.confusion, keys, counters[wrong])
+            self._fold(self.confusion, keys, counters[wrong], _rows(hashes, wrong))
         blocked = flows.verdict == NOT_EVALUABLE
         if blocked.any():
-            _fold(self.blocked, flows.blocked_by[blocked, None].astype(np.int64), counters[blocked])
+            keys = flows.blocked_by[blocked, None].astype(np.int64)
+            self._fold(self.blocked, keys, counters[blocked], _rows(hashes, blocked))
         judged = (flows.verdict != NOT_EVALUABLE) & (flows.observed >= 0)
         self.marks_from[0] += int((judged & ~flows.egress).sum())
         self.marks_from[1] += int((judged & flows.egress).sum())
@@ -101,15 +130,42 @@ class Tally:
         if bleach.any():
             for i, column in enumerate(counters[bleach].sum(axis=0).tolist()):
                 self.bleached[i] += int(column)
-            self._keep(self._bleached_flows, flows, bleach)
-        self._keep(self._worst["mismarked"], flows, wrong)
-        self._keep(self._worst["leaks"], flows, flows.verdict == LEAK)
+            self._keep("ecn_bleached", flows, bleach)
+        self._keep("mismarked", flows, wrong)
+        self._keep("leaks", flows, flows.verdict == LEAK)
 
-    def _keep(
-        self, kept: list[tuple[Any, ...]], flows: JudgedFlows, mask: NDArray[np.bool_]
+    def _fold(
+        self,
+        into: dict[Any, list[int]],
+        keys: NDArray[np.int64],
+        counters: NDArray[np.int64],
+        hashes: NDArray[np.uint64] | None,
     ) -> None:
+        """Add ``counters`` (rows: flows, packets, bytes) into ``into`` per distinct key;
+        with ``hashes``, remember which flows each key has seen and count those."""
+        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        sums = np.zeros((unique.shape[0], counters.shape[1]), np.int64)
+        np.add.at(sums, inverse, counters)
+        seen = self._flows_of.setdefault(id(into), {})
+        for j, (key, row) in enumerate(zip(unique.tolist(), sums.tolist(), strict=True)):
+            k = tuple(key)
+            entry = into.setdefault(k, [0, 0, 0])
+            for i, value in enumerate(row):
+                entry[i] += value
+            if hashes is not None:
+                flows = seen.setdefault(k, set())
+                flows.update(np.unique(hashes[inverse == j]).tolist())
+                entry[0] = len(flows)
+
+    def _keep(self, which: str, flows: JudgedFlows, mask: NDArray[np.bool_]) -> None:
+        """Keep the largest flows of list ``which`` (a capture's: every flow, summed)."""
         rows = np.flatnonzero(mask)
         if not rows.size:
+            return
+        kept = self._bleached_flows if which == "ecn_bleached" else self._worst[which]
+        if self.packets:
+            self._sum_flows(which, flows, rows)
             return
         order = np.lexsort((-flows.packets[rows], -flows.bytes[rows]))[: self.top]
         picked = rows[order]
@@ -138,6 +194,44 @@ class Tally:
                 heapq.heappush(kept, entry)
             elif entry > kept[0]:
                 heapq.heapreplace(kept, entry)
+
+    def _sum_flows(self, which: str, flows: JudgedFlows, rows: NDArray[np.intp]) -> None:
+        per_flow = self._per_flow.setdefault(which, {})
+        saddrs = format_addresses(flows.saddr_hi[rows], flows.saddr_lo[rows])
+        daddrs = format_addresses(flows.daddr_hi[rows], flows.daddr_lo[rows])
+        columns = [
+            flows.sport[rows].tolist(),
+            flows.dport[rows].tolist(),
+            flows.protocol[rows].tolist(),
+            flows.class_index[rows].tolist(),
+            flows.filter_index[rows].tolist(),
+            flows.allowed[rows].tolist(),
+            flows.observed[rows].tolist(),
+            flows.dscp_in[rows].tolist(),
+            flows.egress[rows].tolist(),
+            flows.ecn_in[rows].tolist(),
+            flows.ecn_out[rows].tolist(),
+        ]
+        sizes = flows.bytes[rows].tolist()
+        counts = flows.packets[rows].tolist()
+        times = flows.first_ns[rows].tolist()
+        for j, fields in enumerate(zip(*columns, strict=True)):
+            key = (saddrs[j], daddrs[j], *fields)
+            entry = per_flow.get(key)
+            if entry is None:
+                per_flow[key] = [sizes[j], counts[j], times[j]]
+            else:
+                entry[0] += sizes[j]
+                entry[1] += counts[j]
+                entry[2] = min(entry[2], times[j])
+
+    def _summed(self, which: str) -> list[tuple[Any, ...]]:
+        """A capture's summed flows of list ``which``, as the entries of a record list."""
+        entries = [
+            (nbytes, packets, -first, *key)
+            for key, (nbytes, packets, first) in self._per_flow.get(which, {}).items()
+        ]
+        return sorted(entries, reverse=True)[: self.top]
 
     # ------------------------------------------------------------------ output
 
@@ -169,12 +263,12 @@ class Tally:
         return rows
 
     def confusion_rows(self) -> list[dict[str, Any]]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for (cls, allowed, seen), counts in self.confusion.items():
             rows.append(
                 {
                     "class": self.names.classes[cls],
-                    "expected": [dscp_label(d) for d in dscps_of(allowed & (2**64 - 1))],
+                    "expected": allowed_labels(allowed),
                     "observed": dscp_label(seen),
                     "observed_dscp": seen,
                     **dict(zip(_COUNTERS, counts, strict=True)),
@@ -185,7 +279,7 @@ class Tally:
 
     def blocked_rows(self) -> list[dict[str, Any]]:
         names = self.names
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "filter": names.filters[index],
                 "class": names.filter_classes[index],
@@ -198,6 +292,8 @@ class Tally:
         return rows
 
     def flow_rows(self, which: str) -> list[dict[str, Any]]:
+        if self.packets:
+            return [self._flow(entry) for entry in self._summed(which)]
         kept = self._bleached_flows if which == "ecn_bleached" else self._worst[which]
         return [self._flow(entry) for entry in sorted(kept, reverse=True)]
 
@@ -215,7 +311,7 @@ class Tally:
             "protocol_name": protocol_name(protocol),
             "class": names.classes[cls],
             "filter": names.filters[flt] if flt >= 0 else None,
-            "expected": [dscp_label(d) for d in dscps_of(allowed)],
+            "expected": allowed_labels(allowed),
             "observed": dscp_label(observed if observed >= 0 else None),
             "arrived": dscp_label(dscp_in) if dscp_in >= 0 else None,
             "mark_from": "egress ToS" if egress else "ToS",
@@ -226,13 +322,5 @@ class Tally:
         }
 
 
-def _fold(into: dict[Any, list[int]], keys: NDArray[np.int64], counters: NDArray[np.int64]) -> None:
-    """Add ``counters`` (rows: flows, packets, bytes) into ``into`` per distinct key row."""
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    sums = np.zeros((unique.shape[0], counters.shape[1]), np.int64)
-    np.add.at(sums, inverse.reshape(-1), counters)
-    for key, row in zip(unique.tolist(), sums.tolist(), strict=True):
-        k = tuple(key)
-        entry = into.setdefault(k, [0, 0, 0])
-        for i, value in enumerate(row):
-            entry[i] += value
+def _rows(hashes: NDArray[np.uint64] | None, mask: NDArray[np.bool_]) -> NDArray[np.uint64] | None:
+    return None if hashes is None else hashes[mask]

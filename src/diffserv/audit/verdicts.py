@@ -113,6 +113,18 @@ def judge(  # noqa: PLR0917 (the columns of one batch of flows)
     return Judged(verdict, allowed)
 
 
+ALL_DSCPS: Final = 2**64 - 1
+
+
 def dscps_of(bits: int) -> list[int]:
     """The DSCPs of a 64-bit set, ascending."""
     return [dscp for dscp in range(64) if bits >> dscp & 1]
+
+
+def allowed_labels(bits: int) -> list[str]:
+    """The names of an allowed set: ["any"] for all 64 (a class the policy leaves
+    unmarked, arrival mark unknown), [] for none (a class the policy drops)."""
+    from diffserv.report.names import dscp_label  # noqa: PLC0415 (names load /etc files)
+
+    bits &= ALL_DSCPS
+    return ["any"] if bits == ALL_DSCPS else [dscp_label(d) for d in dscps_of(bits)]

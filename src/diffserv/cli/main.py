@@ -42,6 +42,7 @@ COMMAND_MODULES: dict[str, str] = {
     "export": "diffserv.cli.export_cmd",
     "report": "diffserv.cli.report_cmd",
     "serve": "diffserv.cli.serve_cmd",
+    "audit": "diffserv.cli.audit_cmd",
 }
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

@@ -218,7 +218,7 @@ class DuckDBEngine:
             f"class AS flow_class FROM raw WHERE {inside}) WHERE {selection.where}"
         )
         with self._query(sql, selection.functions) as renamed:
-            reader = self._con.execute(renamed, list(selection.params)).to_arrow_reader(
+            reader: Any = self._con.execute(renamed, list(selection.params)).to_arrow_reader(
                 batch_rows
             )
             yield from reader
