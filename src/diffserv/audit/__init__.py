@@ -1,0 +1,1 @@
+"""The marking audit: observed marks against the policy's."""
