@@ -18,7 +18,8 @@ from diffserv.audit.classify import RecordClassifier
 from diffserv.audit.expect import expected_marks
 from diffserv.audit.summary import JudgedFlows, Names, Tally
 from diffserv.audit.verdicts import PRIORITY_DSCPS, MarkTable, judge
-from diffserv.flows.schema import FlowBatch
+from diffserv.directions import INBOUND
+from diffserv.flows.schema import DIRECTION_INGRESS, FlowBatch
 from diffserv.policy.model import DEFAULT_CLASS, Policy
 
 
@@ -51,15 +52,24 @@ class Audit:
         self.records = 0  # flow records judged (a capture's packets are counted apart)
         self.warnings: list[str] = []
 
-    def add(self, batch: FlowBatch, *, positions: NDArray[Any] | None = None) -> None:
-        """Judge one batch of flow records; a capture's packets come as one-packet flows
-        with their exact callout ``positions``."""
+    def add(
+        self, batch: FlowBatch, *, positions: NDArray[Any] | None = None, packets: bool = False
+    ) -> None:
+        """Judge one batch of flow records (``packets``: a capture's, one-packet flows).
+
+        ``positions``: the exact callout position of each (a capture's packets have
+        one; ``--direction`` gives all the same); None: records say ingress or egress.
+        """
         if not batch.n:
             return
-        if positions is None:
+        if not packets:
             self.records += batch.n
         c = batch.columns
         got = self.classifier.classify(batch, positions=positions)
+        if positions is not None:
+            inbound = (np.asarray(positions).astype(np.int64) & INBOUND) != 0
+        else:
+            inbound = c["direction"] == DIRECTION_INGRESS
         egress = c["dscp_out"] >= 0
         observed = np.where(egress, c["dscp_out"], c["dscp_in"]).astype(np.int16)
         arrived = np.where(egress, c["dscp_in"], -1).astype(np.int16)
@@ -68,7 +78,9 @@ class Audit:
             if lacked and lacked not in self.missing[index]:
                 merged = {*filter(None, self.missing[index].split(", ")), *lacked.split(", ")}
                 self.missing[index] = ", ".join(sorted(merged))
-        judged = judge(self.table, got.class_index, blocked, arrived, observed, self.priority)
+        judged = judge(
+            self.table, got.class_index, blocked, arrived, observed, inbound, self.priority
+        )
         self.tally.add(
             JudgedFlows(
                 first_ns=c["first_ns"],

@@ -79,7 +79,7 @@ def _capture(audit: Audit, path: str, args: dict[str, Any], tally: dict[str, int
                 continue
             audit.classifier.use_interfaces(dict(enumerate(batch.interfaces)))
             rows = np.flatnonzero(keep)
-            audit.add(packet_flows(batch, keep), positions=c.direction[rows])
+            audit.add(packet_flows(batch, keep), positions=c.direction[rows], packets=True)
             tally["packets"] += int(rows.shape[0])
         audit.warnings.extend(f"{path}: {warning}" for warning in reader.warnings)
 
@@ -140,7 +140,9 @@ def audit_sources(
     for path in captures:
         _capture(audit, path, args, tally)
     if records:
-        audit.add_all(_record_batches(records, selection))
+        for batch in _record_batches(records, selection):
+            positions = None if direction is None else np.full(batch.n, direction, np.uint8)
+            audit.add(batch, positions=positions)
     meta = {
         "policy": policy_name,
         "sources": list(paths),

@@ -49,22 +49,27 @@ def _bits(dscps: frozenset[int]) -> int:
 
 
 class MarkTable(NamedTuple):
-    """The allowed DSCPs of every (class, arrival DSCP), as 64-bit sets."""
+    """The allowed DSCPs of every (inbound?, class, arrival DSCP), as 64-bit sets.
 
-    allowed: NDArray[np.uint64]  # shape (classes, 65)
+    Inbound packets (LOCAL_IN, FWD_IN) are never re-marked by IPQoS's markers, so
+    the first plane is the outbound marks and the second the inbound ones.
+    """
+
+    allowed: NDArray[np.uint64]  # shape (2, classes, 65)
     marking: NDArray[np.bool_]  # per class: whether any path re-marks the DSCP
     default_class: int
 
     @classmethod
     def of(cls, marks: Sequence[ClassMarks], default_class: int) -> MarkTable:
-        allowed = np.zeros((len(marks), UNKNOWN_INPUT + 1), np.uint64)
-        for index, mark in enumerate(marks):
-            union = 0
-            for dscp_in in range(64):
-                bits = _bits(mark.allowed_dscps(dscp_in))
-                allowed[index, dscp_in] = np.uint64(bits)
-                union |= bits
-            allowed[index, UNKNOWN_INPUT] = np.uint64(union)
+        allowed = np.zeros((2, len(marks), UNKNOWN_INPUT + 1), np.uint64)
+        for inbound in (False, True):
+            for index, mark in enumerate(marks):
+                union = 0
+                for dscp_in in range(64):
+                    bits = _bits(mark.allowed_dscps(dscp_in, inbound=inbound))
+                    allowed[int(inbound), index, dscp_in] = np.uint64(bits)
+                    union |= bits
+                allowed[int(inbound), index, UNKNOWN_INPUT] = np.uint64(union)
         marking = np.array([mark.marks() for mark in marks], np.bool_)
         return cls(allowed, marking, default_class)
 
@@ -80,26 +85,32 @@ def judge(  # noqa: PLR0917 (the columns of one batch of flows)
     blocked: NDArray[np.bool_],
     dscp_in: NDArray[np.int16],
     observed: NDArray[np.int16],
+    inbound: NDArray[np.bool_],
     priority: frozenset[int] = PRIORITY_DSCPS,
 ) -> Judged:
     """The verdict of every flow.
 
     ``class_index``: each flow's class (any value where ``blocked``); ``dscp_in``: the
     DSCP it arrived with, -1 when the source cannot tell (then the class's marks from
-    any arrival are allowed); ``observed``: the DSCP it carries, -1 when not exported.
+    any arrival are allowed); ``observed``: the DSCP it carries, -1 when not exported;
+    ``inbound``: the policy sees the flow inbound, where markers leave packets alone.
     """
     n = class_index.shape[0]
     verdict = np.full(n, CONFORMING, np.int8)
     classes = np.where(blocked, 0, class_index).astype(np.int64)
     column = np.where((dscp_in >= 0) & (dscp_in < 64), dscp_in, UNKNOWN_INPUT).astype(np.int64)
-    allowed = table.allowed[classes, column] if n and table.allowed.size else np.zeros(n, np.uint64)
+    plane = inbound.astype(np.int64)
+    if n and table.allowed.size:
+        allowed = table.allowed[plane, classes, column]
+    else:
+        allowed = np.zeros(n, np.uint64)
     seen = np.clip(observed, 0, 63).astype(np.uint64)
     fits = ((allowed >> seen) & np.uint64(1)).astype(np.bool_)
     known = observed >= 0
     verdict[known & ~fits] = MISMARKED
     if table.allowed.size:
         priority_bits = np.uint64(_bits(priority))
-        unmarked = ~table.marking[classes]
+        unmarked = ~table.marking[classes] | inbound
         leak = (
             known
             & (classes == table.default_class)

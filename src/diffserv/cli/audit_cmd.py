@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from diffserv.errors import UsageError
+
 from diffserv.cli.arguments import whole_number
 from diffserv.cli.position import set_position
 from diffserv.directions import BY_OPTION
@@ -70,7 +72,6 @@ def register(subparsers: Any) -> None:
 def _priority(text: str | None) -> frozenset[int]:
     from diffserv.audit.verdicts import PRIORITY_DSCPS
     from diffserv.codepoints import parse_dscp
-    from diffserv.errors import UsageError
 
     if text is None:
         return PRIORITY_DSCPS
@@ -80,29 +81,71 @@ def _priority(text: str | None) -> frozenset[int]:
         raise UsageError(f"--priority {text}: {exc}") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    from diffserv.errors import PolicyFileError, UsageError
-
-    if args.compare:
-        if len(args.args) not in (2, 3):
-            raise UsageError("audit --compare: expected BEFORE AFTER [POLICY]")
-        from diffserv.cli.audit_compare import run_compare
-
-        return run_compare(args)
-    if len(args.args) < 2:
-        raise UsageError("audit: expected POLICY SOURCE... (a capture, records, a flow store)")
-    from diffserv.audit.sources import audit_sources
+def _policy(path: str) -> Any:
+    """The policy at ``path``, its warnings printed (an invalid one: exit 2 via the error)."""
     from diffserv.policy import SYSTEM_HOSTS
     from diffserv.policy.build import load
     from diffserv.policy.diagnostics import format_diagnostic
 
+    policy = load(path, hosts=SYSTEM_HOSTS)
+    for warning in policy.warnings:
+        print(format_diagnostic(warning), file=sys.stderr)
+    return policy
+
+
+def _print(result: dict[str, Any], args: argparse.Namespace, compare: bool) -> None:
+    if args.html:
+        from diffserv.audit.render import write_audit_html
+
+        write_audit_html(args.html, result, compare=compare)
+    elif args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        from rich.console import Console
+
+        from diffserv.audit.render import render_audit, render_compare
+
+        (render_compare if compare else render_audit)(result, Console(highlight=False))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from diffserv.audit.compare import compare_captures
+    from diffserv.audit.compare_report import compare_result
+
+    before, after = args.args[0], args.args[1]
+    policy = _policy(args.args[2]) if len(args.args) == 3 else None
+    if args.filter or args.start or args.end:
+        raise UsageError("audit --compare reads two whole captures: no --filter, --from, --to")
+    set_position(lambda: f"{before} / {after}")
+    comparison = compare_captures(before, after)
+    position = BY_OPTION[args.direction] if args.direction else None
+    name = args.args[2] if policy is not None else ""
+    result = compare_result(comparison, policy, position=position, policy_name=name)
+    _print(result, args, compare=True)
+    return 0 if result["meta"]["passed"] else 1
+
+
+def run(args: argparse.Namespace) -> int:
+    from diffserv.errors import PolicyFileError
+
     try:
-        policy = load(args.args[0], hosts=SYSTEM_HOSTS)
+        return _run(args)
     except PolicyFileError as exc:  # 2, not run's 1: an audit's 1 means "mismarked"
         print(str(exc), file=sys.stderr)
         return 2
-    for warning in policy.warnings:
-        print(format_diagnostic(warning), file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.compare:
+        if len(args.args) not in (2, 3):
+            raise UsageError("audit --compare: expected BEFORE AFTER [POLICY]")
+        return _compare(args)
+    if len(args.args) < 2:
+        raise UsageError("audit: expected POLICY SOURCE... (a capture, records, a flow store)")
+    from diffserv.audit.sources import audit_sources
+
+    policy = _policy(args.args[0])
     set_position(lambda: ", ".join(args.args[1:]))
     result = audit_sources(
         policy,
@@ -116,17 +159,5 @@ def run(args: argparse.Namespace) -> int:
         top=args.top,
         policy_name=args.args[0],
     )
-    if args.html:
-        from diffserv.audit.render import write_audit_html
-
-        write_audit_html(args.html, result)
-    elif args.json:
-        json.dump(result, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        from rich.console import Console
-
-        from diffserv.audit.render import render_audit
-
-        render_audit(result, Console(highlight=False))
+    _print(result, args, compare=False)
     return 0 if result["meta"]["passed"] else 1
