@@ -195,7 +195,7 @@ def test_markers_that_compose_to_the_identity_leave_the_dscp_unchanged() -> None
 def test_class_to_continue_is_unchanged() -> None:
     web = marks_of(policy_text({"web": "continue"}))["web"]
     assert web.allowed_dscps(EF) == {EF} and web.describe() == "unchanged"
-    assert web.allowed_pcps(3) == {3} and web.allowed_pcps(None) is None
+    assert web.allowed_pcps(3) == frozenset({3}) and web.allowed_pcps(None) is None
 
 
 def test_class_to_drop_is_always_dropped() -> None:
@@ -221,17 +221,17 @@ def test_red_to_drop_while_green_and_yellow_mark() -> None:
 def test_dlcosmk_sets_the_pcp_and_untagged_frames_get_none() -> None:
     text = policy_text({"web": "pcp5"}, action("dlcosmk", "pcp5", cos=5, next_action="continue"))
     web = marks_of(text)["web"]
-    assert web.allowed_pcps(0) == {5}
+    assert web.allowed_pcps(0) == frozenset({5})
     assert web.allowed_pcps(None) is None
-    assert web.allowed_pcps(0, inbound=True) == {0}
+    assert web.allowed_pcps(0, inbound=True) == frozenset({0})
     assert web.allowed_dscps(EF) == {EF} and not web.marks() and web.marks_pcp()
     assert web.describe() == "unchanged with PCP 5"
 
 
 def test_dlcosmk_cos_mode_decides_the_pcp_of_cos_1_and_2() -> None:
     text = policy_text({"web": "bk"}, action("dlcosmk", "bk", cos=1, next_action="continue"))
-    assert marks_of(text)["web"].allowed_pcps(7) == {0}  # illumos sends cos 1 as 0
-    assert marks_of(text, cos_mode="plain")["web"].allowed_pcps(7) == {1}
+    assert marks_of(text)["web"].allowed_pcps(7) == frozenset({0})  # illumos sends cos 1 as 0
+    assert marks_of(text, cos_mode="plain")["web"].allowed_pcps(7) == frozenset({1})
 
 
 def test_pcp_and_dscp_come_in_pairs() -> None:
@@ -245,7 +245,7 @@ def test_pcp_and_dscp_come_in_pairs() -> None:
     web = marks_of(text)["web"]
     assert web.allowed_marks(AF11, 2) == {(EF, 6), (0, 2)}
     assert (EF, 2) not in web.allowed_marks(AF11, 2)
-    assert web.allowed_pcps(2) == {2, 6}
+    assert web.allowed_pcps(2) == frozenset({2, 6})
     assert web.describe() == "EF with PCP 6 or DF (meter m1 green/red)"
 
 
@@ -283,6 +283,13 @@ def test_colour_aware_tokenmt_never_improves_the_incoming_colour() -> None:
         marker_to(AF13),
     )
     assert marks_of(two)["web"].allowed_dscps(AF12) == {AF13}  # no yellow: red
+
+
+def test_outcomes_no_colour_allows_are_not_paths() -> None:
+    web = marks_of(three_colour_policy(TRTCM, color_aware="true", color_map="{0-63:RED}"))["web"]
+    assert [p.outcomes for p in web.paths] == [("red",)]
+    assert web.describe() == "AF13 (meter m1 red)"
+    assert web.allowed_dscps(0) == {AF13}
 
 
 def test_colour_blind_meter_ignores_the_colour_map() -> None:
@@ -454,14 +461,14 @@ def chain(draw: st.DrawFn, builder: Builder, depth: int) -> str:
     else:
         kind_params = {"srtcm2": TWO_OUTCOMES, "srtcm3": SRTCM3, "trtcm": TRTCM}[kind]
         g = draw(chain(builder, depth - 1))
-        y = draw(chain(builder, depth - 1)) if kind != "srtcm2" else None
+        yellow = draw(chain(builder, depth - 1)) if kind != "srtcm2" else None
         r = draw(chain(builder, depth - 1))
         extra: dict[str, object] = {}
         if draw(st.booleans()):
             colours = draw(st.lists(st.sampled_from(COLOURS), min_size=64, max_size=64))
             extra["color_aware"] = "true"
             extra["color_map"] = "{" + ";".join(f"{d}:{c}" for d, c in enumerate(colours)) + "}"
-        builder.actions.append(meter(name, kind_params, g, r, y, **extra))
+        builder.actions.append(meter(name, kind_params, g, r, yellow, **extra))
     return name
 
 
@@ -476,7 +483,7 @@ def random_policy(draw: st.DrawFn) -> tuple[str, int]:
 @st.composite
 def traffic(draw: st.DrawFn, n_classes: int) -> list[Pkt]:
     n = draw(st.integers(1, 60))
-    packets = []
+    packets: list[Pkt] = []
     ts = 0
     for _ in range(n):
         ts += draw(st.sampled_from([0, 0, 1_000, 50_000_000, 2_000_000_000]))
@@ -525,7 +532,7 @@ def bursts(
     After 1000 idle seconds every bucket (8 kbit/s, bursts of at most 2000 bits) is full
     and tswtclmt's average is back near zero; within a burst the buckets run dry.
     """
-    packets = []
+    packets: list[Pkt] = []
     for k, dscp in enumerate(dscps):
         packets.extend(
             Pkt(0, dscp << 2, inbound=inbound, pcp=pcp, ts_ns=k * 1_000_000_000_000)

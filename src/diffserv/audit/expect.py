@@ -202,7 +202,11 @@ class ClassMarks(msgspec.Struct, frozen=True):
             p
             for p in self.paths
             if p.ending != TABLE_FULL  # possible for any flowacct class: not worth a word
-            and (p.possible(dscp_in, inbound=inbound) if dscp_in is not None else True)
+            and (
+                p.possible(dscp_in, inbound=inbound)
+                if dscp_in is not None
+                else p.possible_for_some_dscp()
+            )
         ]
         out = [p for p in paths if not p.dropped]
         dropped = [p for p in paths if p.dropped]
@@ -352,6 +356,8 @@ class _Walker:
                         for d in range(DSCP_VALUES)
                         if _tokenmt_admits(params, params.colour_map[d], outcome)
                     )
+                    if not admitted:
+                        continue  # no colour the map gives allows this outcome: never taken
                     if len(admitted) < DSCP_VALUES:
                         check = ColourCheck(name, outcome, path.dscp_map, admitted)
                         checks = (*checks, check)
@@ -401,6 +407,7 @@ def expected_marks(policy: Policy, *, cos_mode: str = DEFAULT_COS_MODE) -> dict[
 
 
 __all__ = [
+    "ENDINGS",
     "MAX_PATHS",
     "TABLE_FULL",
     "ClassMarks",
