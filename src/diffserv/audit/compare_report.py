@@ -23,7 +23,7 @@ from diffserv.audit.expect import ClassMarks, expected_marks
 from diffserv.directions import DEFAULT, INBOUND
 from diffserv.flows.schema import UNKNOWN, FlowBatch, make_batch
 from diffserv.policy.model import Policy
-from diffserv.report.names import dscp_label, ecn_label
+from diffserv.report.names import dscp_label, ecn_label, protocol_name
 
 
 def _halves(text: str) -> tuple[int, int]:
@@ -47,6 +47,10 @@ def _arrivals(flows: list[FlowChange]) -> tuple[FlowBatch, list[tuple[int, int]]
 
     dscps = [dscp for _, dscp in rows]
     given = {
+        "first_ns": column([0] * len(rows), np.int64),
+        "last_ns": column([0] * len(rows), np.int64),
+        "packets": column([1] * len(rows), np.uint64),
+        "bytes": column([0] * len(rows), np.uint64),
         "ip_version": column([k.ip_version for k in keys], np.uint8),
         "saddr_hi": column([h for h, _ in s], np.uint64),
         "saddr_lo": column([lo for _, lo in s], np.uint64),
@@ -123,6 +127,7 @@ def compare_result(
         out.append(
             {
                 **key,
+                "protocol_name": protocol_name(flow.key.protocol),
                 "classes": sorted(classes),
                 "packets_before": flow.packets_before,
                 "packets_after": flow.packets_after,
@@ -136,8 +141,12 @@ def compare_result(
                     for (b, a), n in sorted((flow.pcp_transitions or {}).items())
                 ],
                 "ecn": [
-                    {"before": ecn_label(b), "after": ecn_label(a), "packets": n,
-                     "bleached": b in (1, 2) and a == 0}
+                    {
+                        "before": ecn_label(b),
+                        "after": ecn_label(a),
+                        "packets": n,
+                        "bleached": b in (1, 2) and a == 0,
+                    }
                     for (b, a), n in sorted(flow.ecn_transitions.items())
                 ],
                 "first_changed": [list(pair) for pair in flow.first_changed],

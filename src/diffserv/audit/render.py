@@ -117,6 +117,51 @@ def render_audit(audit: dict[str, Any], console: Console) -> None:
         console.print(f"warning: {warning}", style="yellow")
 
 
-def write_audit_html(path: str, audit: dict[str, Any]) -> None:
+def write_audit_html(path: str, audit: dict[str, Any], *, compare: bool = False) -> None:
     """The audit as one page that needs nothing else (written whole or not at all)."""
-    write_atomically(path, render_audit_html(audit))
+    write_atomically(path, render_audit_html(audit, compare=compare))
+
+
+def _transitions(flow: dict[str, Any]) -> str:
+    parts = []
+    for t in flow["transitions"]:
+        verdict = {True: "", False: " NOT PRESCRIBED", None: " (not evaluable)"}.get(
+            t.get("prescribed", True), ""
+        )
+        parts.append(f"{t['before']}→{t['after']} ×{t['packets']:,}{verdict}")
+    return "; ".join(parts)
+
+
+def render_compare(result: dict[str, Any], console: Console) -> None:
+    """Per flow: the DSCP before → after of its matched packets, and what was lost."""
+    meta, totals = result["meta"], result["totals"]
+    head = "PASS" if meta["passed"] else "FAIL"
+    if meta["policy"] is None:
+        head = "compared"
+    console.print(
+        f"{head}: {_n(totals['matched'])} packets matched, {_n(totals['dscp_changed'])} "
+        f"re-marked, {_n(totals['pcp_changed'])} PCP changed, {_n(totals['bleached'])} ECN "
+        f"bleached; {_n(totals['only_before'])} seen only before, {_n(totals['only_after'])} "
+        f"only after ({meta['before']} → {meta['after']})"
+    )
+    rows = []
+    for flow in result["flows"]:
+        if not flow["changed"] and not flow["only_before"]["packets"] and not flow["only_after"]:
+            continue
+        lost = flow["only_before"]
+        lost_text = f"{lost['packets']:,}" if lost["packets"] else ""
+        if lost.get("prescribed") is False and lost["packets"]:
+            lost_text += " NOT PRESCRIBED"
+        rows.append(
+            [
+                _flow(flow),
+                ", ".join(flow["classes"]) or "—",
+                _transitions(flow),
+                lost_text,
+                _n(flow["only_after"]) if flow["only_after"] else "",
+            ]
+        )
+    columns = ["flow", "class", "DSCP before→after", "only before", "only after"]
+    _table(console, "Flows the hop changed", columns, rows)
+    for warning in meta["warnings"]:
+        console.print(f"warning: {warning}", style="yellow")

@@ -12,11 +12,10 @@ import json
 import sys
 from typing import Any
 
-from diffserv.errors import UsageError
-
 from diffserv.cli.arguments import whole_number
 from diffserv.cli.position import set_position
 from diffserv.directions import BY_OPTION
+from diffserv.errors import UsageError
 from diffserv.report.choices import FILTER_KEYS
 
 

@@ -58,11 +58,13 @@ def render_html(reports: dict[str, dict[str, Any]], sources: Sequence[str]) -> s
     return _page("report.html", "diffserv DSCP report", sources, reports, order=json.dumps(order))
 
 
-def render_audit_html(audit: dict[str, Any]) -> str:
+def render_audit_html(audit: dict[str, Any], *, compare: bool = False) -> str:
     """The page of a marking audit (``diffserv audit --html``), drawn by the same script."""
     meta = audit["meta"]
     title = f"diffserv marking audit: {'PASS' if meta['passed'] else 'FAIL'}"
-    return _page("audit.html", title, meta["sources"], audit)
+    sources = [meta["before"], meta["after"]] if compare else meta["sources"]
+    view = "renderCompare" if compare else "renderAudit"
+    return _page("audit.html", title, sources, audit, view=view)
 
 
 def write_atomically(path: str, text: str) -> None:

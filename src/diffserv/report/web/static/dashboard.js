@@ -152,5 +152,18 @@
     table(section(root, "ecn", "ECN bleached (ECT in, Not-ECT out)"), "ecn", ["saddr", "daddr", "class", "ecn_in", "ecn_out", "packets", "bytes"], audit.ecn_bleached);
   }
 
-  window.DiffservCharts = { renderAll, renderAudit, VIEWS, fmt };
+  /* `diffserv audit --compare --html`: what a hop did to each flow's marks. */
+  function renderCompare(root, result) {
+    root.replaceChildren();
+    const m = result.meta, t = result.totals;
+    root.appendChild(el("p", { class: "meta", id: "verdict" }, (m.policy ? (m.passed ? "PASS" : "FAIL") : "compared") +
+      `: ${fmt(t.matched)} packets matched, ${fmt(t.dscp_changed)} re-marked, ${fmt(t.only_before)} seen only before, ${fmt(t.only_after)} only after`));
+    const rows = result.flows.filter((f) => f.changed || f.only_before.packets || f.only_after).map((f) => ({
+      flow: `${f.saddr}:${f.sport} > ${f.daddr}:${f.dport} (${f.protocol})`, classes: f.classes,
+      changes: f.transitions.map((x) => `${x.before}→${x.after} ×${x.packets}` + (x.prescribed === false ? " NOT PRESCRIBED" : "")).join("; "),
+      only_before: f.only_before.packets, only_after: f.only_after }));
+    table(section(root, "changed", "Flows the hop changed"), "changed", ["flow", "classes", "changes", "only_before", "only_after"], rows);
+  }
+
+  window.DiffservCharts = { renderAll, renderAudit, renderCompare, VIEWS, fmt };
 })();
