@@ -19,7 +19,7 @@ from diffserv.audit.expect import expected_marks
 from diffserv.audit.summary import JudgedFlows, Names, Tally
 from diffserv.audit.verdicts import PRIORITY_DSCPS, MarkTable, judge
 from diffserv.directions import INBOUND
-from diffserv.flows.schema import DIRECTION_INGRESS, FlowBatch
+from diffserv.flows.schema import FlowBatch
 from diffserv.policy.model import DEFAULT_CLASS, Policy
 
 
@@ -69,7 +69,9 @@ class Audit:
         if positions is not None:
             inbound = (np.asarray(positions).astype(np.int64) & INBOUND) != 0
         else:
-            inbound = c["direction"] == DIRECTION_INGRESS
+            # an exporter's "ingress" is where it saw the flow, not where the policy's
+            # marker sits: records are held to the marks the policy writes going out
+            inbound = np.zeros(batch.n, np.bool_)
         egress = c["dscp_out"] >= 0
         observed = np.where(egress, c["dscp_out"], c["dscp_in"]).astype(np.int16)
         arrived = np.where(egress, c["dscp_in"], -1).astype(np.int16)

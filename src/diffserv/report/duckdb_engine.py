@@ -218,9 +218,8 @@ class DuckDBEngine:
             f"class AS flow_class FROM raw WHERE {inside}) WHERE {selection.where}"
         )
         with self._query(sql, selection.functions) as renamed:
-            reader: Any = self._con.execute(renamed, list(selection.params)).to_arrow_reader(
-                batch_rows
-            )
+            relation = self._con.sql(renamed, params=list(selection.params))
+            reader: Any = relation.to_arrow_reader(batch_rows)
             yield from reader
 
     def close(self) -> None:
