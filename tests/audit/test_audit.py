@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from diffserv.capture import open_capture
 from diffserv.cli.main import main
 from support import synth
 from support.collecting import Collect, free_udp_port, run_diffserv
@@ -165,8 +166,6 @@ def traffic(names: list[str]) -> list[synth.Packet]:
 
 def marks_of(path: Path) -> list[tuple[bytes, int]]:
     """Every frame of a capture with the DSCP it carries (Ethernet + IPv4 only)."""
-    from diffserv.capture import open_capture
-
     out = []
     with open_capture(path) as reader:
         for batch in reader:
