@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from diffserv.audit import sources as audit_sources
 from diffserv.capture import open_capture
 from diffserv.cli.main import main
 from support import synth
@@ -476,3 +477,25 @@ def test_html_page_is_self_contained(scene: dict[str, Any], tmp_path: Path) -> N
     text = page.read_text()
     assert "diffserv marking audit: FAIL" in text
     assert "<script src=" not in text and "Plotly" in text and "renderAudit" in text
+
+
+def test_verdicts_do_not_depend_on_batch_size(
+    scene: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    recs = [
+        Rec(first_ns=T0 + i * S, saddr=f"10.1.0.{i % 7 + 1}", daddr="10.9.0.1", protocol=17,
+            sport=30000 + i % 5, dport=5004 if i % 3 else 443, ds=[0, 184, 72, 136][i % 4],
+            bytes=1000 + i % 4, packets=1 + i % 3)
+        for i in range(500)
+    ]  # fmt: skip
+    store = write_store(tmp_path / "store", recs)
+    runs = []
+    for rows, packets in ((262_144, 65_536), (7, 5), (64, 1)):
+        monkeypatch.setattr(audit_sources, "_RECORD_BATCH_ROWS", rows)
+        monkeypatch.setattr(audit_sources, "_CAPTURE_BATCH", packets)
+        _, records = audit_json(capsys, str(scene["policy"]), str(store), "--top", "3")
+        _, capture = audit_json(capsys, str(scene["policy"]), str(scene["sent"]), "--top", "3")
+        runs.append((records, capture))
+    assert runs[0] == runs[1] == runs[2]
+    assert runs[0][0]["verdicts"]["mismarked"]["flows"] > 0

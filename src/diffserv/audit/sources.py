@@ -26,7 +26,8 @@ from diffserv.errors import UsageError
 from diffserv.flows.schema import UNKNOWN, FlowBatch, make_batch
 from diffserv.policy.model import Policy
 
-_RECORD_BATCH_ROWS = 262_144
+_RECORD_BATCH_ROWS = 262_144  # records judged at a time (results never depend on it)
+_CAPTURE_BATCH = 65_536  # packets judged at a time (nor on this)
 
 
 def packet_flows(batch: PacketBatch, keep: Any) -> FlowBatch:
@@ -65,7 +66,9 @@ def _capture(audit: Audit, path: str, args: dict[str, Any], tally: dict[str, int
     from diffserv.capture import open_capture
 
     start, end = args["from_ns"], args["to_ns"]
-    with open_capture(path, interface=args["interface"], direction=args["direction"]) as reader:
+    with open_capture(
+        path, interface=args["interface"], direction=args["direction"], batch_size=_CAPTURE_BATCH
+    ) as reader:
         for batch in reader:
             c = batch.cols
             ip = (c.ip_version != NOT_IP) & ((c.flags & (FLAG_MALFORMED | FLAG_HEADER_CUT)) == 0)

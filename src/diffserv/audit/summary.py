@@ -187,7 +187,16 @@ class Tally:
         if self.packets:
             self._sum_flows(which, flows, rows)
             return
-        order = np.lexsort((-flows.packets[rows], -flows.bytes[rows]))[: self.top]
+        if rows.size > self.top:  # the rows with the top byte counts, ties included
+            sizes = flows.bytes[rows]
+            cut = np.partition(sizes, sizes.size - self.top)[sizes.size - self.top]
+            rows = rows[sizes >= cut]
+        order = np.lexsort((-flows.packets[rows], -flows.bytes[rows]))
+        if order.size > self.top:  # keep every row tied with the last one kept
+            last = order[self.top - 1]
+            key_b, key_p = flows.bytes[rows][last], flows.packets[rows][last]
+            ranked_b, ranked_p = flows.bytes[rows][order], flows.packets[rows][order]
+            order = order[(ranked_b > key_b) | ((ranked_b == key_b) & (ranked_p >= key_p))]
         picked = rows[order]
         saddrs = format_addresses(flows.saddr_hi[picked], flows.saddr_lo[picked])
         daddrs = format_addresses(flows.daddr_hi[picked], flows.daddr_lo[picked])
