@@ -499,3 +499,58 @@ def test_verdicts_do_not_depend_on_batch_size(
         runs.append((records, capture))
     assert runs[0] == runs[1] == runs[2]
     assert runs[0][0]["verdicts"]["mismarked"]["flows"] > 0
+
+
+PCP_POLICY = """\
+fmt_version 1.0
+
+action {
+	module ipgpc
+	name ipgpc.classify
+	class {
+		name tagged
+		next_action cos5
+	}
+	filter {
+		name tagged_8080
+		class tagged
+		dport 8080
+	}
+}
+
+action {
+	module dlcosmk
+	name cos5
+	params {
+		cos 5
+		next_action continue
+	}
+}
+"""
+
+
+def test_an_802_1p_priority_the_policy_does_not_set_is_mismarked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "cos.conf"
+    policy.write_text(PCP_POLICY)
+
+    def tagged(i: int, pcp: int) -> bytes:
+        packet = synth.ipv4("10.2.0.1", "10.9.0.1", synth.tcp(40000, 8080, bytes([i]) * 100,
+                            seq=1 + 200 * i), ident=i)  # fmt: skip
+        return synth.ethernet(packet, vlans=[synth.Vlan(vid=20, pcp=pcp)])
+
+    sent = tmp_path / "sent.pcap"
+    synth.write_pcap(sent, [tagged(i, 0) for i in range(10)])
+    marked = tmp_path / "marked.pcap"
+    assert main(["run", str(policy), str(sent), "-o", str(marked), "-q"]) == 0
+    status, audit = audit_json(capsys, str(policy), str(marked))
+    assert status == 0 and audit["verdicts"]["conforming"]["packets"] == 10
+    frames = [f for f, _ in marks_of(marked)]
+    frames[4] = tagged(4, 3)  # one frame left with priority 3
+    wrong = tmp_path / "wrong.pcap"
+    synth.write_pcap(wrong, frames)
+    status, audit = audit_json(capsys, str(policy), str(wrong))
+    assert status == 1 and audit["verdicts"]["mismarked"]["packets"] == 1
+    (flow,) = audit["mismarked"]
+    assert (flow["pcp"], flow["pcp_wrong"], flow["class"]) == (3, True, "tagged")

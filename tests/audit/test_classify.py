@@ -405,7 +405,7 @@ def _frame(flow: dict[str, Any]) -> bytes:
         6: lambda: synth.tcp(flow["sport"], flow["dport"]),
         17: lambda: synth.udp(flow["sport"], flow["dport"]),
         132: lambda: synth.sctp(flow["sport"], flow["dport"]),
-        1: lambda: synth.icmpv6() if v6 else synth.icmp(),
+        1: synth.icmp,  # protocol 1 in IPv6 too: the record says 1, so must the packet
     }[proto]()
     build = synth.ipv6 if v6 else synth.ipv4
     return synth.ethernet(

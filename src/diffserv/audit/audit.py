@@ -80,8 +80,9 @@ class Audit:
             if lacked and lacked not in self.missing[index]:
                 merged = {*filter(None, self.missing[index].split(", ")), *lacked.split(", ")}
                 self.missing[index] = ", ".join(sorted(merged))
+        pcp = c["pcp"].astype(np.int16)
         judged = judge(
-            self.table, got.class_index, blocked, arrived, observed, inbound, self.priority
+            self.table, got.class_index, blocked, arrived, observed, inbound, self.priority, pcp
         )
         self.tally.add(
             JudgedFlows(
@@ -105,6 +106,8 @@ class Audit:
                 verdict=judged.verdict,
                 allowed=judged.allowed,
                 egress=egress,
+                pcp=pcp,
+                pcp_wrong=judged.pcp_wrong,
             )
         )
 

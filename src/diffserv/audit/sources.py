@@ -30,6 +30,17 @@ _RECORD_BATCH_ROWS = 262_144  # records judged at a time (results never depend o
 _CAPTURE_BATCH = 65_536  # packets judged at a time (nor on this)
 
 
+def _pcp(batch: PacketBatch, rows: NDArray[np.intp]) -> NDArray[np.int16]:
+    """The 802.1Q priority of each of ``rows`` (the outer tag's), -1 untagged."""
+    at = batch.cols.vlan_off[rows]
+    tagged = at >= 0
+    out = np.full(rows.shape[0], -1, np.int16)
+    if tagged.any():
+        data = np.frombuffer(batch.buf, np.uint8)
+        out[tagged] = data[at[tagged]] >> 5
+    return out
+
+
 def packet_flows(batch: PacketBatch, keep: Any) -> FlowBatch:
     """The IP packets ``keep`` selects of ``batch``, as one-packet flow records."""
     c = batch.cols
@@ -56,6 +67,7 @@ def packet_flows(batch: PacketBatch, keep: Any) -> FlowBatch:
         "in_if": c.ifindex[rows].astype(np.int64),
         "out_if": c.ifindex[rows].astype(np.int64),
         "direction": unknown.astype(np.int8),
+        "pcp": _pcp(batch, rows),
         "uid": c.uid[rows].astype(np.int64),
         "projid": c.projid[rows].astype(np.int64),
     }

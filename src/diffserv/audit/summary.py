@@ -47,6 +47,8 @@ class JudgedFlows(NamedTuple):
     verdict: NDArray[np.int8]
     allowed: NDArray[np.uint64]
     egress: NDArray[np.bool_]  # the observed mark is the egress ToS (else the ToS)
+    pcp: NDArray[np.int16]  # 802.1p priority, -1 untagged or not exported
+    pcp_wrong: NDArray[np.bool_]  # mismarked (also) for its priority
 
 
 class Names(NamedTuple):
@@ -218,6 +220,8 @@ class Tally:
                 bool(flows.egress[row]),
                 int(flows.ecn_in[row]),
                 int(flows.ecn_out[row]),
+                int(flows.pcp[row]),
+                bool(flows.pcp_wrong[row]),
             )
             if len(kept) < self.top:
                 heapq.heappush(kept, entry)
@@ -329,7 +333,7 @@ class Tally:
 
     def _flow(self, entry: tuple[Any, ...]) -> dict[str, Any]:
         (nbytes, packets, neg_first, saddr, daddr, sport, dport, protocol, cls, flt, allowed,
-         observed, dscp_in, egress, ecn_in, ecn_out) = entry  # fmt: skip
+         observed, dscp_in, egress, ecn_in, ecn_out, pcp, pcp_wrong) = entry  # fmt: skip
         names = self.names
         return {
             "first_seen": iso_time(-neg_first),
@@ -347,6 +351,8 @@ class Tally:
             "mark_from": "egress ToS" if egress else "ToS",
             "ecn_in": ecn_label(ecn_in if ecn_in >= 0 else None),
             "ecn_out": ecn_label(ecn_out if ecn_out >= 0 else None),
+            "pcp": pcp if pcp >= 0 else None,
+            "pcp_wrong": bool(pcp_wrong),
             "packets": packets,
             "bytes": nbytes,
         }
@@ -407,6 +413,8 @@ def _fields(flows: JudgedFlows) -> list[NDArray[Any]]:
         flows.egress,
         flows.ecn_in,
         flows.ecn_out,
+        flows.pcp,
+        flows.pcp_wrong,
     ]
 
 
@@ -422,6 +430,8 @@ def _condense(flows: JudgedFlows) -> JudgedFlows:
         | (flows.ecn_in.astype(np.int64) + 1) << 45
         | (flows.ecn_out.astype(np.int64) + 1) << 48
         | (flows.observed.astype(np.int64) + 1) << 51
+        | (flows.pcp.astype(np.int64) + 1) << 58
+        | flows.pcp_wrong.astype(np.int64) << 62
     )
     judged = (
         (flows.class_index.astype(np.int64) + 1) << 32

@@ -58,6 +58,7 @@ class MarkTable(NamedTuple):
     allowed: NDArray[np.uint64]  # shape (2, classes, 65)
     marking: NDArray[np.bool_]  # per class: whether any path re-marks the DSCP
     default_class: int
+    pcps: NDArray[np.int64]  # shape (2, classes): the 802.1p priorities allowed (bits 0-7)
 
     @classmethod
     def of(cls, marks: Sequence[ClassMarks], default_class: int) -> MarkTable:
@@ -71,12 +72,19 @@ class MarkTable(NamedTuple):
                     union |= bits
                 allowed[int(inbound), index, UNKNOWN_INPUT] = np.uint64(union)
         marking = np.array([mark.marks() for mark in marks], np.bool_)
-        return cls(allowed, marking, default_class)
+        pcps = np.zeros((2, len(marks)), np.int64)
+        for inbound in (False, True):
+            for index, mark in enumerate(marks):
+                for pcp_in in range(8):  # a frame's priority before the marker: unknown
+                    for pcp in mark.allowed_pcps(pcp_in, inbound=inbound) or ():
+                        pcps[int(inbound), index] |= 1 << pcp
+        return cls(allowed, marking, default_class, pcps)
 
 
 class Judged(NamedTuple):
     verdict: NDArray[np.int8]
     allowed: NDArray[np.uint64]  # the allowed set each flow was held to (0 if none)
+    pcp_wrong: NDArray[np.bool_]  # the 802.1p priority is one the class cannot leave with
 
 
 def judge(  # noqa: PLR0917 (the columns of one batch of flows)
@@ -87,13 +95,16 @@ def judge(  # noqa: PLR0917 (the columns of one batch of flows)
     observed: NDArray[np.int16],
     inbound: NDArray[np.bool_],
     priority: frozenset[int] = PRIORITY_DSCPS,
+    pcp: NDArray[np.int16] | None = None,
 ) -> Judged:
     """The verdict of every flow.
 
     ``class_index``: each flow's class (any value where ``blocked``); ``dscp_in``: the
     DSCP it arrived with, -1 when the source cannot tell (then the class's marks from
     any arrival are allowed); ``observed``: the DSCP it carries, -1 when not exported;
-    ``inbound``: the policy sees the flow inbound, where markers leave packets alone.
+    ``inbound``: the policy sees the flow inbound, where markers leave packets alone;
+    ``pcp``: the 802.1p priority a tagged frame carries, -1 untagged or not exported
+    (a wrong one makes the flow mismarked too).
     """
     n = class_index.shape[0]
     verdict = np.full(n, CONFORMING, np.int8)
@@ -107,7 +118,12 @@ def judge(  # noqa: PLR0917 (the columns of one batch of flows)
     seen = np.clip(observed, 0, 63).astype(np.uint64)
     fits = ((allowed >> seen) & np.uint64(1)).astype(np.bool_)
     known = observed >= 0
-    verdict[known & ~fits] = MISMARKED
+    pcp_wrong = np.zeros(n, np.bool_)
+    if pcp is not None and n and table.pcps.size:
+        tagged = (pcp >= 0) & (pcp < 8)
+        mask = table.pcps[plane, classes]
+        pcp_wrong = tagged & (((mask >> np.clip(pcp, 0, 7).astype(np.int64)) & 1) == 0)
+    verdict[known & (~fits | pcp_wrong)] = MISMARKED
     if table.allowed.size:
         priority_bits = np.uint64(_bits(priority))
         unmarked = ~table.marking[classes] | inbound
@@ -121,7 +137,7 @@ def judge(  # noqa: PLR0917 (the columns of one batch of flows)
     verdict[~known] = NO_MARK
     verdict[blocked] = NOT_EVALUABLE
     allowed = np.where(blocked | ~known, np.uint64(0), allowed)
-    return Judged(verdict, allowed)
+    return Judged(verdict, allowed, pcp_wrong & (verdict == MISMARKED))
 
 
 ALL_DSCPS: Final = 2**64 - 1
