@@ -58,9 +58,16 @@ def _high_water_kib(pid: int) -> int:
 
 
 def timed(
-    cmd: list[str], *, quiet_stderr: bool = False, then: Callable[[], None] | None = None
+    cmd: list[str],
+    *,
+    quiet_stderr: bool = False,
+    then: Callable[[], None] | None = None,
+    ok: tuple[int, ...] = (0,),
 ) -> Measurement:
     """Run ``cmd`` (stdout discarded) and measure it; a failure ends the benchmark.
+
+    ``ok``: the exit statuses that are answers, not failures (an audit that finds
+    something mismarked exits 1).
 
     Peak RSS is the child's VmHWM, sampled until it exits: ``ru_maxrss`` would carry
     this (benchmark) process's own high-water mark into the child across fork and exec,
@@ -93,7 +100,7 @@ def timed(
         then()
     elapsed = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
-    if code != 0:
+    if code not in ok:
         raise SystemExit(f"{' '.join(cmd)}: failed with status {code}")
     return Measurement(elapsed, usage.ru_utime + usage.ru_stime, peak[0] or int(usage.ru_maxrss))
 
@@ -132,6 +139,7 @@ def alternate(
     before: Callable[[], None] | None = None,
     then: Callable[[], None] | None = None,
     quiet_stderr: bool = False,
+    ok: tuple[int, ...] = (0,),
 ) -> list[Runs]:
     """Run each command once per round, in turn, so a slow spell hits every one alike."""
     measured: list[list[Measurement]] = [[] for _ in commands]
@@ -139,7 +147,7 @@ def alternate(
         for i, (_label, cmd) in enumerate(commands):
             if before is not None:
                 before()
-            measured[i].append(timed(cmd, then=then, quiet_stderr=quiet_stderr))
+            measured[i].append(timed(cmd, then=then, quiet_stderr=quiet_stderr, ok=ok))
     return [Runs(label, tuple(runs)) for (label, _), runs in zip(commands, measured, strict=True)]
 
 

@@ -40,13 +40,13 @@ def _flow(row: dict[str, Any]) -> str:
 def render_audit(audit: dict[str, Any], console: Console) -> None:
     """The audit as a headline and tables (only the tables that have rows)."""
     meta, verdicts = audit["meta"], audit["verdicts"]
+    unit = "packets" if meta["captures"] else "flows"  # a capture is judged per packet
     counted = ", ".join(
-        f"{_n(verdicts[name]['flows'])} {name}" for name in VERDICTS if verdicts[name]["flows"]
+        f"{_n(verdicts[name][unit])} {name}" for name in VERDICTS if verdicts[name][unit]
     )
-    unit = "packets" if meta["captures"] and not meta["record_sources"] else "flows"
     console.print(
-        f"{'PASS' if meta['passed'] else 'FAIL'}: {counted or 'nothing to judge'} ({unit}; "
-        f"policy {meta['policy']})"
+        f"{'PASS' if meta['passed'] else 'FAIL'}: {counted or 'nothing to judge'} "
+        f"({'packets' if meta['captures'] else 'flow records'}; policy {meta['policy']})"
     )
     judged = meta["judged_on"]
     if judged["egress_tos"]:
@@ -55,10 +55,10 @@ def render_audit(audit: dict[str, Any], console: Console) -> None:
         )
     _table(
         console,
-        "Per class (flows)",
+        f"Per class ({unit})",
         ["class", "expected", *VERDICTS],
         [
-            [c["class"], c["expected"], *(_n(c[name]["flows"]) for name in VERDICTS)]
+            [c["class"], c["expected"], *(_n(c[name][unit]) for name in VERDICTS)]
             for c in audit["classes"]
         ],
     )

@@ -22,6 +22,10 @@ from diffserv.report.choices import FILTER_KEYS
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "audit",
+        usage=(
+            "diffserv audit POLICY SOURCE... [options]\n"
+            "       diffserv audit --compare BEFORE AFTER [POLICY] [options]"
+        ),
         help="check observed DSCP marks against a policy (captures, records, a flow store)",
         description=(
             "Classify every flow (every packet of a capture) with POLICY's filters and "
@@ -31,7 +35,9 @@ def register(subparsers: Any) -> None:
             "side of a hop, and POLICY is optional."
         ),
     )
-    parser.add_argument("args", nargs="+", metavar="POLICY SOURCE", help="the policy, then sources")
+    parser.add_argument(
+        "args", nargs="+", metavar="FILE", help="POLICY SOURCE... (or BEFORE AFTER [POLICY])"
+    )
     parser.add_argument(
         "--compare",
         action="store_true",
