@@ -20,6 +20,7 @@ from diffserv.audit import sources as audit_sources
 from diffserv.capture import open_capture
 from diffserv.cli.main import main
 from support import synth
+from support.browser import browser, keep, wait_for
 from support.collecting import Collect, free_udp_port, run_diffserv
 from support.report_data import T0, Rec, S, write_store
 from support.tools import require_tool
@@ -554,3 +555,33 @@ def test_an_802_1p_priority_the_policy_does_not_set_is_mismarked(
     assert status == 1 and audit["verdicts"]["mismarked"]["packets"] == 1
     (flow,) = audit["mismarked"]
     assert (flow["pcp"], flow["pcp_wrong"], flow["class"]) == (3, True, "tagged")
+
+
+def test_html_page_renders_in_chromium(scene: dict[str, Any], tmp_path: Path) -> None:
+    page = tmp_path / "audit.html"
+    assert main(["audit", str(scene["policy"]), str(scene["sent"]), "--html", str(page)]) == 1
+    driver = browser()
+    try:
+        driver.get(page.as_uri())
+        bars = wait_for(
+            driver,
+            "const d = document.getElementById('chart-classes');"
+            "return d && d.data ? d.data.map((t) => [t.name, t.x, t.y]) : null;",
+        )
+        mismarked = {name: dict(zip(x, y, strict=True)) for name, x, y in bars}["mismarked"]
+        assert mismarked["voice"] > 0 and mismarked["junk"] > 0
+        verdict = driver.find_element("id", "verdict").text
+        assert verdict.startswith("FAIL: 1 conforming, 4 mismarked")  # flows of the capture
+        rows = driver.execute_script(
+            "return [...document.querySelectorAll('#table-confusion tr')].slice(1)"
+            ".map((tr) => [...tr.children].map((td) => td.textContent))"
+        )
+        assert {tuple(r[:3]) for r in rows} == {
+            ("voice", "EF", "DF"),
+            ("web", "AF41", "DF"),
+            ("bulk", "AF11, AF12, AF13", "DF"),
+            ("junk", "", "DF"),
+        }
+        keep(driver, tmp_path / "audit.png")
+    finally:
+        driver.quit()

@@ -61,22 +61,19 @@ class Names(NamedTuple):
     expected: Sequence[str]  # class index -> what the policy allows, in words
 
 
+def _mix(columns: Sequence[NDArray[Any]]) -> NDArray[np.uint64]:
+    """A 64-bit mix of each row's values (a sort key; equal rows mix equal)."""
+    mixed = np.full(columns[0].shape[0], np.uint64(0x9E3779B97F4A7C15), np.uint64)
+    with np.errstate(over="ignore"):
+        for column in columns:
+            mixed = (mixed ^ column.astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            mixed ^= mixed >> np.uint64(29)
+    return mixed
+
+
 def _flow_hash(flows: JudgedFlows) -> NDArray[np.uint64]:
     """A 64-bit key of each row's 5-tuple (a capture's packets: which flow each is of)."""
-    h = np.full(flows.verdict.shape[0], np.uint64(0x9E3779B97F4A7C15), np.uint64)
-    with np.errstate(over="ignore"):
-        for part in (
-            flows.saddr_hi,
-            flows.saddr_lo,
-            flows.daddr_hi,
-            flows.daddr_lo,
-            flows.sport,
-            flows.dport,
-            flows.protocol,
-        ):
-            h = (h ^ part.astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(31)
-    return h
+    return _mix(_fields(flows)[:7])
 
 
 class Tally:
@@ -373,11 +370,7 @@ def _groups(columns: list[NDArray[Any]]) -> tuple[NDArray[np.intp], NDArray[np.i
     n = columns[0].shape[0]
     if n == 0:
         return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    mixed = np.full(n, np.uint64(0x9E3779B97F4A7C15), np.uint64)
-    with np.errstate(over="ignore"):
-        for column in columns:
-            mixed = (mixed ^ column.astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
-            mixed ^= mixed >> np.uint64(29)
+    mixed = _mix(columns)
     order = np.argsort(mixed, kind="stable")
     ordered = mixed[order]
     change = np.ones(n, np.bool_)

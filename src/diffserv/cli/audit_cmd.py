@@ -14,9 +14,9 @@ from typing import Any
 
 from diffserv.cli.arguments import whole_number
 from diffserv.cli.position import set_position
+from diffserv.cli.report_cmd import add_record_options
 from diffserv.directions import BY_OPTION
 from diffserv.errors import UsageError
-from diffserv.report.choices import FILTER_KEYS
 
 
 def register(subparsers: Any) -> None:
@@ -43,17 +43,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="BEFORE AFTER [POLICY]: match the packets of two captures and report re-marking",
     )
-    parser.add_argument(
-        "--from", dest="start", metavar="T", help="first time (ISO 8601 UTC, epoch s, -2h)"
-    )
-    parser.add_argument("--to", dest="end", metavar="T", help="end time, not included")
-    parser.add_argument(
-        "--filter",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"only matching records (as diffserv report). Keys: {FILTER_KEYS}",
-    )
+    add_record_options(parser)
     parser.add_argument(
         "--direction",
         choices=sorted(BY_OPTION),

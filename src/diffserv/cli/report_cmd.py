@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from diffserv.report.queries import Engine, Report, ReportRequest
 
 
-def add_selection_options(parser: argparse.ArgumentParser) -> None:
-    """The options every report command shares: what to read and how to key it."""
+def add_record_options(parser: argparse.ArgumentParser) -> None:
+    """Which flow records to read: the time range and ``--filter`` (reports, the audit)."""
     parser.add_argument(
         "--from", dest="start", metavar="T", help="first time (ISO 8601 UTC, epoch s, -2h)"
     )
@@ -28,6 +28,11 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help=f"only matching records (repeatable; a key twice = either value). Keys: {FILTER_KEYS}",
     )
+
+
+def add_selection_options(parser: argparse.ArgumentParser) -> None:
+    """The options every report command shares: what to read and how to key it."""
+    add_record_options(parser)
     parser.add_argument(
         "--groups", metavar="FILE", help="DSCP groups (`Voice = EF, CS5` lines; default RFC 4594)"
     )

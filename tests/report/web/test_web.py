@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,17 +11,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 from diffserv.flows.store_write import StoreWriter
+from support.browser import browser, keep, wait_for
 from support.flow_batches import T0, simple_batch
-from support.tools import unavailable
 
 ROOT = Path(__file__).resolve().parents[3]
 # 10 flows: 4 EF, 6 DF, bytes known
@@ -125,33 +121,6 @@ def test_html_report_is_self_contained_and_carries_the_numbers(
     assert not re.search(r"<(script|link)[^>]+(src|href)=[\"']?https?://", text)
     assert f'"bytes": {store[1][46]}' in text
     assert not list(html_file.parent.glob(".diffserv-*"))
-
-
-def browser() -> Any:
-    if not (shutil.which("chromium") and os.path.exists("/usr/bin/chromedriver")):
-        unavailable("chromium and chromedriver are required (make system-tools)")
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--window-size=1400,1800"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-
-
-def keep(driver: Any, path: Path) -> None:
-    driver.save_screenshot(str(path))
-    artifacts = os.environ.get("DIFFSERV_ARTIFACTS")
-    if artifacts:
-        os.makedirs(artifacts, exist_ok=True)
-        shutil.copy(path, artifacts)
-
-
-def wait_for(driver: Any, script: str, timeout: float = 15) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"never true: {script}")
 
 
 DONUT = (
