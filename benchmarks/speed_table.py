@@ -25,6 +25,7 @@ ORDER = (
     "bench_meter",
     "bench_collect",
     "bench_report",
+    "bench_audit",
 )
 
 
