@@ -585,3 +585,34 @@ def test_html_page_renders_in_chromium(scene: dict[str, Any], tmp_path: Path) ->
         keep(driver, tmp_path / "audit.png")
     finally:
         driver.quit()
+
+
+def test_compare_judges_the_hop_s_802_1p_priorities(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "cos.conf"
+    policy.write_text(PCP_POLICY)
+
+    def tagged(i: int, pcp: int) -> bytes:
+        packet = synth.ipv4("10.2.0.1", "10.9.0.1", synth.tcp(40000, 8080, bytes([i]) * 100,
+                            seq=1 + 200 * i), ident=i)  # fmt: skip
+        return synth.ethernet(packet, vlans=[synth.Vlan(vid=20, pcp=pcp)])
+
+    sent = tmp_path / "sent.pcap"
+    synth.write_pcap(sent, [tagged(i, 0) for i in range(10)])
+    marked = tmp_path / "marked.pcap"
+    assert main(["run", str(policy), str(sent), "-o", str(marked), "-q"]) == 0
+    assert main(["audit", "--compare", str(sent), str(marked), str(policy), "--json"]) == 0
+    (flow,) = json.loads(capsys.readouterr().out)["flows"]
+    assert flow["pcp"] == [{"before": 0, "after": 5, "packets": 10, "prescribed": True}]
+    frames = [f for f, _ in marks_of(marked)]
+    frames[6] = tagged(6, 2)  # the hop gave one frame priority 2
+    wrong = tmp_path / "wrong.pcap"
+    synth.write_pcap(wrong, frames)
+    assert main(["audit", "--compare", str(sent), str(wrong), str(policy), "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    (flow,) = result["flows"]
+    assert {(p["after"], p["prescribed"]): p["packets"] for p in flow["pcp"]} == {
+        (5, True): 9, (2, False): 1
+    }  # fmt: skip
+    assert result["meta"]["not_prescribed_packets"] == 1

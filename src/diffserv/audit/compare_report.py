@@ -85,6 +85,17 @@ class _Judge:
             flt = int(got.filter_index[j])
             self.of[key] = (name, classifier.filters[flt].name if flt >= 0 else None, marks[name])
 
+    def pcps(self, index: int, flow: FlowChange, before: int) -> frozenset[int] | None:
+        """The 802.1p priorities a frame of the flow tagged ``before`` may leave with
+        (over the classes of its arrival DSCPs); None when no class is known."""
+        marks = [self.of[(index, d)][2] for d in sorted(flow.dscp_before)]
+        known = [m for m in marks if m is not None]
+        if not known:
+            return None
+        return frozenset().union(
+            *(m.allowed_pcps(before, inbound=self.inbound) or frozenset() for m in known)
+        )
+
 
 def compare_result(
     comparison: Comparison, policy: Policy | None, *, position: int | None, policy_name: str
@@ -124,6 +135,14 @@ def compare_result(
             may_drop = any(m is not None and m.can_drop() for _, _, m in verdicts)
             dropped["prescribed"] = may_drop
             problems += 0 if may_drop else flow.only_before
+        pcps: list[dict[str, Any]] = []
+        for (before, after), packets in sorted((flow.pcp_transitions or {}).items()):
+            pcp: dict[str, Any] = {"before": before, "after": after, "packets": packets}
+            if judge is not None:
+                priorities = judge.pcps(index, flow, before)
+                pcp["prescribed"] = None if priorities is None else after in priorities
+                problems += packets if pcp["prescribed"] is False else 0
+            pcps.append(pcp)
         out.append(
             {
                 **key,
@@ -136,10 +155,7 @@ def compare_result(
                 "only_before": dropped,
                 "only_after": flow.only_after,
                 "transitions": transitions,
-                "pcp": [
-                    {"before": b, "after": a, "packets": n}
-                    for (b, a), n in sorted((flow.pcp_transitions or {}).items())
-                ],
+                "pcp": pcps,
                 "ecn": [
                     {
                         "before": ecn_label(b),
