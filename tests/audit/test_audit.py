@@ -530,16 +530,18 @@ action {
 """
 
 
+def tagged(i: int, pcp: int) -> bytes:
+    """Packet ``i`` of the one tagged flow PCP_POLICY gives priority 5, tagged ``pcp``."""
+    packet = synth.ipv4("10.2.0.1", "10.9.0.1", synth.tcp(40000, 8080, bytes([i]) * 100,
+                        seq=1 + 200 * i), ident=i)  # fmt: skip
+    return synth.ethernet(packet, vlans=[synth.Vlan(vid=20, pcp=pcp)])
+
+
 def test_an_802_1p_priority_the_policy_does_not_set_is_mismarked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     policy = tmp_path / "cos.conf"
     policy.write_text(PCP_POLICY)
-
-    def tagged(i: int, pcp: int) -> bytes:
-        packet = synth.ipv4("10.2.0.1", "10.9.0.1", synth.tcp(40000, 8080, bytes([i]) * 100,
-                            seq=1 + 200 * i), ident=i)  # fmt: skip
-        return synth.ethernet(packet, vlans=[synth.Vlan(vid=20, pcp=pcp)])
 
     sent = tmp_path / "sent.pcap"
     synth.write_pcap(sent, [tagged(i, 0) for i in range(10)])
@@ -592,11 +594,6 @@ def test_compare_judges_the_hop_s_802_1p_priorities(
 ) -> None:
     policy = tmp_path / "cos.conf"
     policy.write_text(PCP_POLICY)
-
-    def tagged(i: int, pcp: int) -> bytes:
-        packet = synth.ipv4("10.2.0.1", "10.9.0.1", synth.tcp(40000, 8080, bytes([i]) * 100,
-                            seq=1 + 200 * i), ident=i)  # fmt: skip
-        return synth.ethernet(packet, vlans=[synth.Vlan(vid=20, pcp=pcp)])
 
     sent = tmp_path / "sent.pcap"
     synth.write_pcap(sent, [tagged(i, 0) for i in range(10)])

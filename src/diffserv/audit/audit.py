@@ -8,7 +8,6 @@ unknown: a capture is one point of the path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -110,10 +109,6 @@ class Audit:
                 pcp_wrong=judged.pcp_wrong,
             )
         )
-
-    def add_all(self, batches: Iterable[FlowBatch]) -> None:
-        for batch in batches:
-            self.add(batch)
 
     def result(self, meta: dict[str, Any]) -> dict[str, Any]:
         """The audit as JSON-ready data (the keys docs/audit.md lists)."""

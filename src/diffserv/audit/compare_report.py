@@ -11,25 +11,20 @@ when a packet of a class the policy always drops came through.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import msgspec
 import numpy as np
+import pyarrow as pa
 
 from diffserv.audit.classify import RecordClassifier
 from diffserv.audit.compare import Comparison, FlowChange
 from diffserv.audit.expect import ClassMarks, expected_marks
 from diffserv.directions import DEFAULT, INBOUND
 from diffserv.flows.schema import UNKNOWN, FlowBatch, make_batch
+from diffserv.flows.store_arrow import addresses_from_text
 from diffserv.policy.model import Policy
 from diffserv.report.names import dscp_label, ecn_label, protocol_name
-
-
-def _halves(text: str) -> tuple[int, int]:
-    address = ipaddress.ip_address(text)
-    value = int(address) | (0xFFFF << 32) if address.version == 4 else int(address)
-    return value >> 64, value & (2**64 - 1)
 
 
 def _arrivals(flows: list[FlowChange]) -> tuple[FlowBatch, list[tuple[int, int]]]:
@@ -39,8 +34,8 @@ def _arrivals(flows: list[FlowChange]) -> tuple[FlowBatch, list[tuple[int, int]]
         marks = {before for before, _ in flow.transitions} | set(flow.dscp_before)
         rows.extend((index, dscp) for dscp in sorted(marks))
     keys = [flows[i].key for i, _ in rows]
-    s = [_halves(k.saddr) for k in keys]
-    d = [_halves(k.daddr) for k in keys]
+    saddr_hi, saddr_lo = addresses_from_text(pa.array([k.saddr for k in keys], pa.string()))
+    daddr_hi, daddr_lo = addresses_from_text(pa.array([k.daddr for k in keys], pa.string()))
 
     def column(values: list[int], dtype: Any) -> Any:
         return np.array(values, dtype=dtype)
@@ -52,10 +47,10 @@ def _arrivals(flows: list[FlowChange]) -> tuple[FlowBatch, list[tuple[int, int]]
         "packets": column([1] * len(rows), np.uint64),
         "bytes": column([0] * len(rows), np.uint64),
         "ip_version": column([k.ip_version for k in keys], np.uint8),
-        "saddr_hi": column([h for h, _ in s], np.uint64),
-        "saddr_lo": column([lo for _, lo in s], np.uint64),
-        "daddr_hi": column([h for h, _ in d], np.uint64),
-        "daddr_lo": column([lo for _, lo in d], np.uint64),
+        "saddr_hi": saddr_hi,
+        "saddr_lo": saddr_lo,
+        "daddr_hi": daddr_hi,
+        "daddr_lo": daddr_lo,
         "sport": column([k.sport for k in keys], np.uint16),
         "dport": column([k.dport for k in keys], np.uint16),
         "protocol": column([k.protocol for k in keys], np.uint8),

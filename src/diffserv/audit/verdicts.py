@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from diffserv.audit.expect import ClassMarks
+from diffserv.report.names import dscp_label
 
 CONFORMING: Final = 0
 MISMARKED: Final = 1
@@ -151,7 +152,5 @@ def dscps_of(bits: int) -> list[int]:
 def allowed_labels(bits: int) -> list[str]:
     """The names of an allowed set: ["any"] for all 64 (a class the policy leaves
     unmarked, arrival mark unknown), [] for none (a class the policy drops)."""
-    from diffserv.report.names import dscp_label  # noqa: PLC0415 (names load /etc files)
-
     bits &= ALL_DSCPS
     return ["any"] if bits == ALL_DSCPS else [dscp_label(d) for d in dscps_of(bits)]
