@@ -324,3 +324,15 @@ def dlcosmk_rows(
 # rows of flags (uint8) truncated, header-cut and length-from-frame (not malformed)
 def dscp_transitions(cols: PacketColumns, counts: NDArray[Any], /) -> None: ...
 def packet_conditions(flags: NDArray[Any], counts: NDArray[Any], /) -> None: ...
+
+# --- grouping and text (grouping.c, address_text.c)
+
+# group_rows: ids[i] = the group of row i by the (k, n) 8-byte key columns; returns the first
+# row of each group (group order = order of first rows) as native int64 bytes
+def group_rows(columns: NDArray[Any], ids: NDArray[Any], /) -> bytes: ...
+
+# parse_addresses: address text (an Arrow string column's offsets and data) to hi/lo words,
+# IPv4 v4-mapped; returns the first row that is not an address, or -1
+def parse_addresses(
+    offsets: NDArray[Any], data: Any, hi: NDArray[Any], lo: NDArray[Any], /
+) -> int: ...

@@ -5,16 +5,17 @@ engine, so ``--from``, ``--to`` and every ``--filter`` of ``diffserv report`` se
 them the same way, as bound SQL parameters; they arrive in Arrow batches of the
 store's columns and are judged a batch at a time (memory follows the batch).
 
-A capture is judged packet by packet, each packet a one-packet "flow" at its exact
-callout position (pcapng flags, a cooked header, ``--direction``; else LOCAL_OUT, as
-``diffserv run`` takes it). ``--from``/``--to`` select its packets by time stamp;
-``--filter`` is for flow records and is refused for a capture.
+A capture is judged packet by packet, each packet at its exact callout position (pcapng
+flags, a cooked header, ``--direction``; else LOCAL_OUT, as ``diffserv run`` takes it);
+packets the policy cannot tell apart are judged together (:func:`group_flows`).
+``--from``/``--to`` select its packets by time stamp; ``--filter`` is for flow records
+and is refused for a capture.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,33 +24,46 @@ from diffserv.audit.audit import Audit
 from diffserv.audit.verdicts import PRIORITY_DSCPS
 from diffserv.columns import FLAG_HEADER_CUT, FLAG_MALFORMED, NOT_IP, PacketBatch
 from diffserv.errors import UsageError
-from diffserv.flows.schema import UNKNOWN, FlowBatch, make_batch
+from diffserv.flows.schema import FlowBatch, make_batch
 from diffserv.policy.model import Policy
+from diffserv.rowgroups import group_rows
 
 _RECORD_BATCH_ROWS = 262_144  # records judged at a time (results never depend on it)
+# The store columns the classifier and the verdicts read (the others stay unread: an
+# audit of millions of records spends its time turning columns into arrays).
+RECORD_COLUMNS: Final = (
+    "first_seen", "last_seen", "ip_version", "saddr", "daddr", "sport", "dport", "protocol",
+    "in_if", "out_if", "direction", "ds_in", "dscp_in", "prec_in", "ecn_in", "dscp_out",
+    "ecn_out", "pcp", "packets", "bytes", "uid", "projid",
+)  # fmt: skip
 _CAPTURE_BATCH = 65_536  # packets judged at a time (nor on this)
 
 
-def _pcp(batch: PacketBatch, rows: NDArray[np.intp]) -> NDArray[np.int16]:
+def _pcp(batch: PacketBatch, rows: Any) -> NDArray[np.int16]:
     """The 802.1Q priority of each of ``rows`` (the outer tag's), -1 untagged."""
     at = batch.cols.vlan_off[rows]
     tagged = at >= 0
-    out = np.full(rows.shape[0], -1, np.int16)
+    out = np.full(at.shape[0], -1, np.int16)
     if tagged.any():
         data = np.frombuffer(batch.buf, np.uint8)
         out[tagged] = data[at[tagged]] >> 5
     return out
 
 
-def packet_flows(batch: PacketBatch, keep: Any) -> FlowBatch:
-    """The IP packets ``keep`` selects of ``batch``, as one-packet flow records."""
+_Flows = tuple[dict[str, NDArray[Any]], NDArray[Any]]  # flow columns, callout positions
+
+
+def packet_flows(batch: PacketBatch, keep: Any) -> _Flows:
+    """The IP packets ``keep`` selects of ``batch`` as one-packet flows (the columns
+    :func:`group_flows` groups by and sums), and each packet's callout position."""
     c = batch.cols
-    rows = np.flatnonzero(keep)
-    ds = c.ds_byte[rows].astype(np.int16)
-    unknown = np.full(rows.shape[0], UNKNOWN, np.int64)
-    given: dict[str, NDArray[Any]] = {
+    rows = slice(None) if keep.all() else np.flatnonzero(keep)
+    n = int(np.count_nonzero(keep))
+    flows: dict[str, NDArray[Any]] = {
         "first_ns": c.ts_ns[rows],
         "last_ns": c.ts_ns[rows],
+        "packets": np.ones(n, np.int64),
+        "bytes": c.ip_len[rows],
         "ip_version": c.ip_version[rows],
         "saddr_hi": c.saddr_hi[rows],
         "saddr_lo": c.saddr_lo[rows],
@@ -58,26 +72,85 @@ def packet_flows(batch: PacketBatch, keep: Any) -> FlowBatch:
         "sport": c.sport[rows],
         "dport": c.dport[rows],
         "protocol": c.protocol[rows],
+        "ds_in": c.ds_byte[rows],
+        "in_if": c.ifindex[rows],
+        "pcp": _pcp(batch, rows),
+        "uid": c.uid[rows],
+        "projid": c.projid[rows],
+    }
+    return flows, c.direction[rows]
+
+
+def group_flows(parts: Sequence[_Flows]) -> _Flows:
+    """Flows (with their callout positions) equal in every field a filter can test summed
+    into one each: packets and bytes added, the first and last time kept.
+
+    Such flows get the same class and the same verdict, so a capture's many packets of a
+    flow are judged once.
+    """
+    if len(parts) == 1:
+        flows, positions = parts[0]
+    else:
+        flows = {name: np.concatenate([part[name] for part, _ in parts]) for name in parts[0][0]}
+        positions = np.concatenate([where for _, where in parts])
+    u64 = np.uint64
+    tuple_word = (
+        flows["sport"].astype(u64)
+        | flows["dport"].astype(u64) << u64(16)
+        | flows["protocol"].astype(u64) << u64(32)
+        | flows["ip_version"].astype(u64) << u64(40)
+        | flows["ds_in"].astype(u64) << u64(48)
+        | positions.astype(u64) << u64(56)
+    )
+    where_word = flows["in_if"].astype(np.uint32).astype(u64) | (
+        (flows["pcp"] + 1).astype(u64) << u64(32)
+    )
+    who_word = flows["uid"].astype(np.uint32).astype(u64) | (
+        flows["projid"].astype(np.uint32).astype(u64) << u64(32)
+    )
+    groups = group_rows(
+        [flows["saddr_hi"], flows["saddr_lo"], flows["daddr_hi"], flows["daddr_lo"],
+         tuple_word, where_word, who_word]
+    )  # fmt: skip
+    given = {name: column[groups.firsts] for name, column in flows.items()}
+    given["first_ns"] = groups.minima(flows["first_ns"])
+    given["last_ns"] = groups.maxima(flows["last_ns"])
+    given["packets"] = groups.sums(flows["packets"])
+    given["bytes"] = groups.sums(flows["bytes"])
+    return given, positions[groups.firsts]
+
+
+def _flow_batch(flows: dict[str, NDArray[Any]]) -> FlowBatch:
+    """Grouped packets as flowacct-like records (the DS byte is the arrival mark)."""
+    ds = flows["ds_in"].astype(np.int16)
+    given = {
+        **flows,
         "ds_in": ds,
         "dscp_in": ds >> 2,
         "ecn_in": ds & 3,
         "prec_in": ds >> 5,
-        "packets": np.ones(rows.shape[0], np.uint64),
-        "bytes": c.ip_len[rows].astype(np.uint64),
-        "in_if": c.ifindex[rows].astype(np.int64),
-        "out_if": c.ifindex[rows].astype(np.int64),
-        "direction": unknown.astype(np.int8),
-        "pcp": _pcp(batch, rows),
-        "uid": c.uid[rows].astype(np.int64),
-        "projid": c.projid[rows].astype(np.int64),
+        "out_if": flows["in_if"],
     }
-    return make_batch("flowacct", "", 0, int(rows.shape[0]), given)
+    return make_batch("flowacct", "", 0, int(ds.shape[0]), given)
 
 
 def _capture(audit: Audit, path: str, args: dict[str, Any], tally: dict[str, int]) -> None:
+    """Judge a capture's packets, grouped (:func:`group_flows`) within each batch and
+    again over batches until _CAPTURE_BATCH groups wait: each group is judged once."""
     from diffserv.capture import open_capture
 
     start, end = args["from_ns"], args["to_ns"]
+    pending: list[_Flows] = []
+    waiting = 0
+
+    def judge_pending() -> None:
+        nonlocal waiting
+        if pending:
+            flows, positions = group_flows(pending)
+            audit.add(_flow_batch(flows), positions=positions, packets=True)
+        pending.clear()
+        waiting = 0
+
     with open_capture(
         path, interface=args["interface"], direction=args["direction"], batch_size=_CAPTURE_BATCH
     ) as reader:
@@ -93,9 +166,13 @@ def _capture(audit: Audit, path: str, args: dict[str, Any], tally: dict[str, int
             if not keep.any():
                 continue
             audit.classifier.use_interfaces(dict(enumerate(batch.interfaces)))
-            rows = np.flatnonzero(keep)
-            audit.add(packet_flows(batch, keep), positions=c.direction[rows], packets=True)
-            tally["packets"] += int(rows.shape[0])
+            grouped = group_flows([packet_flows(batch, keep)])
+            pending.append(grouped)
+            waiting += int(grouped[1].shape[0])
+            tally["packets"] += int(np.count_nonzero(keep))
+            if waiting >= _CAPTURE_BATCH:
+                judge_pending()
+        judge_pending()
         audit.warnings.extend(f"{path}: {warning}" for warning in reader.warnings)
 
 
@@ -107,7 +184,7 @@ def _record_batches(paths: Sequence[str], selection: Any) -> Iterator[FlowBatch]
     sources = SourceSet(list(paths))
     engine = DuckDBEngine(lambda: sources.resolve(selection.from_ns), rollup=False)
     try:
-        for arrow in engine.record_batches(selection, _RECORD_BATCH_ROWS):
+        for arrow in engine.record_batches(selection, _RECORD_BATCH_ROWS, RECORD_COLUMNS):
             yield from table_to_batches(arrow)
     finally:
         engine.close()

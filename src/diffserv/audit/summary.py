@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from diffserv.audit.verdicts import LEAK, MISMARKED, NOT_EVALUABLE, VERDICTS, allowed_labels
 from diffserv.records import format_addresses, iso_time
 from diffserv.report.names import dscp_label, ecn_label, protocol_name
+from diffserv.rowgroups import group_rows
 
 _COUNTERS: Final = ("flows", "packets", "bytes")
 
@@ -89,7 +90,7 @@ class Tally:
         self.top = top
         self.packets = packets
         # a capture's (keys, flow hashes) per tally, counted into "flows" when asked
-        self._pairs: dict[int, list[tuple[NDArray[np.int64], NDArray[np.uint64]]]] = {}
+        self._pairs: dict[int, list[tuple[list[NDArray[Any]], NDArray[np.uint64]]]] = {}
         self._counted: set[int] = set()
         self._per_flow: dict[str, list[list[NDArray[Any]]]] = {}
         self.by_class: dict[tuple[int, int], list[int]] = {}  # (class, verdict)
@@ -105,36 +106,33 @@ class Tally:
         if not n:
             return
         judged = (flows.verdict != NOT_EVALUABLE) & (flows.observed >= 0)
-        self.marks_from[0] += int((judged & ~flows.egress).sum())
-        self.marks_from[1] += int((judged & flows.egress).sum())
+        if self.packets:  # rows are groups of a capture's packets: count the packets
+            self.marks_from[0] += int(flows.packets[judged & ~flows.egress].sum())
+            self.marks_from[1] += int(flows.packets[judged & flows.egress].sum())
+        else:
+            self.marks_from[0] += int((judged & ~flows.egress).sum())
+            self.marks_from[1] += int((judged & flows.egress).sum())
         hashes = None
         if self.packets:  # a capture's packets: one row per flow and judgment from here
             flows = _condense(flows)
             n = flows.verdict.shape[0]
             hashes = _flow_hash(flows)
-        counters = np.stack([np.ones(n, np.int64), flows.packets, flows.bytes], axis=1)
+        counters = (flows.packets, flows.bytes)
         cls = np.where(flows.verdict == NOT_EVALUABLE, -1, flows.class_index)
-        keys = np.stack([cls, flows.verdict.astype(np.int64)], 1)
-        self._fold(self.by_class, keys, counters, hashes)
+        self._fold(self.by_class, [cls, flows.verdict], counters, hashes)
         wrong = flows.verdict == MISMARKED
         if wrong.any():
-            keys = np.stack(
-                [
-                    flows.class_index[wrong].astype(np.int64),
-                    flows.allowed[wrong].astype(np.int64),  # same 64 bits, as a key
-                    flows.observed[wrong].astype(np.int64),
-                ],
-                1,
-            )
-            self._fold(self.confusion, keys, counters[wrong], _rows(hashes, wrong))
+            keys = [flows.class_index[wrong], flows.allowed[wrong], flows.observed[wrong]]
+            self._fold(self.confusion, keys, _masked(counters, wrong), _rows(hashes, wrong))
         blocked = flows.verdict == NOT_EVALUABLE
         if blocked.any():
-            keys = flows.blocked_by[blocked, None].astype(np.int64)
-            self._fold(self.blocked, keys, counters[blocked], _rows(hashes, blocked))
+            keys = [flows.blocked_by[blocked]]
+            self._fold(self.blocked, keys, _masked(counters, blocked), _rows(hashes, blocked))
         bleach = (flows.ecn_in > 0) & (flows.ecn_in < 3) & (flows.ecn_out == 0)
         if bleach.any():
-            for i, column in enumerate(counters[bleach].sum(axis=0).tolist()):
-                self.bleached[i] += int(column)
+            self.bleached[0] += int(np.count_nonzero(bleach))
+            self.bleached[1] += int(flows.packets[bleach].sum())
+            self.bleached[2] += int(flows.bytes[bleach].sum())
             self._keep("ecn_bleached", flows, bleach)
         self._keep("mismarked", flows, wrong)
         self._keep("leaks", flows, flows.verdict == LEAK)
@@ -142,21 +140,22 @@ class Tally:
     def _fold(
         self,
         into: dict[Any, list[int]],
-        keys: NDArray[np.int64],
-        counters: NDArray[np.int64],
+        keys: list[NDArray[Any]],
+        counters: tuple[NDArray[np.int64], NDArray[np.int64]],
         hashes: NDArray[np.uint64] | None,
     ) -> None:
-        """Add ``counters`` (rows: flows, packets, bytes) into ``into`` per distinct key;
-        with ``hashes``, remember which flows each key has seen and count those."""
-        columns = [keys[:, i] for i in range(keys.shape[1])]
-        order, starts = _groups(columns)
-        sums = np.add.reduceat(counters[order], starts, axis=0)
-        for key, row in zip(keys[order[starts]].tolist(), sums.tolist(), strict=True):
-            entry = into.setdefault(tuple(key), [0, 0, 0])
+        """Add the rows (flows) and their ``counters`` (packets, bytes) into ``into`` per
+        distinct key (``keys``: its columns); with ``hashes``, remember which flows each
+        key has seen and count those."""
+        groups = group_rows(keys)
+        sums = [groups.sizes(), *(groups.sums(counter) for counter in counters)]
+        firsts = [column[groups.firsts].tolist() for column in keys]
+        for key, row in zip(
+            zip(*firsts, strict=True), zip(*(c.tolist() for c in sums), strict=True), strict=True
+        ):
+            entry = into.setdefault(key, [0, 0, 0])
             for i, value in enumerate(row):
                 entry[i] += value
-        if hashes is None:
-            return
         if hashes is not None:  # a capture's: distinct flows per key counted at the end
             self._pairs.setdefault(id(into), []).append((keys, hashes))
             self._counted.discard(id(into))
@@ -166,15 +165,15 @@ class Tally:
         parts = self._pairs.get(id(into))
         if not parts or id(into) in self._counted:
             return
-        keys = np.concatenate([k for k, _ in parts])
+        keys = [np.concatenate(column) for column in zip(*(k for k, _ in parts), strict=True)]
         hashes = np.concatenate([h for _, h in parts])
-        columns = [keys[:, i] for i in range(keys.shape[1])]
-        order, starts = _groups([*columns, hashes])
-        distinct = keys[order[starts]]
-        order, starts = _groups([distinct[:, i] for i in range(distinct.shape[1])])
-        counts = np.diff(np.append(starts, order.shape[0]))
-        for key, count in zip(distinct[order[starts]].tolist(), counts.tolist(), strict=True):
-            into[tuple(key)][0] = int(count)
+        pairs = group_rows([*keys, hashes])
+        distinct = [column[pairs.firsts] for column in keys]
+        per_key = group_rows(distinct)
+        counts = per_key.sizes()
+        firsts = [column[per_key.firsts].tolist() for column in distinct]
+        for key, count in zip(zip(*firsts, strict=True), counts.tolist(), strict=True):
+            into[key][0] = int(count)
         self._counted.add(id(into))
 
     def _keep(self, which: str, flows: JudgedFlows, mask: NDArray[np.bool_]) -> None:
@@ -229,14 +228,13 @@ class Tally:
         """Sum a capture's packets per flow and judged mark within the batch (numpy);
         the batches' sums are summed again once, at the end."""
         fields = [f[rows] for f in _fields(flows)]
-        order, starts = _groups(fields)
-        firsts = order[starts]
+        groups = group_rows(fields)
         sums = [
-            np.add.reduceat(flows.bytes[rows][order], starts),
-            np.add.reduceat(flows.packets[rows][order], starts),
-            np.minimum.reduceat(flows.first_ns[rows][order], starts),
+            groups.sums(flows.bytes[rows]),
+            groups.sums(flows.packets[rows]),
+            groups.minima(flows.first_ns[rows]),
         ]
-        self._per_flow.setdefault(which, []).append([f[firsts] for f in fields] + sums)
+        self._per_flow.setdefault(which, []).append([f[groups.firsts] for f in fields] + sums)
 
     def _summed(self, which: str) -> list[tuple[Any, ...]]:
         """A capture's summed flows of list ``which``, as the entries of a record list."""
@@ -245,13 +243,12 @@ class Tally:
             return []
         columns = [np.concatenate(c) for c in zip(*parts, strict=True)]
         fields, (sizes, counts, times) = columns[:-3], columns[-3:]
-        order, starts = _groups(fields)
-        nbytes = np.add.reduceat(sizes[order], starts)
-        packets = np.add.reduceat(counts[order], starts)
-        first = np.minimum.reduceat(times[order], starts)
-        rows = order[starts]
+        groups = group_rows(fields)
+        nbytes = groups.sums(sizes)
+        packets = groups.sums(counts)
+        first = groups.minima(times)
         best = np.lexsort((first, -packets, -nbytes))[: self.top]
-        picked = rows[best]
+        picked = groups.firsts[best]
         saddrs = format_addresses(fields[0][picked], fields[1][picked])
         daddrs = format_addresses(fields[2][picked], fields[3][picked])
         rest = zip(*(f[picked].tolist() for f in fields[4:]), strict=True)
@@ -359,33 +356,10 @@ def _rows(hashes: NDArray[np.uint64] | None, mask: NDArray[np.bool_]) -> NDArray
     return None if hashes is None else hashes[mask]
 
 
-def _groups(columns: list[NDArray[Any]]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Rows ordered so equal rows of ``columns`` are adjacent, and where each run of
-    equal rows starts: exact grouping by many columns without a per-row loop.
-
-    The rows are sorted by a 64-bit mix of their values (one sort instead of one per
-    column); every run is then checked value by value, and should two different rows
-    ever share a mix, the rows are sorted by the columns themselves instead.
-    """
-    n = columns[0].shape[0]
-    if n == 0:
-        return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    mixed = _mix(columns)
-    order = np.argsort(mixed, kind="stable")
-    ordered = mixed[order]
-    change = np.ones(n, np.bool_)
-    change[1:] = ordered[1:] != ordered[:-1]
-    starts = np.flatnonzero(change)
-    head = order[starts][np.cumsum(change) - 1]  # each sorted row's run's first row
-    if all(np.array_equal(c[order], c[head]) for c in columns):
-        return order, starts
-    order = np.lexsort(columns[::-1])  # a collision of the mix: sort by the values
-    change[:] = False
-    change[0] = True
-    for column in columns:
-        values = column[order]
-        change[1:] |= values[1:] != values[:-1]
-    return order, np.flatnonzero(change)
+def _masked(
+    counters: tuple[NDArray[np.int64], NDArray[np.int64]], mask: NDArray[np.bool_]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    return counters[0][mask], counters[1][mask]
 
 
 def _fields(flows: JudgedFlows) -> list[NDArray[Any]]:
@@ -432,12 +406,11 @@ def _condense(flows: JudgedFlows) -> JudgedFlows:
         | (flows.dscp_in.astype(np.int64) + 1)
     )
     columns = [flows.saddr_lo, flows.daddr_lo, flows.saddr_hi, flows.daddr_hi, small, judged]
-    order, starts = _groups([*columns, flows.allowed, flows.blocked_by])
-    first = order[starts]
-    taken: list[Any] = [column[first] for column in flows]
+    groups = group_rows([*columns, flows.allowed, flows.blocked_by])
+    taken: list[Any] = [column[groups.firsts] for column in flows]
     out = JudgedFlows(*taken)
     return out._replace(
-        packets=np.add.reduceat(flows.packets[order], starts),
-        bytes=np.add.reduceat(flows.bytes[order], starts),
-        first_ns=np.minimum.reduceat(flows.first_ns[order], starts),
+        packets=groups.sums(flows.packets),
+        bytes=groups.sums(flows.bytes),
+        first_ns=groups.minima(flows.first_ns),
     )

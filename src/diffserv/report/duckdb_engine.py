@@ -208,13 +208,16 @@ class DuckDBEngine:
         with self._query(sql, functions) as renamed:
             return self._con.execute(renamed, list(params)).fetchall()
 
-    def record_batches(self, selection: Selection, batch_rows: int) -> Iterator[Any]:
+    def record_batches(
+        self, selection: Selection, batch_rows: int, columns: Sequence[str] | None = None
+    ) -> Iterator[Any]:
         """The records ``selection`` selects, in Arrow batches of the store's columns
-        (what the marking audit judges a batch at a time)."""
-        columns = ", ".join(f'"{name}"' for name in SCHEMA.names)  # diffserv's own names
+        (``columns``: only these; what the marking audit judges a batch at a time)."""
+        wanted = SCHEMA.names if columns is None else [n for n in SCHEMA.names if n in columns]
+        listed = ", ".join(f'"{name}"' for name in wanted)  # diffserv's own names
         inside = _first_seen_in(selection.from_ns, selection.to_ns)
         sql = (
-            f"SELECT {columns} FROM (SELECT *, epoch_ns(first_seen) AS first_ns, "
+            f"SELECT {listed} FROM (SELECT *, epoch_ns(first_seen) AS first_ns, "
             f"class AS flow_class FROM raw WHERE {inside}) WHERE {selection.where}"
         )
         with self._query(sql, selection.functions) as renamed:
