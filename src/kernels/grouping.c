@@ -18,37 +18,32 @@ static const uint64_t WORD_MULT[8] = {
     0xC2B2AE3D27D4EB4Full, 0x165667B19E3779F9ull, 0xFF51AFD7ED558CCDull, 0xC4CEB9FE1A85EC53ull,
 };
 
-/* The key words of row i are words[j * n + i], j < k: one column after another, as
- * numpy stacks the key columns (no transposing copy). */
-static inline uint64_t row_hash(const uint64_t *words, Py_ssize_t n, Py_ssize_t k,
-                                Py_ssize_t i) {
+static inline uint64_t row_hash(const uint64_t *row, Py_ssize_t k) {
     uint64_t h = (uint64_t)k;
-    for (Py_ssize_t j = 0; j < k; j++) h += (words[j * n + i] + (uint64_t)j) * WORD_MULT[j & 7];
+    for (Py_ssize_t j = 0; j < k; j++) h += (row[j] + (uint64_t)j) * WORD_MULT[j & 7];
     h ^= h >> 31;
     h *= 0xBF58476D1CE4E5B9ull;
     return h ^ (h >> 29);
 }
 
-static inline int same_row(const uint64_t *words, Py_ssize_t n, Py_ssize_t k, Py_ssize_t a,
-                           Py_ssize_t b) {
-    for (Py_ssize_t j = 0; j < k; j++)
-        if (words[j * n + a] != words[j * n + b]) return 0;
-    return 1;
-}
-
 /* The table grows with the groups (not the rows): a batch of few groups stays in the
- * cache, and no page of a table sized for the worst case is ever touched. */
+ * cache, and no page of a table sized for the worst case is ever touched. Each group's
+ * key is copied into one contiguous row of `keys`, so confirming a hit reads one or two
+ * cache lines instead of one per key column. */
 typedef struct {
-    uint64_t hash;
-    int64_t group; /* -1: empty */
+    uint32_t tag;   /* the hash's high half */
+    int32_t group;  /* -1: empty */
 } slot_t;
 
 typedef struct {
     slot_t *slots;
     size_t size; /* a power of two, at least twice the groups */
     int64_t *firsts;
+    uint64_t *hashes; /* per group */
+    uint64_t *keys;   /* per group, k words */
     size_t capacity;
     Py_ssize_t groups;
+    Py_ssize_t k;
 } groups_t;
 
 static slot_t *empty_slots(size_t size) {
@@ -62,11 +57,11 @@ static int grow_slots(groups_t *t) {
     size_t size = t->size * 2, mask = size - 1;
     slot_t *slots = empty_slots(size);
     if (slots == NULL) return -1;
-    for (size_t i = 0; i < t->size; i++) {
-        if (t->slots[i].group < 0) continue;
-        size_t at = (size_t)t->slots[i].hash & mask;
+    for (Py_ssize_t g = 0; g < t->groups; g++) {
+        size_t at = (size_t)t->hashes[g] & mask;
         while (slots[at].group >= 0) at = (at + 1) & mask;
-        slots[at] = t->slots[i];
+        slots[at].tag = (uint32_t)(t->hashes[g] >> 32);
+        slots[at].group = (int32_t)g;
     }
     free(t->slots);
     t->slots = slots;
@@ -74,41 +69,75 @@ static int grow_slots(groups_t *t) {
     return 0;
 }
 
-static int add_group(groups_t *t, slot_t *slot, uint64_t hash, Py_ssize_t row) {
-    if ((size_t)t->groups == t->capacity) {
-        int64_t *firsts = realloc(t->firsts, t->capacity * 2 * sizeof *firsts);
-        if (firsts == NULL) return -1;
-        t->firsts = firsts;
-        t->capacity *= 2;
-    }
-    slot->hash = hash;
-    slot->group = t->groups;
-    t->firsts[t->groups++] = row;
-    return (size_t)t->groups * 2 > t->size ? grow_slots(t) : 0;
+static int grow_groups(groups_t *t) {
+    size_t capacity = t->capacity * 2;
+    int64_t *firsts = realloc(t->firsts, capacity * sizeof *firsts);
+    if (firsts != NULL) t->firsts = firsts;
+    uint64_t *hashes = realloc(t->hashes, capacity * sizeof *hashes);
+    if (hashes != NULL) t->hashes = hashes;
+    uint64_t *keys = realloc(t->keys, capacity * (size_t)t->k * sizeof *keys);
+    if (keys != NULL) t->keys = keys;
+    if (firsts == NULL || hashes == NULL || keys == NULL) return -1;
+    t->capacity = capacity;
+    return 0;
 }
+
+static inline int same_key(const uint64_t *a, const uint64_t *b, Py_ssize_t k) {
+    uint64_t differ = 0;
+    for (Py_ssize_t j = 0; j < k; j++) differ |= a[j] ^ b[j];
+    return differ == 0;
+}
+
+#define BLOCK 16 /* rows hashed (and their slots prefetched) ahead of their probes */
 
 /* Group rows [0, n) of the k x n column matrix `words` into `t` (ids[i] = the group of
  * row i). Returns -1 when out of memory. */
 static int group_all(const uint64_t *words, Py_ssize_t n, Py_ssize_t k, int64_t *ids,
                      groups_t *t) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        uint64_t hash = row_hash(words, n, k, i);
-        size_t mask = t->size - 1, at = (size_t)hash & mask;
-        for (;;) {
-            slot_t *slot = &t->slots[at];
-            if (slot->group < 0) {
-                ids[i] = t->groups;
-                if (add_group(t, slot, hash, i) < 0) return -1;
-                break;
+    uint64_t hash[BLOCK];
+    uint64_t *row = malloc((size_t)k * BLOCK * sizeof *row);
+    if (row == NULL) return -1;
+    for (Py_ssize_t base = 0; base < n; base += BLOCK) {
+        Py_ssize_t m = n - base < BLOCK ? n - base : BLOCK;
+        for (Py_ssize_t j = 0; j < k; j++) { /* column by column: each read in order */
+            const uint64_t *column = words + j * n + base;
+            for (Py_ssize_t b = 0; b < m; b++) row[b * k + j] = column[b];
+        }
+        for (Py_ssize_t b = 0; b < m; b++) {
+            hash[b] = row_hash(row + b * k, k);
+            __builtin_prefetch(&t->slots[(size_t)hash[b] & (t->size - 1)]);
+        }
+        for (Py_ssize_t b = 0; b < m; b++) {
+            const uint64_t *key = row + b * k;
+            uint32_t tag = (uint32_t)(hash[b] >> 32);
+            size_t mask = t->size - 1, at = (size_t)hash[b] & mask;
+            for (;;) {
+                slot_t *slot = &t->slots[at];
+                if (slot->group < 0) {
+                    if ((size_t)t->groups == t->capacity && grow_groups(t) < 0) goto fail;
+                    Py_ssize_t g = t->groups++;
+                    slot->tag = tag;
+                    slot->group = (int32_t)g;
+                    t->firsts[g] = base + b;
+                    t->hashes[g] = hash[b];
+                    for (Py_ssize_t j = 0; j < k; j++) t->keys[g * k + j] = key[j];
+                    ids[base + b] = g;
+                    if ((size_t)t->groups * 2 > t->size && grow_slots(t) < 0) goto fail;
+                    break;
+                }
+                if (slot->tag == tag && same_key(t->keys + (Py_ssize_t)slot->group * k, key, k)) {
+                    ids[base + b] = slot->group;
+                    break;
+                }
+                at = (at + 1) & mask;
             }
-            if (slot->hash == hash && same_row(words, n, k, i, t->firsts[slot->group])) {
-                ids[i] = slot->group;
-                break;
-            }
-            at = (at + 1) & mask;
         }
     }
+    free(row);
     return 0;
+fail:
+    free(row);
+    return -1;
 }
 
 /* group_rows(columns, ids) -> bytes: columns a C-contiguous (k, n) array of 8-byte
@@ -130,10 +159,13 @@ static PyObject *py_group_rows(PyObject *self, PyObject *const *args, Py_ssize_t
     }
     PyObject *result = NULL;
     Py_ssize_t k = keys.shape[0], n = keys.shape[1];
-    groups_t t = {empty_slots(64), 64, malloc(64 * sizeof(int64_t)), 64, 0};
+    groups_t t = {empty_slots(64), 64, malloc(32 * sizeof(int64_t)), malloc(32 * sizeof(uint64_t)),
+                  malloc(32 * (size_t)(k > 0 ? k : 1) * sizeof(uint64_t)), 32, 0, k};
     if (ITEMS(ids) != n) {
         PyErr_SetString(PyExc_ValueError, "ids must have one item per key row");
-    } else if (t.slots == NULL || t.firsts == NULL) {
+    } else if (k < 1 || n > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "group_rows: 1 or more key columns, under 2**31 rows");
+    } else if (t.slots == NULL || t.firsts == NULL || t.hashes == NULL || t.keys == NULL) {
         PyErr_NoMemory();
     } else {
         int failed;
@@ -148,6 +180,8 @@ static PyObject *py_group_rows(PyObject *self, PyObject *const *args, Py_ssize_t
     }
     free(t.slots);
     free(t.firsts);
+    free(t.hashes);
+    free(t.keys);
     PyBuffer_Release(&ids);
     PyBuffer_Release(&keys);
     return result;

@@ -43,6 +43,8 @@ say its flow had any.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
@@ -70,6 +72,7 @@ from diffserv.errors import PolicyFileError
 from diffserv.flows.schema import DIRECTION_EGRESS, DIRECTION_INGRESS, FlowBatch
 from diffserv.policy.interpret import ipgpc_params
 from diffserv.policy.model import CLASSIFIER_ACTION, DEFAULT_CLASS, Filter, Policy
+from diffserv.rowgroups import Groups, group_rows
 
 PORT_PROTOCOLS: Final = (6, 17, 132)  # TCP, UDP, SCTP: the decoder's has_ports()
 OUTBOUND: Final = LOCAL_OUT | FWD_OUT
@@ -79,6 +82,11 @@ ALL_DIRECTIONS: Final = LOCAL_IN | LOCAL_OUT | FWD_IN | FWD_OUT
 SELECTORS: Final = ("user", "projid", "if_name", "direction", "dsfield", "sport", "dport")
 
 _CHUNK: Final = 1 << 18  # rows judged together: the temporaries stay in the cache
+# the record columns the classifier reads
+_READ: Final = (
+    "saddr_hi", "saddr_lo", "daddr_hi", "daddr_lo", "ip_version", "protocol", "sport",
+    "dport", "ds_in", "dscp_in", "prec_in", "direction", "in_if", "out_if", "uid", "projid",
+)  # fmt: skip
 _IF_UNKNOWN: Final = -2  # the record's interface is not known (or not in the map)
 _IF_OTHER: Final = -1  # known, and named by no filter
 _DIR_INGRESS: Final = 0
@@ -182,6 +190,13 @@ class RecordClassifier:
         ]
         self._interfaces: Mapping[int, str] | None = None
         self.use_interfaces(interfaces)
+        instances = [inst for _, group in self._ranked for inst in group]
+        # every key bit some instance tests: records equal in these are decided alike
+        self._used = [
+            functools.reduce(operator.or_, (int(inst.mask[field]) for inst in instances), 0)
+            for field in range(len(instances[0].mask) if instances else 0)
+        ]
+        self._uses_direction = any(inst.direction for inst in instances)
 
     def use_interfaces(self, interfaces: Mapping[int, str] | None) -> None:
         """The names of the interface numbers records carry from now on (a capture's
@@ -201,14 +216,21 @@ class RecordClassifier:
         capture's packets have one (0 where not known); None when records only say
         ingress or egress.
         """
+        columns: Mapping[str, NDArray[Any]] = batch.columns
         n = batch.n
+        groups = self._alike(columns, n, positions) if n else None
+        if groups is not None:  # decide one record of each group, then all of it
+            firsts = groups.firsts
+            columns = {name: np.asarray(columns[name])[firsts] for name in _READ}
+            positions = None if positions is None else np.asarray(positions)[firsts]
+            n = groups.groups
         class_index = np.empty(n, np.int32)
         filter_index = np.empty(n, np.int32)
         blocked_by = np.empty(n, np.int32)
         lacking: list[set[str]] = [set() for _ in self.filters]
         for start in range(0, n, _CHUNK):
             stop = min(n, start + _CHUNK)
-            rows = self._rows(batch.columns, start, stop, positions)
+            rows = self._rows(columns, start, stop, positions)
             decided, blocked = self._decide(rows, lacking)
             filter_index[start:stop] = decided
             blocked_by[start:stop] = blocked
@@ -217,7 +239,68 @@ class RecordClassifier:
             has_filter, self._filter_class[np.maximum(filter_index, 0)], self._default_class
         )
         missing = [", ".join(name for name in SELECTORS if name in names) for names in lacking]
+        if groups is not None:
+            ids = groups.ids
+            return Classified(class_index[ids], filter_index[ids], blocked_by[ids], missing)
         return Classified(class_index, filter_index, blocked_by, missing)
+
+    def _alike(
+        self, columns: Mapping[str, NDArray[Any]], n: int, positions: NDArray[Any] | None
+    ) -> Groups | None:
+        """The records grouped by every bit of every field some filter tests (each group is
+        decided alike), or None when grouping would save little.
+
+        A filter sees an address only through its masks, ports only for protocols that
+        have them, the DS byte only through its known bits: the key keeps exactly those
+        bits, and the family, so records that differ only elsewhere (other hosts, source
+        ports no filter names, counters, times) share one decision.
+        """
+        used = self._used
+        if not used:
+            return None
+
+        def col(name: str) -> NDArray[Any]:
+            return np.asarray(columns[name])
+
+        u64 = np.uint64
+        saddr_hi, saddr_lo = col("saddr_hi").astype(u64), col("saddr_lo").astype(u64)
+        version = col("ip_version").astype(u64)
+        mapped = (saddr_hi == 0) & ((saddr_lo >> u64(32)) == u64(0xFFFF))
+        version = np.where(version == 0, np.where(mapped, u64(4), u64(6)), version)
+        addresses = (
+            (saddr_hi, F_SADDR_HI),
+            (saddr_lo, F_SADDR_LO),
+            (col("daddr_hi").astype(u64), F_DADDR_HI),
+            (col("daddr_lo").astype(u64), F_DADDR_LO),
+        )
+        key = [word & u64(used[field]) for word, field in addresses if used[field]]
+        small = version  # 8 bits, protocol 8, source port 16, destination port 16
+        if used[F_PROTO] or used[F_SPORT] or used[F_DPORT]:
+            small = small | col("protocol").astype(u64) << u64(8)
+        if used[F_SPORT]:
+            small = small | col("sport").astype(np.uint16).astype(u64) << u64(16)
+        if used[F_DPORT]:
+            small = small | col("dport").astype(np.uint16).astype(u64) << u64(32)
+        key.append(small)
+        more = np.zeros(n, u64)  # the DS fields (each may be -1): 9 bits apiece; position
+        if used[F_DSFIELD]:
+            more |= (col("ds_in").astype(np.int64) + 1).astype(u64)
+            more |= (col("dscp_in").astype(np.int64) + 1).astype(u64) << u64(9)
+            more |= (col("prec_in").astype(np.int64) + 1).astype(u64) << u64(18)
+        if self._uses_direction or used[F_IFNAME]:
+            more |= col("direction").astype(np.uint8).astype(u64) << u64(27)
+            if positions is not None:
+                more |= np.asarray(positions).astype(np.uint8).astype(u64) << u64(35)
+        key.append(more)
+        if used[F_IFNAME]:
+            key.append(col("in_if").astype(np.int64).astype(u64))
+            key.append(col("out_if").astype(np.int64).astype(u64))
+        if used[F_UID]:
+            key.append(col("uid").astype(np.int64).astype(u64))
+        if used[F_PROJID]:
+            key.append(col("projid").astype(np.int64).astype(u64))
+        groups = group_rows(key)
+        return groups if groups.groups * 4 <= n * 3 else None
 
     # ---- the fields of the records ------------------------------------------------------
 

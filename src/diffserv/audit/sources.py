@@ -14,8 +14,10 @@ and is refused for a capture.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator, Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +39,7 @@ RECORD_COLUMNS: Final = (
     "ecn_out", "pcp", "packets", "bytes", "uid", "projid",
 )  # fmt: skip
 _CAPTURE_BATCH = 65_536  # packets judged at a time (nor on this)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _pcp(batch: PacketBatch, rows: Any) -> NDArray[np.int16]:
@@ -177,17 +180,116 @@ def _capture(audit: Audit, path: str, args: dict[str, Any], tally: dict[str, int
 
 
 def _record_batches(paths: Sequence[str], selection: Any) -> Iterator[FlowBatch]:
-    from diffserv.flows.store_arrow import table_to_batches
-    from diffserv.report.duckdb_engine import DuckDBEngine
+    """The records ``selection`` selects: through the report engine's SQL when it has
+    filters; else scanned straight from the files (see :func:`_scanned_records`)."""
     from diffserv.report.sources import SourceSet
 
     sources = SourceSet(list(paths))
+    if not selection.filters:
+        yield from _scanned_records(sources.resolve(selection.from_ns), selection)
+        return
+    from diffserv.flows.store_arrow import table_to_batches
+    from diffserv.report.duckdb_engine import DuckDBEngine
+
     engine = DuckDBEngine(lambda: sources.resolve(selection.from_ns), rollup=False)
     try:
         for arrow in engine.record_batches(selection, _RECORD_BATCH_ROWS, RECORD_COLUMNS):
             yield from table_to_batches(arrow)
     finally:
         engine.close()
+
+
+def _scanned_records(sources: Any, selection: Any) -> Iterator[FlowBatch]:
+    """Every record of ``sources`` whose first packet is inside ``--from``/``--to``, read
+    with Parquet's own reader: addresses stay dictionaries (each distinct text parsed
+    once), and none of SQL's per-row work is done for a selection that needs none.
+
+    The time condition is the report engine's (first_seen in [from, to)), on the same
+    integer nanoseconds; a record without a first time is outside any bound.
+    """
+    from diffserv.flows.store_read import file_batches, flow_batches, open_store_file
+
+    for path in sources.files:
+        parquet = open_store_file(path, read_dictionary=("saddr", "daddr"))
+        for arrow, row in file_batches(
+            path, parquet, batch_rows=_RECORD_BATCH_ROWS, columns=RECORD_COLUMNS
+        ):
+            yield from flow_batches(_inside(arrow, selection), f"{path}: row", row)
+    for table in sources.tables:  # record files, already read into memory
+        row = 0
+        for arrow in table.select(list(RECORD_COLUMNS)).to_batches(_RECORD_BATCH_ROWS):
+            yield from flow_batches(_inside(arrow, selection), "flow records: row", row)
+            row += arrow.num_rows
+
+
+def _inside(arrow: Any, selection: Any) -> Any:
+    """The rows of ``arrow`` whose first_seen is in [from_ns, to_ns)."""
+    import pyarrow as pa
+
+    if selection.from_ns is None and selection.to_ns is None:
+        return arrow
+    first = arrow.column("first_seen")
+    stamps = first.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    keep = np.asarray(first.is_valid().to_numpy(zero_copy_only=False), np.bool_)
+    low, high = selection.from_ns, selection.to_ns
+    if (low is not None and low > _INT64_MAX) or (high is not None and high <= _INT64_MIN):
+        keep[:] = False  # a bound past what a time stamp holds: nothing is inside
+    if low is not None and low > _INT64_MIN:
+        keep &= stamps >= min(low, _INT64_MAX)
+    if high is not None and high <= _INT64_MAX:
+        keep &= stamps < max(high, _INT64_MIN)
+    return arrow.filter(pa.array(keep))
+
+
+_T = TypeVar("_T")
+
+
+def read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
+    """The items of ``items``, made on a thread of their own at most ``depth`` ahead.
+
+    Reading records (DuckDB) and turning them into arrays (the address parser, numpy)
+    mostly run without the GIL, so on a second core they overlap with judging the
+    batch before. An error of the reading thread is raised here, in the caller's; when
+    the caller stops early, the thread stops and closes ``items``.
+    """
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # handed to the caller's thread
+            put((False, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name="audit-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, value = handoff.get()
+            if not more:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def audit_sources(
@@ -232,7 +334,7 @@ def audit_sources(
     for path in captures:
         _capture(audit, path, args, tally)
     if records:
-        for batch in _record_batches(records, selection):
+        for batch in read_ahead(_record_batches(records, selection)):
             positions = None if direction is None else np.full(batch.n, direction, np.uint8)
             audit.add(batch, positions=positions)
     meta = {

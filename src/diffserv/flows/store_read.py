@@ -8,7 +8,7 @@ file, never half-read. Temporaries and hidden files are not part of the store.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import pyarrow as pa
@@ -43,6 +43,19 @@ def _problem(exc: BaseException) -> str:
     return first if len(first) <= 160 else first[:157] + "..."
 
 
+def _as_stored(schema: Any, read_dictionary: Sequence[str]) -> Any:
+    """The schema a file stores, whatever columns are read as dictionaries."""
+    if not read_dictionary:
+        return schema
+    fields = [
+        field.with_type(field.type.value_type)
+        if field.name in read_dictionary and pa.types.is_dictionary(field.type)
+        else field
+        for field in schema
+    ]
+    return pa.schema(fields, metadata=schema.metadata)
+
+
 def _schema_difference(schema: Any) -> str | None:
     """What makes ``schema`` not the store's (None when it is the store's)."""
     if schema.equals(SCHEMA, check_metadata=False):
@@ -61,15 +74,16 @@ def _schema_difference(schema: Any) -> str | None:
     return f"columns the store does not have: {', '.join(extra)}" if extra else "columns differ"
 
 
-def open_store_file(path: str) -> Any:
+def open_store_file(path: str, *, read_dictionary: Sequence[str] = ()) -> Any:
     """The ``pyarrow.parquet.ParquetFile`` at ``path``, once it proves to be a store file.
 
     Refuses (InputDataError naming the file) what is not Parquet, has no store version or
-    a newer one, or whose columns are not the store's.
+    a newer one, or whose columns are not the store's. ``read_dictionary``: text columns
+    to read as Arrow dictionaries (as Parquet keeps them: each distinct text once).
     """
     try:
-        parquet = pq.ParquetFile(path)
-        schema = parquet.schema_arrow
+        parquet = pq.ParquetFile(path, read_dictionary=list(read_dictionary) or None)
+        schema = _as_stored(parquet.schema_arrow, read_dictionary)
     except OSError as exc:
         if exc.errno:
             raise HostSystemError(f"cannot read {path}: {os.strerror(exc.errno)}") from None
@@ -98,27 +112,43 @@ def open_store_file(path: str) -> Any:
     return parquet
 
 
+def file_batches(
+    path: str, parquet: Any, *, batch_rows: int, columns: Sequence[str] | None = None
+) -> Iterator[tuple[Any, int]]:
+    """The Arrow record batches of an open store file (``columns``: only these), each with
+    the 0-based row of the file it starts at; damaged data is an error naming the row."""
+    row = 0
+    batches = parquet.iter_batches(
+        batch_size=batch_rows, columns=None if columns is None else list(columns)
+    )
+    while True:
+        try:
+            batch = next(batches, None)
+        except Exception as exc:
+            raise InputDataError(
+                f"{path}: row {row + 1}", f"damaged Parquet data ({_problem(exc)})"
+            ) from None
+        if batch is None:
+            return
+        yield batch, row
+        row += batch.num_rows
+
+
 def iter_store_batches(root: str, *, batch_rows: int = READ_BATCH_ROWS) -> Iterator[FlowBatch]:
     """Every record of the store as FlowBatches, a file and up to ``batch_rows`` rows at a
     time (memory follows ``batch_rows``, not the store)."""
     for path in store_files(root):
-        parquet = open_store_file(path)
-        row = 0
-        batches = parquet.iter_batches(batch_size=batch_rows)
-        while True:
-            try:
-                batch = next(batches, None)
-            except Exception as exc:
-                raise InputDataError(
-                    f"{path}: row {row + 1}", f"damaged Parquet data ({_problem(exc)})"
-                ) from None
-            if batch is None:
-                break
-            try:
-                yield from table_to_batches(batch)
-            except AddressError as exc:
-                raise InputDataError(f"{path}: row {row + exc.row + 1}", str(exc)) from None
-            row += batch.num_rows
+        for batch, row in file_batches(path, open_store_file(path), batch_rows=batch_rows):
+            yield from flow_batches(batch, f"{path}: row", row)
+
+
+def flow_batches(arrow: Any, where: str, row: int) -> Iterator[FlowBatch]:
+    """:func:`table_to_batches` of Arrow rows read from ``where`` (a file's "PATH: row")
+    starting at 0-based ``row``; an address that is not one is an error naming its row."""
+    try:
+        yield from table_to_batches(arrow)
+    except AddressError as exc:
+        raise InputDataError(f"{where} {row + exc.row + 1}", str(exc)) from None
 
 
 def read_store(root: str) -> Any:
