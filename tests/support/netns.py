@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from support.tools import unavailable
@@ -49,11 +49,17 @@ class Namespace:
     def argv(self, argv: Sequence[str]) -> list[str]:
         return [_ip(), "netns", "exec", self.name, *argv]
 
-    def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 30, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, argv: Sequence[str], *, check: bool = True, timeout: float = 30, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` inside the namespace and wait; output captured as text."""
-        done = subprocess.run(self.argv(argv), capture_output=True, text=True, timeout=timeout, check=False, **kw)
+        done = subprocess.run(
+            self.argv(argv), capture_output=True, text=True, timeout=timeout, check=False, **kw
+        )
         if check and done.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} in {self.name}: rc {done.returncode}: {done.stderr.strip()}")
+            raise AssertionError(
+                f"{' '.join(argv)} in {self.name}: rc {done.returncode}: {done.stderr.strip()}"
+            )
         return done
 
     def popen(self, argv: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
@@ -96,10 +102,8 @@ class Topology:
         for ns in self.ns.values():
             for proc in ns.processes:
                 if proc.poll() is None:
-                    try:
+                    with suppress(ProcessLookupError):
                         os.kill(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                     proc.wait(timeout=10)
             ns.processes.clear()
         for ns in self.ns.values():
@@ -122,10 +126,27 @@ def topology(roles: Sequence[str], *, mtu: int = 1500) -> Topology:
             link = Link(k, left, right)
             topo.links.append(link)
             subprocess.run(
-                [ip, "link", "add", link.ifname[left], "netns", topo[left].name, "mtu", str(mtu),
-                 "type", "veth", "peer", "name", link.ifname[right], "netns", topo[right].name,
-                 "mtu", str(mtu)],
-                capture_output=True, check=True,
+                [
+                    ip,
+                    "link",
+                    "add",
+                    link.ifname[left],
+                    "netns",
+                    topo[left].name,
+                    "mtu",
+                    str(mtu),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    link.ifname[right],
+                    "netns",
+                    topo[right].name,
+                    "mtu",
+                    str(mtu),
+                ],
+                capture_output=True,
+                check=True,
             )
             for role in (left, right):
                 ns, name = topo[role], link.ifname[role]

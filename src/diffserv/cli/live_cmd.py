@@ -16,7 +16,6 @@ from diffserv.cli.arguments import whole_number
 from diffserv.errors import UsageError
 from diffserv.policy.interpret import COS_MODES, DEFAULT_COS_MODE, has_accounting
 
-
 _queue_number = whole_number(0, 65535)
 
 
@@ -48,8 +47,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--export",
         metavar="URL",
-        help="send flowacct records as they expire: ipfix://HOST:PORT, netflow9://, "
-        "netflow5://",
+        help="send flowacct records as they expire: ipfix://HOST:PORT, netflow9://, netflow5://",
     )
     parser.add_argument(
         "--metrics", metavar="ADDR", help="Prometheus endpoint, e.g. 127.0.0.1:9464"

@@ -58,7 +58,9 @@ def _attr(kind: int, value: bytes) -> bytes:
 def config_message(queue: int, attrs: bytes, seq: int) -> bytes:
     """One NFQNL_MSG_CONFIG for ``queue`` asking for an acknowledgement."""
     body = struct.pack("!BBH", socket.AF_UNSPEC, 0, queue) + attrs
-    header = struct.pack("=IHHII", 16 + len(body), NFQNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, seq, 0)
+    header = struct.pack(
+        "=IHHII", 16 + len(body), NFQNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, seq, 0
+    )
     return header + body
 
 
@@ -91,7 +93,7 @@ def ack_error(data: bytes, seq: int) -> int | None:
         if length < 16 or pos + length > len(data):
             return None
         if kind == NLMSG_ERROR and msg_seq == seq and length >= 20:
-            (code,) = struct.unpack_from("=i", data, pos + 16)
+            code: int = struct.unpack_from("=i", data, pos + 16)[0]
             return -code
         pos += (length + 3) & ~3
     return None
@@ -121,7 +123,9 @@ class QueueSocket:
         try:
             self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         except OSError as exc:
-            raise HostSystemError(f"NFQUEUE: cannot open a netfilter netlink socket: {exc.strerror}") from None
+            raise HostSystemError(
+                f"NFQUEUE: cannot open a netfilter netlink socket: {exc.strerror}"
+            ) from None
         try:
             self.sock.bind((0, 0))
             for option, size in ((SO_RCVBUFFORCE, rcvbuf), (SO_SNDBUFFORCE, sndbuf)):
@@ -156,7 +160,9 @@ class QueueSocket:
                 if code is not None:
                     break
         except TimeoutError:
-            raise HostSystemError(f"NFQUEUE queue {self.queue}: {what}: no answer from the kernel") from None
+            raise HostSystemError(
+                f"NFQUEUE queue {self.queue}: {what}: no answer from the kernel"
+            ) from None
         except OSError as exc:
             raise HostSystemError(f"NFQUEUE queue {self.queue}: {what}: {exc.strerror}") from None
         if code == 0:

@@ -62,7 +62,16 @@ def run_iptables(tool: str, args: Sequence[str]) -> str:
 
 def queue_rule(queue: int, interface_option: str) -> list[str]:
     """The one rule of each of our chains (its match and target, after ``-A CHAIN``)."""
-    return ["!", interface_option, "lo", "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
+    return [
+        "!",
+        interface_option,
+        "lo",
+        "-j",
+        "NFQUEUE",
+        "--queue-num",
+        str(queue),
+        "--queue-bypass",
+    ]
 
 
 class Step(msgspec.Struct, frozen=True):

@@ -41,7 +41,11 @@ class LiveSource:
     """
 
     def __init__(
-        self, queue: QueueSocket, *, slots: int = DEFAULT_SLOTS, slot_bytes: int = DEFAULT_SLOT_BYTES
+        self,
+        queue: QueueSocket,
+        *,
+        slots: int = DEFAULT_SLOTS,
+        slot_bytes: int = DEFAULT_SLOT_BYTES,
     ) -> None:
         self.queue = queue
         self.slot = slot_bytes
