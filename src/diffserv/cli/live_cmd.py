@@ -69,6 +69,9 @@ def register(subparsers: Any) -> None:
         default="extended",
         help="flow record attribute group (default extended)",
     )
+    parser.add_argument(
+        "--stats", metavar="FILE.json", help="at exit, write every counter as JSON (as run does)"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary at exit")
     parser.set_defaults(func=run)
 
@@ -111,8 +114,22 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"diffserv live: {args.policy} on queue {args.queue}", file=sys.stderr, flush=True)
     stats = daemon.run()
+    if args.stats:
+        from diffserv.cli.outputs import write_json_atomically
+
+        write_json_atomically(args.stats, stats.to_json())
     if not args.quiet:
         from diffserv.cli.report import format_summary
 
         print(format_summary(stats), file=sys.stderr)
+        q = daemon.last_queue_stats
+        if q is not None:
+            print(
+                f"  queue {q.queue}: {q.packets:,} packets in {q.receives:,} receives; "
+                f"verdicts: {q.rewritten:,} rewritten, {q.dropped:,} dropped, "
+                f"{q.priority_set:,} with a priority, {q.batch_verdicts:,} batch accepts; "
+                f"{q.malformed_messages:,} malformed messages, "
+                f"{q.socket_overflows:,} socket overflows (failed open)",
+                file=sys.stderr,
+            )
     return 0

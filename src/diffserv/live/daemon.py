@@ -131,6 +131,7 @@ class LiveDaemon:
         self.rules: rules.InstalledRules | None = None
         self.engine_failures = 0
         self.final_stats: SessionStats | None = None
+        self.last_queue_stats: QueueStats | None = None
         self._servers: list[Any] = []
 
     # ------------------------------------------------------------ for other threads
@@ -283,6 +284,7 @@ class LiveDaemon:
                 self._process(session, sink, batch)
         with self._lock:
             self.final_stats = session.close()
+            self.last_queue_stats = self.queue_stats()
 
     def _remove_rules(self) -> None:
         installed, self.rules = self.rules, None

@@ -16,6 +16,7 @@ instead of being dropped. Every command is an argument list run without a shell,
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import subprocess
@@ -129,10 +130,8 @@ def install(queue: int) -> InstalledRules:
                 run_iptables(tool, ["-t", TABLE, "-I", builtin, "1", "-j", chain])
                 steps.append(Step(tool, ("-t", TABLE, "-D", builtin, "-j", chain)))
     except BaseException:
-        try:
+        with contextlib.suppress(HostSystemError):  # the install failure is the one to report
             rules.remove()
-        except HostSystemError:
-            pass  # the install failure is the one to report
         raise
     return rules
 
