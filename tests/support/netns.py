@@ -110,6 +110,12 @@ class Topology:
             subprocess.run([_ip(), "netns", "del", ns.name], capture_output=True, check=False)
 
 
+def _mac(ns: Namespace, ifname: str) -> str:
+    text = ns.run([_ip(), "-o", "link", "show", ifname]).stdout
+    words = text.split()
+    return words[words.index("link/ether") + 1]
+
+
 def topology(roles: Sequence[str], *, mtu: int = 1500) -> Topology:
     """A chain of namespaces, one per role, each joined to the next by a veth pair with
     IPv4 and IPv6 addresses; every namespace routes to every link through its neighbours
@@ -153,6 +159,25 @@ def topology(roles: Sequence[str], *, mtu: int = 1500) -> Topology:
                 ns.run([ip, "addr", "add", f"{link.v4[role]}/24", "dev", name])
                 ns.run([ip, "-6", "addr", "add", f"{link.v6[role]}/64", "dev", name, "nodad"])
                 ns.run([ip, "link", "set", name, "up"])
+        # static neighbours: no packet of a test ever waits (or is lost) in address resolution
+        for link in topo.links:
+            for here, there in ((link.left, link.right), (link.right, link.left)):
+                mac = _mac(topo[there], link.ifname[there])
+                for addr in (link.v4[there], link.v6[there]):
+                    topo[here].run(
+                        [
+                            ip,
+                            "neigh",
+                            "replace",
+                            addr,
+                            "lladdr",
+                            mac,
+                            "dev",
+                            link.ifname[here],
+                            "nud",
+                            "permanent",
+                        ]
+                    )
         for i, role in enumerate(roles):
             ns = topo[role]
             if 0 < i < len(roles) - 1:
