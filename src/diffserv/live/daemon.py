@@ -6,8 +6,9 @@ session the time so flowacct expires flows on real time. Other threads (the cont
 socket, the metrics endpoint) read counters and swap the policy through the methods
 below; they take the same lock as a batch, so a swap happens only between batches.
 
-Start-up order keeps traffic flowing: leftover rules of a daemon that could not clean up
-are removed, the queue is bound, and only then are the rules installed. Shutting down
+Start-up order keeps traffic flowing: the queue is bound first (so a queue another daemon
+holds is refused before anything is touched), then leftover rules of a daemon that could
+not clean up are replaced by ours. Shutting down
 (SIGTERM, SIGINT, SIGHUP or :meth:`stop`) goes the other way: the rules go first, the
 packets already queued get their verdicts, the queue is unbound, and the session closes
 (the last flow records are written). A batch the engine fails on is accepted unchanged
@@ -218,8 +219,8 @@ class LiveDaemon:
         queue: QueueSocket | None = None
         previous = self._take_signals()
         try:
-            if self.install_rules:
-                rules.remove_leftovers()  # before binding: nothing is queued while we set up
+            # the queue first: a queue another daemon holds fails here, before any rule of
+            # its is touched; install() then replaces leftovers of one that died
             queue = QueueSocket(self.queue)
             source = LiveSource(queue, slots=self.slots)
             sink = VerdictSink(source)
