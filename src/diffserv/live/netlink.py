@@ -167,10 +167,11 @@ class QueueSocket:
             raise HostSystemError(f"NFQUEUE queue {self.queue}: {what}: {exc.strerror}") from None
         if code == 0:
             return
-        if code == errno.EBUSY:
+        if code == errno.EPERM and os.geteuid() == 0:
+            # the kernel answers EPERM when another socket owns the queue
             reason = "the queue is bound by another program"
         elif code == errno.EPERM:
-            reason = "permission denied (needs root or CAP_NET_ADMIN)"
+            reason = "permission denied (needs root or CAP_NET_ADMIN; or another program holds the queue)"
         else:
             reason = os.strerror(code)
         raise HostSystemError(f"NFQUEUE queue {self.queue}: {what}: {reason}")
