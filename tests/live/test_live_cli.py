@@ -69,7 +69,7 @@ def test_policy_errors_are_reported_as_check_reports_them(tmp_path: Path) -> Non
 
 def test_queue_numbers_are_checked() -> None:
     done = _diffserv("live", "x.conf", "--queue", "70000")
-    assert done.returncode == 2 and "--queue" in done.stderr and "\n" == done.stderr[-1]
+    assert done.returncode == 2 and "--queue" in done.stderr and done.stderr[-1] == "\n"
     assert done.stderr.count("\n") == 1
 
 

@@ -67,7 +67,11 @@ def test_leftovers_are_found_and_removed(ns: netns.Namespace) -> None:
 
 
 def test_a_second_install_replaces_the_first(ns: netns.Namespace) -> None:
-    code = "from diffserv.live import rules\nr = rules.install(1)\nprint(rules.install(2).leftovers_removed)"
+    code = (
+        "from diffserv.live import rules\n"
+        "r = rules.install(1)\n"
+        "print(rules.install(2).leftovers_removed)"
+    )
     assert _python(ns, code) == 12
     text = mangle_rules(ns)
     assert "--queue-num 1 " not in text and text.count("--queue-num 2 --queue-bypass") == 6

@@ -12,6 +12,8 @@ firewall exactly as it was.
 from __future__ import annotations
 
 import signal
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from support.live_daemon import (
     Daemon,
     all_rules,
     checksums_good,
+    env,
     packet_view,
     result,
     start_traffic,
@@ -257,3 +260,80 @@ def test_user_filter_and_callout_positions(
     assert classes["staff"]["packets"] == 50
     assert classes["leaving"]["packets"] == 40
     assert classes["arriving"]["packets"] == 30  # LOCAL_IN class
+
+
+COS_POLICY = """fmt_version 1.0
+
+action {
+	module ipgpc
+	name ipgpc.classify
+	class {
+		name video
+		next_action cos5
+	}
+	filter {
+		name video
+		class video
+		dport 5008
+	}
+}
+action {
+	module dlcosmk
+	name cos5
+	params {
+		cos 5
+		next_action continue
+	}
+}
+"""
+
+
+def test_dlcosmk_sets_the_packet_priority(topo: netns.Topology, tmp_path: Path) -> None:
+    """The verdict's NFQA_PRIORITY reaches skb->priority (what a VLAN egress-qos-map turns
+    into the PCP): an nft counter after the queue, in the router, counts priority 0:5."""
+    rtr = topo["rtr"]
+    policy = tmp_path / "cos.conf"
+    policy.write_text(COS_POLICY)
+    nft = "nft"
+    rtr.run([nft, "add", "table", "inet", "probe"])
+    try:
+        rtr.run(
+            [nft, "add", "chain", "inet", "probe", "post",
+             "{ type filter hook postrouting priority 0 ; }"]
+        )  # fmt: skip
+        for prio in ("0:5", "0:0"):
+            rtr.run([nft, "add", "rule", "inet", "probe", "post", "udp", "dport", "{ 5008, 5009 }",
+                     "meta", "priority", prio, "counter"])  # fmt: skip
+        daemon = Daemon(rtr, policy)
+        traffic(topo["snd"], "udp-send", "10.99.2.2", "5008", "40")
+        traffic(topo["snd"], "udp-send", "fd99:2::2", "5008", "30")
+        traffic(topo["snd"], "udp-send", "10.99.2.2", "5009", "20")  # not classified: no CoS
+        assert daemon.stop() == 0, daemon.stderr
+        listing = rtr.run([nft, "list", "chain", "inet", "probe", "post"]).stdout
+    finally:
+        rtr.run([nft, "delete", "table", "inet", "probe"], check=False)
+    counts = {}
+    for line in listing.splitlines():
+        if "meta priority" in line and "packets" in line:
+            words = line.split()
+            counts[words[words.index("priority") + 1]] = int(words[words.index("packets") + 1])
+    assert counts in ({"0:5": 70, "none": 20}, {"0:5": 70, "0:0": 20}), listing
+
+
+def test_flows_are_exported_as_they_expire(
+    topo: netns.Topology, policy: Path, tmp_path: Path
+) -> None:
+    """--export: IPFIX messages reach a collector while the daemon runs (flowacct's
+    200 ms timeout on real time), not only at exit."""
+    rtr = topo["rtr"]
+    collector = start_traffic(rtr, "udp-sink", "127.0.0.1", "4739", "2.5")
+    daemon = Daemon(rtr, policy, "--export", "ipfix://127.0.0.1:4739")
+    traffic(topo["snd"], "udp-send", "10.99.2.2", "5001", "20")
+    time.sleep(1.0)  # a quiet queue: the expiry runs on the daemon's idle wake-ups
+    daemon.kill()  # no exit flush: whatever the collector has came while running
+    rtr.run(
+        [sys.executable, "-c", "from diffserv.live.rules import remove_leftovers as r; r()"],
+        env=env(),
+    )
+    got = result(collector)
+    assert got["received"] >= 1

@@ -7,6 +7,8 @@ a namespace, optionally as another user); each prints one JSON line with what it
   udp-sink ADDR PORT IDLE_S        (counts datagrams and their TOS / traffic class)
   tcp-send DST PORT BYTES [--sport N]
   tcp-sink ADDR PORT IDLE_S        (bytes per connection)
+  udp-echo ADDR PORT IDLE_S        (sends every datagram back)
+  udp-ping DST PORT COUNT PPS      (round trips through an echo: p50/p99 in µs)
   capture IFNAME PATH              (every frame arriving on IFNAME into a pcap file, until
                                     SIGTERM; ready as soon as the socket is bound, unlike
                                     tshark, which misses what comes in its first moments)
@@ -123,6 +125,56 @@ def tcp_sink(args: argparse.Namespace) -> dict[str, object]:
 
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
+
+
+def udp_echo(args: argparse.Namespace) -> dict[str, object]:
+    family = _family(args.addr)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind((args.addr, args.port))
+    print(json.dumps({"ready": True}), flush=True)
+    sock.settimeout(args.idle)
+    echoed = 0
+    try:
+        while True:
+            data, peer = sock.recvfrom(65536)
+            sock.sendto(data, peer)
+            echoed += 1
+    except TimeoutError:
+        pass
+    return {"echoed": echoed}
+
+
+def udp_ping(args: argparse.Namespace) -> dict[str, object]:
+    family = _family(args.dst)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.settimeout(0.2)
+    rtts: list[int] = []
+    lost = 0
+    start = time.monotonic()
+    for i in range(args.count):
+        due = start + i / args.pps
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        sent = time.perf_counter_ns()
+        sock.sendto(struct.pack("!Q", i) + b"\0" * 56, (args.dst, args.port))
+        try:
+            while True:
+                data = sock.recv(2048)
+                if struct.unpack_from("!Q", data)[0] == i:
+                    break
+        except TimeoutError:
+            lost += 1
+            continue
+        rtts.append(time.perf_counter_ns() - sent)
+    rtts.sort()
+
+    def pct(q: float) -> float:
+        return rtts[min(len(rtts) - 1, int(q * len(rtts)))] / 1000 if rtts else float("nan")
+
+    return {"p50_us": pct(0.5), "p99_us": pct(0.99), "lost": lost, "samples": len(rtts)}
+
+
 ETH_P_ALL = 0x0003
 
 
@@ -182,6 +234,17 @@ def main() -> None:
     p.add_argument("port", type=int)
     p.add_argument("idle", type=float)
     p.set_defaults(func=tcp_sink)
+    p = sub.add_parser("udp-echo")
+    p.add_argument("addr")
+    p.add_argument("port", type=int)
+    p.add_argument("idle", type=float)
+    p.set_defaults(func=udp_echo)
+    p = sub.add_parser("udp-ping")
+    p.add_argument("dst")
+    p.add_argument("port", type=int)
+    p.add_argument("count", type=int)
+    p.add_argument("pps", type=float)
+    p.set_defaults(func=udp_ping)
     p = sub.add_parser("capture")
     p.add_argument("ifname")
     p.add_argument("path")

@@ -171,7 +171,7 @@ class QueueSocket:
             # the kernel answers EPERM when another socket owns the queue
             reason = "the queue is bound by another program"
         elif code == errno.EPERM:
-            reason = "permission denied (needs root or CAP_NET_ADMIN; or another program holds the queue)"
+            reason = "permission denied (needs CAP_NET_ADMIN; or another program holds the queue)"
         else:
             reason = os.strerror(code)
         raise HostSystemError(f"NFQUEUE queue {self.queue}: {what}: {reason}")

@@ -106,21 +106,24 @@ class LiveSource:
         """
         if ifindex.shape[0] == 0:
             return
-        top = int(ifindex.max())
         lut = self._lut
+        if int(ifindex.max()) < lut.shape[0]:
+            mapped = lut[ifindex]
+            if int(mapped.min()) >= 0:  # every interface known: the usual case
+                ifindex[:] = mapped
+                return
+        top = int(ifindex.max())
         if top >= lut.shape[0]:
             lut = np.concatenate([lut, np.full(top + 1 - lut.shape[0], -1, np.int32)])
-        missing = np.unique(ifindex[lut[ifindex] < 0])
-        if missing.shape[0]:
-            names = list(self.interfaces)
-            for index in missing.tolist():
-                try:
-                    name = socket.if_indextoname(index)
-                except OSError:
-                    name = f"if{index}"  # gone already: still one entry per index
-                lut[index] = len(names)
-                names.append(name)
-            self.interfaces = tuple(names)
+        names = list(self.interfaces)
+        for index in np.unique(ifindex[lut[ifindex] < 0]).tolist():
+            try:
+                name = socket.if_indextoname(index)
+            except OSError:
+                name = f"if{index}"  # gone already: still one entry per index
+            lut[index] = len(names)
+            names.append(name)
+        self.interfaces = tuple(names)
         self._lut = lut
         ifindex[:] = lut[ifindex]
 
