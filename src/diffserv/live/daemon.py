@@ -46,7 +46,13 @@ from diffserv.errors import DiffservError
 from diffserv.flows.writers import open_record_writer
 from diffserv.live import rules
 from diffserv.live.netlink import QueueSocket
-from diffserv.live.source import DEFAULT_SLOTS, LiveSource, now_ns
+from diffserv.live.source import (
+    DEFAULT_SLOT_BYTES,
+    DEFAULT_SLOTS,
+    SLOT_OVERHEAD,
+    LiveSource,
+    now_ns,
+)
 from diffserv.live.verdicts import VerdictSink
 from diffserv.policy.interpret import DEFAULT_COS_MODE
 from diffserv.policy.model import Policy
@@ -221,7 +227,9 @@ class LiveDaemon:
         try:
             # the queue first: a queue another daemon holds fails here, before any rule of
             # its is touched; install() then replaces leftovers of one that died
-            queue = QueueSocket(self.queue)
+            # a packet larger than a slot is copied in part (and accepted unchanged), so
+            # every queued packet's message fits its slot
+            queue = QueueSocket(self.queue, copy_range=DEFAULT_SLOT_BYTES - SLOT_OVERHEAD)
             source = LiveSource(queue, slots=self.slots)
             sink = VerdictSink(source)
             session.packet_sink = sink
