@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-APT_TOOLS := tshark nftables softflowd nfdump tcpreplay default-jre-headless chromium chromium-driver
+APT_TOOLS := tshark nftables iptables softflowd nfdump tcpreplay default-jre-headless chromium chromium-driver libnetfilter-queue-dev
 export DEBIAN_FRONTEND := noninteractive
 KERNEL_SOURCES := $(wildcard src/kernels/*.c src/kernels/*.h)
 KERNELS := $(VENV)/.kernels-built
@@ -39,13 +39,15 @@ $(KERNELS): $(STAMP) $(KERNEL_SOURCES)
 setup: $(KERNELS)
 	@$(BIN)/python -m compileall -q src
 
-# System tools the tests check our output against (a JRE runs Spark over the flow store);
-# installed only when missing.
+# System tools the tests check our output against (a JRE runs Spark over the flow store;
+# iptables installs the live data plane's queue rules; libnetfilter-queue-dev builds the
+# netfilterqueue package bench_live.py compares with); installed only when missing.
 system-tools:
 	@missing=""; \
-	for t in tshark:tshark nft:nftables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay java:default-jre-headless chromium:chromium chromedriver:chromium-driver; do \
-	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
+	for t in tshark:tshark nft:nftables iptables:iptables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay java:default-jre-headless chromium:chromium chromedriver:chromium-driver; do \
+	  command -v $${t%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${t%%:*} ] || missing="$$missing $${t##*:}"; \
 	done; \
+	[ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || missing="$$missing libnetfilter-queue-dev pkg-config"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \

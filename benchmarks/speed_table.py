@@ -26,6 +26,7 @@ ORDER = (
     "bench_collect",
     "bench_report",
     "bench_audit",
+    "bench_live",
 )
 
 

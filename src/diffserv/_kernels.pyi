@@ -316,6 +316,7 @@ def dlcosmk_rows(
     next_out: NDArray[Any],
     pcp: int,
     next_action: int,
+    untagged: int,
     /,
 ) -> None: ...
 
@@ -324,6 +325,72 @@ def dlcosmk_rows(
 # rows of flags (uint8) truncated, header-cut and length-from-frame (not malformed)
 def dscp_transitions(cols: PacketColumns, counts: NDArray[Any], /) -> None: ...
 def packet_conditions(flags: NDArray[Any], counts: NDArray[Any], /) -> None: ...
+
+# --- nfqueue: the live data plane's receive and verdict path (src/kernels/nfqueue.c)
+
+NFQ_META_WIDTH: Final[int]
+NFQ_META_ID: Final[int]
+NFQ_META_HOOK: Final[int]
+NFQ_META_INDEV: Final[int]
+NFQ_META_OUTDEV: Final[int]
+NFQ_META_GID: Final[int]
+NFQ_META_MARK: Final[int]
+NFQ_COUNTERS: Final[int]
+NFQ_BAD: Final[int]
+NFQ_ERRORS: Final[int]
+NFQ_LAST_ERROR: Final[int]
+NFQ_OVERFLOW: Final[int]
+NFQ_OTHER: Final[int]
+NFQ_DROPPED: Final[int]
+NFQ_REWRITTEN: Final[int]
+NFQ_PRIORITY: Final[int]
+NFQ_UNWRITABLE: Final[int]
+NFQ_BATCHES: Final[int]
+NFQ_MAX_SLOTS: Final[int]
+
+# parse datagram k at buf[k * slot, + lengths[k]) into rows (and decode them):
+# (rows, max_id, last_ts)
+def nfq_parse(
+    buf: NDArray[Any],
+    lengths: NDArray[Any],  # int64
+    slot: int,
+    cols: PacketColumns,
+    meta: NDArray[Any],  # int64 (rows, NFQ_META_WIDTH)
+    counters: NDArray[Any],  # int64 [NFQ_COUNTERS]
+    number: int,
+    now_ns: int,
+    floor_ns: int,
+    /,
+) -> tuple[int, int, int]: ...
+
+# recvmmsg what is queued on fd into the slots of buf and parse it:
+# (rows, datagrams, max_id, last_ts, errno)
+def nfq_receive(
+    fd: int,
+    buf: NDArray[Any],
+    slot: int,
+    cols: PacketColumns,
+    meta: NDArray[Any],
+    counters: NDArray[Any],
+    number: int,
+    floor_ns: int,
+    timeout_ms: int,
+    /,
+) -> tuple[int, int, int, int, int]: ...
+
+# build (and send, fd >= 0) the verdicts of rows [0, rows): (messages, bytes, errno)
+def nfq_verdicts(
+    fd: int,
+    queue: int,
+    buf: NDArray[Any],
+    cols: PacketColumns,
+    meta: NDArray[Any],
+    out: NDArray[Any],
+    counters: NDArray[Any],
+    rows: int,
+    max_id: int,
+    /,
+) -> tuple[int, int, int]: ...
 
 # --- grouping and text (grouping.c, address_text.c)
 

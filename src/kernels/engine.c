@@ -409,16 +409,18 @@ done:
 enum { DLCOSMK_NPACKETS, DLCOSMK_IPACKETS, DLCOSMK_COUNTERS };
 
 /* Dlcosmk.process: inbound and untagged frames pass unchanged (ipackets); every other
- * row gets the PCP to write. */
+ * row gets the PCP to write. With `untagged` set the packet sink carries the CoS out of
+ * band (a live verdict's skb priority), so untagged outbound frames get it too. */
 static void dlcosmk_loop(const int64_t *rows, Py_ssize_t n, const uint8_t *direction,
                          const int64_t *vlan_off, int8_t *new_pcp, int8_t pcp,
-                         int32_t next_action, int64_t *counters, int32_t *next_out) {
+                         int32_t next_action, int untagged, int64_t *counters,
+                         int32_t *next_out) {
     int64_t passed = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         int64_t row = rows[i];
         next_out[i] = next_action;
         uint8_t dir = direction[row];
-        if (dir == DIR_LOCAL_IN || dir == DIR_FWD_IN || vlan_off[row] < 0) {
+        if (dir == DIR_LOCAL_IN || dir == DIR_FWD_IN || (vlan_off[row] < 0 && !untagged)) {
             passed++;
             continue;
         }
@@ -430,18 +432,20 @@ static void dlcosmk_loop(const int64_t *rows, Py_ssize_t n, const uint8_t *direc
 
 enum { DC_ROWS, DC_DIRECTION, DC_VLAN_OFF, DC_NEW_PCP, DC_COUNTERS, DC_NEXT_OUT, DC_NARRAYS };
 
-/* dlcosmk_rows(rows, direction, vlan_off, new_pcp, counters, next_out, pcp, next_action) */
+/* dlcosmk_rows(rows, direction, vlan_off, new_pcp, counters, next_out, pcp, next_action,
+ *              untagged) */
 static PyObject *dlcosmk_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     static const char func[] = "dlcosmk_rows";
     static const arg_spec_t specs[DC_NARRAYS] = {
         {"rows", 8, 1, 0},    {"direction", 1, 0, 0}, {"vlan_off", 8, 1, 0},
         {"new_pcp", 1, 1, 1}, {"counters", 8, 1, 1},  {"next_out", 4, 1, 1},
     };
-    if (check_nargs(func, nargs, DC_NARRAYS + 2) < 0) return NULL;
-    long long pcp, next_action;
+    if (check_nargs(func, nargs, DC_NARRAYS + 3) < 0) return NULL;
+    long long pcp, next_action, untagged;
     if (int_arg(args[DC_NARRAYS], 0, 7, "pcp", &pcp) < 0) return NULL;
     if (int_arg(args[DC_NARRAYS + 1], INT32_MIN, INT32_MAX, "next_action", &next_action) < 0)
         return NULL;
+    if (int_arg(args[DC_NARRAYS + 2], 0, 1, "untagged", &untagged) < 0) return NULL;
     Py_buffer v[DC_NARRAYS];
     if (arrays_acquire(args, specs, DC_NARRAYS, v) < 0) return NULL;
     PyObject *result = NULL;
@@ -456,8 +460,8 @@ static PyObject *dlcosmk_rows(PyObject *self, PyObject *const *args, Py_ssize_t 
     rows_ok = rows_in_range(v[DC_ROWS].buf, n, limit);
     if (rows_ok)
         dlcosmk_loop(v[DC_ROWS].buf, n, v[DC_DIRECTION].buf, v[DC_VLAN_OFF].buf,
-                     v[DC_NEW_PCP].buf, (int8_t)pcp, (int32_t)next_action, v[DC_COUNTERS].buf,
-                     v[DC_NEXT_OUT].buf);
+                     v[DC_NEW_PCP].buf, (int8_t)pcp, (int32_t)next_action, (int)untagged,
+                     v[DC_COUNTERS].buf, v[DC_NEXT_OUT].buf);
     Py_END_ALLOW_THREADS;
     if (!rows_ok) {
         PyErr_Format(PyExc_IndexError, "%s: a row is outside [0, %zd)", func, limit);
@@ -557,7 +561,7 @@ PyMethodDef engine_methods[] = {
      "counters, next_out, next_action): mark rows with a dscpmk action."},
     {"dlcosmk_rows", FASTCALL(dlcosmk_rows),
      "dlcosmk_rows(rows, direction, vlan_off, new_pcp, counters, next_out, pcp, "
-     "next_action): mark rows with a dlcosmk action."},
+     "next_action, untagged): mark rows with a dlcosmk action."},
     {"dscp_transitions", FASTCALL(dscp_transitions),
      "dscp_transitions(cols, counts): count the (read, written) DSCP pairs of the packets "
      "written out."},

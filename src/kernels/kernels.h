@@ -85,7 +85,7 @@ static inline uint32_t load_le32(const uint8_t *p) {
 /* Each area's Python-visible functions, NULL-terminated; module.c joins them. An area
  * not built into this copy of the module is simply absent (weak symbol). */
 #define KERNEL_AREAS(X) X(packet) X(capture) X(pages) X(classify) X(flows) X(meters) X(engine) \
-    X(grouping) X(text)
+    X(nfqueue) X(grouping) X(text)
 #define DECLARE_AREA(area) \
     extern PyMethodDef area##_methods[] __attribute__((weak)); \
     extern int area##_constants(PyObject *module) __attribute__((weak));

@@ -9,6 +9,7 @@ def all_targets() -> dict[str, FuzzTarget]:
     import targets_capture
     import targets_dscp
     import targets_flows
+    import targets_live
     import targets_policy
     import targets_report
     import targets_wire
@@ -21,6 +22,7 @@ def all_targets() -> dict[str, FuzzTarget]:
         targets_dscp,
         targets_wire,
         targets_report,
+        targets_live,
     ):
         for target in module.TARGETS:
             found[target.name] = target

@@ -33,6 +33,9 @@ class EngineOptions(msgspec.Struct, frozen=True):
     # write the marks into the packet bytes (False: the columns only, for sources without
     # packet bytes, such as flow records being audited)
     rewrite_packets: bool = True
+    # dlcosmk marks untagged outbound frames too: the packet sink carries the CoS out of
+    # band (NFQUEUE verdicts set skb->priority; a VLAN egress-qos-map makes it the PCP)
+    cos_untagged: bool = False
 
 
 class BuildContext(msgspec.Struct, frozen=True):

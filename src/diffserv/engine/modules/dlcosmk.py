@@ -4,7 +4,8 @@ On illumos the marker hands the driver a b_band / dl_max value from fixed maps i
 cos 1 and 2 give 0, so they are indistinguishable from cos 0; ``cos_mode="illumos"`` (the
 default) reproduces that, ``cos_mode="plain"`` writes the cos value itself. Only frames
 that carry an 802.1Q tag can be marked: untagged frames (no CoS-capable interface) and
-inbound packets pass unchanged and count as ``ipackets``.
+inbound packets pass unchanged and count as ``ipackets``, except on a live data plane
+(``EngineOptions.cos_untagged``), whose verdicts carry the CoS as the packet's priority.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Dlcosmk:
         self.cos = self.params.cos
         self.pcp = self.params.pcp(ctx.options.cos_mode)
         self.next_action = ctx.action_id(self.params.next_action)
+        # a live sink sets the CoS out of band (skb priority): untagged frames get it too
+        self.untagged = int(ctx.options.cos_untagged)
         self._counts = np.zeros(DLCOSMK_COUNTERS, np.int64)  # npackets, ipackets
         self.epackets = 0
 
@@ -49,6 +52,7 @@ class Dlcosmk:
             next_out,
             self.pcp,
             self.next_action,
+            self.untagged,
         )
         return next_out
 
