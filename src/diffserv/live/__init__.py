@@ -1,0 +1,1 @@
+"""The live data plane: NFQUEUE source, verdicts, rules, daemon, control."""
