@@ -43,6 +43,7 @@ COMMAND_MODULES: dict[str, str] = {
     "report": "diffserv.cli.report_cmd",
     "serve": "diffserv.cli.serve_cmd",
     "audit": "diffserv.cli.audit_cmd",
+    "stat": "diffserv.cli.stat_cmd",
 }
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

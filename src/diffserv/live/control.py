@@ -37,7 +37,10 @@ import msgspec
 from diffserv.engine.carry import Swap
 from diffserv.engine.stats import SessionStats
 from diffserv.errors import DiffservError, HostSystemError, PolicyFileError
+from diffserv.policy.build import check
+from diffserv.policy.diagnostics import format_diagnostic
 from diffserv.policy.model import Policy
+from diffserv.policy.printer import format_policy
 
 DEFAULT_SOCKET: Final = "/run/diffserv/live.sock"
 SOCKET_ENV: Final = "DIFFSERV_STATS_SOCKET"  # overrides the default path (tests, packaging)
@@ -232,16 +235,11 @@ class ControlServer:
         return {"ok": False, "error": f"unknown op {op!r} (known: {', '.join(OPS)})"}, None
 
     def _policy(self) -> dict[str, Any]:
-        from diffserv.policy.printer import format_policy
-
         policy, text = self.target.running_policy()
         name = policy.actions[0].location.filename if policy.actions[0].location else ""
         return {"ok": True, "name": name, "text": text, "canonical": format_policy(policy)}
 
     def _apply(self, request: dict[str, Any]) -> dict[str, Any]:
-        from diffserv.policy.build import check
-        from diffserv.policy.diagnostics import format_diagnostic
-
         text, name = request.get("text"), request.get("name", "<control>")
         if not isinstance(text, str) or not isinstance(name, str):
             return {"ok": False, "error": 'apply needs "text" (and "name") strings'}
