@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-
-from support.synth import Packet, simple_frame, write_pcap
 
 from diffserv.capture import open_capture
 from diffserv.engine.carry import Swap
@@ -20,6 +19,7 @@ from diffserv.engine.session import Labels, Session
 from diffserv.engine.stats import SessionStats
 from diffserv.policy.build import check
 from diffserv.policy.model import Policy
+from support.synth import Packet, simple_frame, write_pcap
 
 POLICY = """fmt_version 1.0
 
@@ -125,6 +125,7 @@ class CaptureTarget:
         self.capture = capture
         self._lock = threading.Lock()
         self.stopped = threading.Event()
+        self.on_stop: list[Callable[[], None]] = []  # a daemon closes its socket on stop
         self.feed()
 
     def feed(self) -> None:
@@ -149,6 +150,8 @@ class CaptureTarget:
 
     def stop(self) -> None:
         self.stopped.set()
+        for callback in self.on_stop:
+            callback()
 
 
 def private_dir(tmp_path: Path) -> Path:

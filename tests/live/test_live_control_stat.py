@@ -84,9 +84,9 @@ def test_stat_without_a_daemon_is_one_line_and_status_2(
     sock = str(private_dir(tmp_path) / "live.sock")
     assert main(["stat", "--stats-socket", sock]) == 2
     err = capsys.readouterr().err
-    assert (
-        err
-        == f"error: {sock}: no diffserv live daemon is running (nothing answers on its control socket)\n"
+    assert err == (
+        f"error: {sock}: no diffserv live daemon is running "
+        "(nothing answers on its control socket)\n"
     )
 
 
