@@ -29,6 +29,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Protocol
 
@@ -49,6 +50,8 @@ MAX_REPLY_BYTES: Final = 256 << 20  # what a client accepts as one reply line
 MAX_CLIENTS: Final = 16
 CLIENT_IDLE_S: Final = 10.0
 CLIENT_TIMEOUT_S: Final = 30.0
+DRAIN_S: Final = 2.0  # how long a refused oversized request is read on, to be discarded
+DRAIN_BYTES: Final = 64 << 20
 OPS: Final = ("ping", "stat", "policy", "apply", "stop")
 
 
@@ -194,6 +197,7 @@ class ControlServer:
             for line in _lines(conn, MAX_REQUEST_BYTES):
                 if line is None:
                     conn.sendall(_reply_bytes({"ok": False, "error": "request too large"}))
+                    _drain(conn)
                     return
                 reply, after = self.handle(line)
                 self.served += 1
@@ -285,6 +289,24 @@ def serve_control(target: Controlled, path: str | None = None) -> ControlServer:
 
 def _reply_bytes(reply: dict[str, Any]) -> bytes:
     return msgspec.json.encode(reply) + b"\n"
+
+
+def _drain(conn: socket.socket) -> None:
+    """Read and discard what the peer still sends (for a while, up to a bound) before closing.
+
+    Closing with unread input makes the kernel reset the connection, and the peer may
+    then lose the reply it has not read yet; draining first lets it see the error.
+    """
+    conn.shutdown(socket.SHUT_WR)
+    conn.settimeout(DRAIN_S)
+    deadline = time.monotonic() + DRAIN_S
+    left = DRAIN_BYTES
+    with contextlib.suppress(OSError):
+        while left > 0 and time.monotonic() < deadline:
+            chunk = conn.recv(min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
 
 
 def _lines(conn: socket.socket, limit: int) -> Iterator[bytes | None]:
