@@ -43,7 +43,7 @@ setup: $(KERNELS)
 # installed only when missing.
 system-tools:
 	@missing=""; \
-	for t in tshark:tshark nft:nftables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay java:default-jre-headless chromium:chromium chromedriver:chromium-driver; do \
+	for t in tshark:tshark nft:nftables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay java:default-jre-headless chromium:chromium chromedriver:chromium-driver unshare:util-linux systemd-analyze:systemd; do \
 	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
