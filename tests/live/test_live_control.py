@@ -6,16 +6,20 @@ import os
 import socket
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 from ctl_support import POLICY, CaptureTarget, private_dir, write_traffic
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from diffserv.errors import HostSystemError
 from diffserv.live.control import (
     MAX_REQUEST_BYTES,
     ControlError,
+    ControlServer,
     NoDaemonError,
     daemon_answers,
     request,
@@ -181,3 +185,42 @@ def test_a_non_root_user_cannot_connect(target: CaptureTarget, sock: str) -> Non
             os._exit(0)
         _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 3
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlServer]:
+    """One real server for the parser property (hypothesis reuses it for every example)."""
+    base = tmp_path_factory.mktemp("parser")
+    policy = base / "edge.conf"
+    policy.write_text(POLICY)
+    target = CaptureTarget(str(policy), write_traffic(base / "traffic.pcap", count=8))
+    with serve_control(target, str(private_dir(base) / "live.sock")) as server:
+        yield server
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    line=st.binary(max_size=200)
+    | json_values.map(msgspec.json.encode)
+    | st.dictionaries(st.sampled_from(["op", "text", "name"]), json_values, max_size=3).map(
+        msgspec.json.encode
+    )
+)
+def test_any_request_line_gets_a_reply_never_an_exception(
+    served: ControlServer, line: bytes
+) -> None:
+    """The request parser on arbitrary input: always a well-formed reply, nothing raised."""
+    reply, after = served.handle(line)
+    assert isinstance(reply["ok"], bool)
+    assert reply["ok"] or isinstance(reply["error"], str)
+    if after is not None:  # only a well-formed stop asks for anything afterwards
+        assert msgspec.json.decode(line)["op"] == "stop"
