@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -171,3 +172,30 @@ def test_ipqosconf_applies_swaps_lists_commits_and_flushes(
     saved = router.ns.run(["iptables-save", "-t", "mangle"]).stdout
     assert "diffserv" not in saved.lower()
     assert _exchange(net, 5) == [0] * 5  # nothing queues or marks any more
+
+
+def test_after_a_sigkill_flush_cleans_up_and_apply_starts_afresh(
+    net: Any, router: Router, tmp_path: Path
+) -> None:
+    """A killed daemon leaves a stale socket and its queue rules (bypassed, so traffic
+    still flows); ipqosconf -f removes the rules, and -a replaces the stale socket."""
+    policy = tmp_path / "ef.conf"
+    policy.write_text(POLICY)
+    assert router.ipqosconf("-a", str(policy)).returncode == 0
+    ping = [
+        sys.executable,
+        "-c",
+        "import sys; from diffserv.live.control import request; "
+        "print(request(sys.argv[1], {'op': 'ping'})['pid'])",
+        router.sock,
+    ]
+    pid = int(router.ns.run(ping, env=router.env).stdout)
+    os.kill(pid, signal.SIGKILL)
+    assert os.path.exists(router.sock)  # stale: nobody answers on it
+    assert _exchange(net, 5) == [0] * 5  # --queue-bypass: unmarked, but delivered
+    assert router.ipqosconf("-l").stdout == ""
+    assert router.ipqosconf("-f").returncode == 0
+    assert "diffserv" not in router.ns.run(["iptables-save", "-t", "mangle"]).stdout.lower()
+    again = router.ipqosconf("-a", str(policy))
+    assert again.returncode == 0, again.stderr
+    assert _exchange(net, 5) == [46 << 2] * 5

@@ -224,3 +224,9 @@ def test_any_request_line_gets_a_reply_never_an_exception(
     assert reply["ok"] or isinstance(reply["error"], str)
     if after is not None:  # only a well-formed stop asks for anything afterwards
         assert msgspec.json.decode(line)["op"] == "stop"
+
+
+def test_a_socket_path_too_long_is_one_clear_error(target: CaptureTarget, tmp_path: Path) -> None:
+    directory = private_dir(tmp_path)
+    with pytest.raises(HostSystemError, match=r"live\.sock: .*too long"):
+        serve_control(target, str(directory / ("x" * 120) / ".." / "live.sock"))

@@ -99,7 +99,7 @@ def config_lock(run_dir: str) -> Iterator[None]:
         try:
             fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
         except OSError as exc:
-            raise HostSystemError(f"Bad lock file {path}: {exc.strerror}") from None
+            raise HostSystemError(f"Bad lock file {path}: {exc.strerror or exc}") from None
         info = os.fstat(fd)
         if (
             not stat.S_ISREG(info.st_mode)
@@ -110,7 +110,7 @@ def config_lock(run_dir: str) -> Iterator[None]:
             os.close(fd)
             raise HostSystemError(f"Bad lock file {path}.") from None
     except OSError as exc:
-        raise HostSystemError(f"{path}: {exc.strerror}") from None
+        raise HostSystemError(f"{path}: {exc.strerror or exc}") from None
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX)
         yield

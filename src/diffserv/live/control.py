@@ -94,7 +94,7 @@ def _check_directory(directory: str) -> None:
     try:
         info = os.stat(directory)
     except OSError as exc:
-        raise HostSystemError(f"{directory}: {exc.strerror}") from None
+        raise HostSystemError(f"{directory}: {exc.strerror or exc}") from None
     if not stat.S_ISDIR(info.st_mode):
         raise HostSystemError(f"{directory}: not a directory")
     if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
@@ -152,7 +152,7 @@ class ControlServer:
             try:
                 os.makedirs(directory, mode=0o755, exist_ok=True)
             except OSError as exc:
-                raise HostSystemError(f"{directory}: {exc.strerror}") from None
+                raise HostSystemError(f"{directory}: {exc.strerror or exc}") from None
         _check_directory(directory)
         _clear_stale(path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -164,7 +164,7 @@ class ControlServer:
             listener.settimeout(0.2)  # the accept loop looks at the stop flag this often
         except OSError as exc:
             listener.close()
-            raise HostSystemError(f"{path}: {exc.strerror}") from None
+            raise HostSystemError(f"{path}: {exc.strerror or exc}") from None
         self._inode = os.stat(path).st_ino
         self._listener = listener
         self._closed = threading.Event()
