@@ -44,7 +44,7 @@ setup: $(KERNELS)
 # netfilterqueue package bench_live.py compares with); installed only when missing.
 system-tools:
 	@missing=""; \
-	for t in tshark:tshark nft:nftables iptables:iptables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay java:default-jre-headless chromium:chromium chromedriver:chromium-driver; do \
+	for t in tshark:tshark nft:nftables iptables:iptables softflowd:softflowd nfdump:nfdump tcprewrite:tcpreplay java:default-jre-headless chromium:chromium chromedriver:chromium-driver unshare:util-linux systemd-analyze:systemd; do \
 	  command -v $${t%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${t%%:*} ] || missing="$$missing $${t##*:}"; \
 	done; \
 	[ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || missing="$$missing libnetfilter-queue-dev pkg-config"; \

@@ -44,6 +44,7 @@ COMMAND_MODULES: dict[str, str] = {
     "serve": "diffserv.cli.serve_cmd",
     "audit": "diffserv.cli.audit_cmd",
     "live": "diffserv.cli.live_cmd",
+    "stat": "diffserv.cli.stat_cmd",
 }
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 

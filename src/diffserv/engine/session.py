@@ -21,9 +21,10 @@ import msgspec
 import numpy as np
 
 from diffserv.columns import ACTION_DEFER, ACTION_DROP, PacketBatch
+from diffserv.engine.carry import Swap, carry_state, plan
 from diffserv.engine.context import EngineOptions
 from diffserv.engine.graph import ActionGraph, compile_policy
-from diffserv.engine.operator import ClassifyingOperator, DetailedOperator
+from diffserv.engine.operator import ClassifyingOperator, DetailedOperator, Operator
 from diffserv.engine.stats import (
     ActionStats,
     ClassStats,
@@ -123,6 +124,39 @@ class Session:
     def advance(self, now_ns: int) -> None:
         """Time is ``now_ns`` and no packet came: operators with timers run them."""
         self.graph.advance(now_ns)
+
+    def replace_policy(self, policy: Policy) -> Swap:
+        """Run ``policy`` from the next batch on, keeping the state of unchanged actions.
+
+        Call it between batches (a live daemon does, on its own thread). The new policy is
+        compiled first: if the engine rejects it (PolicyFileError) nothing has changed. An
+        action whose definition is unchanged (``engine.carry``) keeps its state and its
+        counters; a new or changed one starts afresh; a flowacct action that does not
+        carry over writes all its flows to the record sink first, so no record is lost.
+        The session's own totals (packets, outcomes, DSCP transitions) run on.
+        """
+        if self._ended:
+            raise RuntimeError("the session has already been closed or aborted")
+        new_graph = compile_policy(policy, self.options)
+        old_graph = self.graph
+        old = {op.name: (old_graph.policy.action(op.name), op) for op in old_graph.operators}
+        new = {op.name: (policy.action(op.name), op) for op in new_graph.operators}
+        swap = plan(old, new)
+        kept = set(swap.kept)
+        for name, (_, op) in new.items():
+            if name in kept:
+                carry_state(old[name][1], op)
+        dropped: list[Operator] = [op for name, (_, op) in old.items() if name not in kept]
+        for op in dropped:
+            if op.module == "flowacct":
+                op.finish()  # its flows go to the record sink before the table is dropped
+        for name in ("outcomes", "not_ip", "malformed_count", "malformed_numbers"):
+            setattr(new_graph, name, getattr(old_graph, name))
+        new_graph.packets, new_graph.bytes = old_graph.packets, old_graph.bytes
+        new_graph.trace_limit, new_graph.trace = old_graph.trace_limit, old_graph.trace
+        self._rewrites = self.options.rewrite_packets and has_marker(policy)
+        self.graph = new_graph
+        return swap
 
     def cut_short(self, error: InputDataError) -> None:
         """The source broke off at damaged input: what came before it is kept and written.

@@ -3,5 +3,6 @@
 Packets come from a netfilter queue socket in batches (``netlink``, ``source``), run
 through the same engine session as captures, and go back as verdicts (``verdicts``);
 ``rules`` installs the iptables rules that queue them, ``daemon`` ties it together for
-``diffserv live``. See docs/live.md.
+``diffserv live``; ``control``, ``kstat`` and ``metrics`` serve its statistics and take
+new policies, ``apply`` is ipqosconf's transaction. See docs/live.md, docs/ipqosconf.md.
 """

@@ -52,6 +52,8 @@ class MeterBase:
     """Counters, routing and the Operator boilerplate common to both meters."""
 
     module = ""
+    # what a policy swap carries over when the action is unchanged (engine.carry)
+    state_attributes: tuple[str, ...] = ("_state", "_counters")
 
     def __init__(
         self, action: Action, ctx: BuildContext, *, green: str, yellow: str | None, red: str

@@ -26,6 +26,8 @@ class Dlcosmk:
     """A compiled dlcosmk action."""
 
     module = "dlcosmk"
+    # what a policy swap carries over when the action is unchanged (engine.carry)
+    state_attributes = ("_counts", "epackets")
 
     def __init__(self, action: Action, ctx: BuildContext) -> None:
         self.name = action.name

@@ -32,6 +32,8 @@ class Dscpmk:
     """A compiled dscpmk action."""
 
     module = "dscpmk"
+    # what a policy swap carries over when the action is unchanged (engine.carry)
+    state_attributes = ("_counts", "per_dscp")
 
     def __init__(self, action: Action, ctx: BuildContext) -> None:
         self.name = action.name

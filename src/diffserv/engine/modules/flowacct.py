@@ -201,6 +201,8 @@ class FlowacctOperator:
     """The compiled flowacct action."""
 
     module = "flowacct"
+    # a policy swap hands an unchanged action its whole flow table (engine.carry)
+    state_attributes = ("table",)
 
     def __init__(self, name: str, next_action: int, table: FlowTable) -> None:
         self.name = name

@@ -143,6 +143,8 @@ class Ipgpc:
     """The compiled classifier of a policy's ``ipgpc.classify`` action."""
 
     module = "ipgpc"
+    # what a policy swap carries over when the action is unchanged (engine.carry)
+    state_attributes = ("c_packets", "c_bytes", "c_last", "epackets")
 
     def __init__(self, action: Action, ctx: BuildContext) -> None:
         self.name = action.name

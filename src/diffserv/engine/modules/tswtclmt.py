@@ -43,6 +43,7 @@ class TimeSlidingWindowMeter(MeterBase):
     """One tswtclmt action; the rate estimate and random stream persist across batches."""
 
     module = "tswtclmt"
+    state_attributes = ("_state", "_counters", "_rng")
 
     def __init__(self, action: Action, ctx: BuildContext) -> None:
         params = interpreted(action, tswtclmt_params)
