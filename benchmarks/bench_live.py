@@ -134,7 +134,9 @@ def _require() -> str | None:
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]))
+    path = os.pathsep.join([str(REPO / "src"), str(REPO / "tests")])
+    sock = os.path.join(tempfile.mkdtemp(prefix="ds-bench-"), "s")  # not the host's socket
+    return dict(os.environ, PYTHONPATH=path, DIFFSERV_STATS_SOCKET=sock)
 
 
 def _mac(ns: Any, ifname: str) -> bytes:

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from ctl_support import POLICY, CaptureTarget, private_dir, write_traffic
 
-from diffserv.cli.main import COMMAND_MODULES
 from diffserv.live.control import ControlServer, request, serve_control
 from diffserv.policy.build import check
 from support.tools import require_tool, unavailable
@@ -204,18 +203,3 @@ def test_usage_errors_print_the_usage_and_exit_1(
     done = ipqosconf(*args)
     assert done.returncode == 1
     assert done.stderr.startswith("usage:\n\tipqosconf [-sv] -a file|-\n")
-
-
-def test_apply_with_no_daemon_and_no_data_plane_fails_cleanly(
-    ipqosconf: Ipqosconf, tmp_path: Path
-) -> None:
-    """Starting `diffserv live` fails (this build has no data plane): nothing is left."""
-    if "live" in COMMAND_MODULES:
-        pytest.skip("diffserv live exists: test_ipqosconf_live.py starts the real daemon")
-    done = ipqosconf("-a", _write(tmp_path, "edge.conf", POLICY))
-    assert done.returncode == 1
-    lines = done.stderr.splitlines()
-    assert lines[0].startswith("Error: diffserv live exited with status 2: ")
-    assert lines[-1] == "Error: Configuration failed, system state unchanged."
-    assert not os.path.exists(ipqosconf.sock)
-    assert ipqosconf("-l").stdout == ""

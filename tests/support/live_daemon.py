@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,16 @@ SRC = REPO / "src"
 TRAFFIC = Path(__file__).resolve().parent / "traffic.py"
 
 
+_SOCKETS = tempfile.TemporaryDirectory(prefix="ds-live-")  # short: a socket path is < 108
+
+
 def env() -> dict[str, str]:
-    """The test's own interpreter and source tree, inside every namespace."""
+    """The test's own interpreter and source tree, inside every namespace, and a control
+    socket of its own for each daemon (the default one is the host's, shared by every
+    test worker)."""
     path = os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return dict(os.environ, PYTHONPATH=path)
+    sock = tempfile.mkdtemp(dir=_SOCKETS.name)
+    return dict(os.environ, PYTHONPATH=path, DIFFSERV_STATS_SOCKET=os.path.join(sock, "s"))
 
 
 def mangle_rules(ns: Namespace) -> str:

@@ -187,6 +187,7 @@ def batch_to_table(batch: FlowBatch) -> Any:
 
 # ---------------------------------------------------------------- table -> batches
 
+
 class AddressError(ValueError):
     """A text value that is not an IP address; ``row`` is its 0-based position."""
 

@@ -17,12 +17,10 @@ and counted: a live link is never held hostage to one bad batch.
 
 from __future__ import annotations
 
-import importlib
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -39,6 +37,7 @@ from diffserv._kernels import (
     NFQ_REWRITTEN,
     NFQ_UNWRITABLE,
 )
+from diffserv.engine.carry import Swap
 from diffserv.engine.context import DEFAULT_SEED, EngineOptions
 from diffserv.engine.session import Labels, Session
 from diffserv.engine.stats import SessionStats
@@ -185,18 +184,16 @@ class LiveDaemon:
         with self._lock:
             return self._policy, self._text
 
-    def replace_policy(self, policy: Policy, text: str) -> None:
+    def replace_policy(self, policy: Policy, text: str) -> Swap:
         """Swap the policy between two batches (the engine keeps the state of unchanged
         actions). Raises DiffservError when the engine cannot do it."""
         with self._lock:
             session = self.session
             if session is None or session.ended:
                 raise DiffservError("the live daemon is not running")
-            replace: Callable[[Policy], None] | None = getattr(session, "replace_policy", None)
-            if replace is None:
-                raise DiffservError("replacing the policy of a running daemon is not supported yet")
-            replace(policy)
+            swap = session.replace_policy(policy)
             self._policy, self._text = policy, text
+            return swap
 
     def stop(self) -> None:
         """Ask the main loop to finish (it does within ``idle_ms``)."""
@@ -342,18 +339,15 @@ class LiveDaemon:
             signal.signal(signum, handler)
 
     def _start_servers(self) -> None:
-        """The control socket and metrics endpoint, when their modules are installed."""
-        for option, module, function in (
-            (self.stats_socket, "diffserv.live.control", "serve_control"),
-            (self.metrics, "diffserv.live.metrics", "serve_metrics"),
-        ):
-            if not option:
-                continue
-            try:
-                serve = getattr(importlib.import_module(module), function)
-            except (ImportError, AttributeError):
-                raise DiffservError(f"{module} is not available in this build") from None
-            self._servers.append(serve(self, option))
+        """The control socket (always: ``diffserv stat`` and ``ipqosconf`` talk to it, at
+        ``--stats-socket``, ``$DIFFSERV_STATS_SOCKET`` or the default path) and the
+        metrics endpoint when asked for."""
+        from diffserv.live.control import serve_control
+        from diffserv.live.metrics import serve_metrics
+
+        self._servers.append(serve_control(self, self.stats_socket))
+        if self.metrics:
+            self._servers.append(serve_metrics(self, self.metrics))
 
     def _stop_servers(self) -> None:
         while self._servers:
