@@ -61,6 +61,6 @@ def test_many_distinct_rows_grow_the_table() -> None:
 
 def test_the_kernel_refuses_a_wrong_shape() -> None:
     with pytest.raises(TypeError):
-        _kernels.group_rows(np.zeros(4, np.uint64), np.empty(4, np.int64))
+        _kernels.group_rows([np.zeros(4, np.uint8)], np.empty(4, np.int64))
     with pytest.raises(ValueError):
-        _kernels.group_rows(np.zeros((2, 4), np.uint64), np.empty(3, np.int64))
+        _kernels.group_rows([np.zeros(4, np.uint64)], np.empty(3, np.int64))

@@ -4,6 +4,7 @@ Arrays are numpy arrays of the dtype each parameter names; ``cols`` is a
 ``PacketColumns`` tuple. Each area of the module keeps its own section below.
 """
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from numpy.typing import NDArray
@@ -394,9 +395,9 @@ def nfq_verdicts(
 
 # --- grouping and text (grouping.c, address_text.c)
 
-# group_rows: ids[i] = the group of row i by the (k, n) 8-byte key columns; returns the first
-# row of each group (group order = order of first rows) as native int64 bytes
-def group_rows(columns: NDArray[Any], ids: NDArray[Any], /) -> bytes: ...
+# group_rows: ids[i] = the group of row i by 1-16 key columns of n 8-byte integers; returns
+# the first row of each group (group order = order of first rows) as native int64 bytes
+def group_rows(columns: Sequence[NDArray[Any]], ids: NDArray[Any], /) -> bytes: ...
 
 # parse_addresses: address text (an Arrow string column's offsets and data) to hi/lo words,
 # IPv4 v4-mapped; returns the first row that is not an address, or -1

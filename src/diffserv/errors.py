@@ -33,6 +33,10 @@ class InputDataError(DiffservError):
         self.where = where
         self.message = message
 
+    def __reduce__(self) -> tuple[type[InputDataError], tuple[str, str]]:
+        """Pickled by its two parts (an error of a worker process is raised again here)."""
+        return type(self), (self.where, self.message)
+
 
 class HostSystemError(DiffservError):
     """The operating system refused something (file, socket, netlink, kernel)."""

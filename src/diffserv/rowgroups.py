@@ -50,19 +50,16 @@ class Groups(NamedTuple):
 
 
 def group_rows(columns: Sequence[NDArray[Any]]) -> Groups:
-    """The groups of the rows of ``columns`` (integer or bool arrays of one length):
-    rows are in one group exactly when they are equal in every column."""
-    stacked = np.empty((len(columns), columns[0].shape[0]), np.uint64)
-    for j, column in enumerate(columns):
-        stacked[j] = column  # signed values wrap: equal stays equal
-    return group_columns(stacked)
-
-
-def group_columns(stacked: NDArray[Any]) -> Groups:
-    """The groups of the rows of key columns stacked as the rows of a (k, n) array."""
-    if stacked.dtype.itemsize != 8 or stacked.dtype.kind not in "iu":
-        stacked = stacked.astype(np.int64)
-    stacked = np.ascontiguousarray(stacked)
-    ids = np.empty(stacked.shape[1], np.int64)
-    firsts = np.frombuffer(_kernels.group_rows(stacked, ids), np.int64)
+    """The groups of the rows of ``columns`` (1 to 16 integer or bool arrays of one
+    length): rows are in one group exactly when they are equal in every column."""
+    words = [_words(column) for column in columns]
+    ids = np.empty(words[0].shape[0], np.int64)
+    firsts = np.frombuffer(_kernels.group_rows(words, ids), np.int64)
     return Groups(ids, firsts)
+
+
+def _words(column: NDArray[Any]) -> NDArray[Any]:
+    """A column as contiguous 8-byte integers (signed values wrap: equal stays equal)."""
+    if column.dtype.itemsize == 8 and column.dtype.kind in "iu":
+        return np.ascontiguousarray(column)
+    return column.astype(np.int64)

@@ -90,9 +90,9 @@ static inline int same_key(const uint64_t *a, const uint64_t *b, Py_ssize_t k) {
 
 #define BLOCK 16 /* rows hashed (and their slots prefetched) ahead of their probes */
 
-/* Group rows [0, n) of the k x n column matrix `words` into `t` (ids[i] = the group of
- * row i). Returns -1 when out of memory. */
-static int group_all(const uint64_t *words, Py_ssize_t n, Py_ssize_t k, int64_t *ids,
+/* Group rows [0, n) of the k key columns into `t` (ids[i] = the group of row i).
+ * Returns -1 when out of memory. */
+static int group_all(const uint64_t *const *columns, Py_ssize_t n, Py_ssize_t k, int64_t *ids,
                      groups_t *t) {
     uint64_t hash[BLOCK];
     uint64_t *row = malloc((size_t)k * BLOCK * sizeof *row);
@@ -100,7 +100,7 @@ static int group_all(const uint64_t *words, Py_ssize_t n, Py_ssize_t k, int64_t 
     for (Py_ssize_t base = 0; base < n; base += BLOCK) {
         Py_ssize_t m = n - base < BLOCK ? n - base : BLOCK;
         for (Py_ssize_t j = 0; j < k; j++) { /* column by column: each read in order */
-            const uint64_t *column = words + j * n + base;
+            const uint64_t *column = columns[j] + base;
             for (Py_ssize_t b = 0; b < m; b++) row[b * k + j] = column[b];
         }
         for (Py_ssize_t b = 0; b < m; b++) {
@@ -140,37 +140,50 @@ fail:
     return -1;
 }
 
-/* group_rows(columns, ids) -> bytes: columns a C-contiguous (k, n) array of 8-byte
- * integers (key column j is row j), ids an int64 array of n items (written: each row's
- * group). Returns the first row of
- * each group, in group order, as native int64 bytes. */
+#define MAX_WORDS 32
+
+/* group_rows(columns, ids) -> bytes: columns a sequence of 1 to 32 key columns, each a
+ * C-contiguous array of n 8-byte integers; ids an int64 array of n items (written: each
+ * row's group). Returns the first row of each group, in group order, as int64 bytes. */
 static PyObject *py_group_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (check_nargs("group_rows", nargs, 2) < 0) return NULL;
-    Py_buffer keys, ids; /* keys: the (k, n) key columns */
-    if (PyObject_GetBuffer(args[0], &keys, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
-    if (keys.ndim != 2 || keys.itemsize != 8) {
-        PyErr_SetString(PyExc_TypeError, "columns: expected a (words, rows) array of 8-byte items");
-        PyBuffer_Release(&keys);
+    PyObject *seq = PySequence_Fast(args[0], "columns: expected a sequence of arrays");
+    if (seq == NULL) return NULL;
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(seq);
+    if (k < 1 || k > MAX_WORDS) {
+        PyErr_Format(PyExc_ValueError, "group_rows: 1 to %d key columns, not %zd", MAX_WORDS, k);
+        Py_DECREF(seq);
         return NULL;
     }
-    if (array_acquire(args[1], &ids, 8, 1, 1, "ids") < 0) {
-        PyBuffer_Release(&keys);
-        return NULL;
-    }
+    Py_buffer views[MAX_WORDS], ids;
+    const uint64_t *columns[MAX_WORDS];
+    int held = 0;
     PyObject *result = NULL;
-    Py_ssize_t k = keys.shape[0], n = keys.shape[1];
+    for (; held < k; held++) {
+        if (array_acquire(PySequence_Fast_GET_ITEM(seq, held), &views[held], 8, -1, 0,
+                          "key column") < 0)
+            goto done;
+        columns[held] = views[held].buf;
+    }
+    if (array_acquire(args[1], &ids, 8, 1, 1, "ids") < 0) goto done;
+    Py_ssize_t n = ITEMS(ids);
+    for (Py_ssize_t j = 0; j < k; j++)
+        if (ITEMS(views[j]) != n) {
+            PyErr_SetString(PyExc_ValueError, "group_rows: every key column has one item per id");
+            goto release_ids;
+        }
+    if (n > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "group_rows: under 2**31 rows");
+        goto release_ids;
+    }
     groups_t t = {empty_slots(64), 64, malloc(32 * sizeof(int64_t)), malloc(32 * sizeof(uint64_t)),
-                  malloc(32 * (size_t)(k > 0 ? k : 1) * sizeof(uint64_t)), 32, 0, k};
-    if (ITEMS(ids) != n) {
-        PyErr_SetString(PyExc_ValueError, "ids must have one item per key row");
-    } else if (k < 1 || n > INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "group_rows: 1 or more key columns, under 2**31 rows");
-    } else if (t.slots == NULL || t.firsts == NULL || t.hashes == NULL || t.keys == NULL) {
+                  malloc(32 * (size_t)k * sizeof(uint64_t)), 32, 0, k};
+    if (t.slots == NULL || t.firsts == NULL || t.hashes == NULL || t.keys == NULL) {
         PyErr_NoMemory();
     } else {
         int failed;
         Py_BEGIN_ALLOW_THREADS
-        failed = group_all(keys.buf, n, k, ids.buf, &t);
+        failed = group_all(columns, n, k, ids.buf, &t);
         Py_END_ALLOW_THREADS
         if (failed)
             PyErr_NoMemory();
@@ -182,8 +195,11 @@ static PyObject *py_group_rows(PyObject *self, PyObject *const *args, Py_ssize_t
     free(t.firsts);
     free(t.hashes);
     free(t.keys);
+release_ids:
     PyBuffer_Release(&ids);
-    PyBuffer_Release(&keys);
+done:
+    arrays_release(views, held);
+    Py_DECREF(seq);
     return result;
 }
 

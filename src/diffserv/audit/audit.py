@@ -76,9 +76,7 @@ class Audit:
         arrived = np.where(egress, c["dscp_in"], -1).astype(np.int16)
         blocked = got.blocked_by >= 0
         for index, lacked in enumerate(got.missing):
-            if lacked and lacked not in self.missing[index]:
-                merged = {*filter(None, self.missing[index].split(", ")), *lacked.split(", ")}
-                self.missing[index] = ", ".join(sorted(merged))
+            self._lacked(index, lacked)
         pcp = c["pcp"].astype(np.int16)
         judged = judge(
             self.table, got.class_index, blocked, arrived, observed, inbound, self.priority, pcp
@@ -109,6 +107,25 @@ class Audit:
                 pcp_wrong=judged.pcp_wrong,
             )
         )
+
+    def share(self) -> tuple[Tally, int, list[str], list[str]]:
+        """What judging some of the records added (a worker process sends it back)."""
+        return self.tally, self.records, self.missing, self.warnings
+
+    def merge(self, share: tuple[Tally, int, list[str], list[str]]) -> None:
+        """Add a worker's :meth:`share` of the same audit's records."""
+        tally, records, missing, warnings = share
+        self.tally.merge(tally)
+        self.records += records
+        for index, lacked in enumerate(missing):
+            self._lacked(index, lacked)
+        self.warnings.extend(warnings)
+
+    def _lacked(self, index: int, lacked: str) -> None:
+        """Note that records lacked ``lacked`` (selector names) for filter ``index``."""
+        if lacked and lacked not in self.missing[index]:
+            merged = {*filter(None, self.missing[index].split(", ")), *lacked.split(", ")}
+            self.missing[index] = ", ".join(sorted(merged))
 
     def result(self, meta: dict[str, Any]) -> dict[str, Any]:
         """The audit as JSON-ready data (the keys docs/audit.md lists)."""

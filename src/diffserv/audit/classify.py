@@ -198,6 +198,23 @@ class RecordClassifier:
         ]
         self._uses_direction = any(inst.direction for inst in instances)
 
+    def record_columns(self) -> set[str]:
+        """The store columns the filters read: only the selectors some filter tests
+        (records are mostly the same columns, read again and again)."""
+        used = self._used
+        columns = {"saddr", "daddr", "ip_version", "protocol", "sport", "dport"}
+        if used and used[F_DSFIELD]:
+            columns |= {"ds_in", "dscp_in", "prec_in"}
+        if self._uses_direction or (used and used[F_IFNAME]):
+            columns.add("direction")
+        if used and used[F_IFNAME]:
+            columns |= {"in_if", "out_if"}
+        if used and used[F_UID]:
+            columns.add("uid")
+        if used and used[F_PROJID]:
+            columns.add("projid")
+        return columns
+
     def use_interfaces(self, interfaces: Mapping[int, str] | None) -> None:
         """The names of the interface numbers records carry from now on (a capture's
         interface list grows as its reader meets interface blocks)."""

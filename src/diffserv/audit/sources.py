@@ -14,9 +14,12 @@ and is refused for a capture.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Final, TypeVar
 
 import numpy as np
@@ -31,15 +34,25 @@ from diffserv.policy.model import Policy
 from diffserv.rowgroups import group_rows
 
 _RECORD_BATCH_ROWS = 262_144  # records judged at a time (results never depend on it)
-# The store columns the classifier and the verdicts read (the others stay unread: an
-# audit of millions of records spends its time turning columns into arrays).
-RECORD_COLUMNS: Final = (
-    "first_seen", "last_seen", "ip_version", "saddr", "daddr", "sport", "dport", "protocol",
-    "in_if", "out_if", "direction", "ds_in", "dscp_in", "prec_in", "ecn_in", "dscp_out",
-    "ecn_out", "pcp", "packets", "bytes", "uid", "projid",
+# The store columns the verdicts and the lists of flows read; the classifier adds those
+# its filters test (RecordClassifier.record_columns). The others stay unread: an audit
+# of millions of records spends its time turning columns into arrays.
+JUDGED_COLUMNS: Final = (
+    "first_seen", "ip_version", "saddr", "daddr", "sport", "dport", "protocol", "dscp_in",
+    "ecn_in", "dscp_out", "ecn_out", "pcp", "packets", "bytes",
 )  # fmt: skip
 _CAPTURE_BATCH = 65_536  # packets judged at a time (nor on this)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_WORKERS = 4  # processes judging a large store's records at most
+_PARALLEL_ROWS = 1_000_000  # records from which a store is judged by several processes
+
+
+def record_columns(audit: Audit) -> list[str]:
+    """The store columns an audit of flow records reads, in the store's order."""
+    from diffserv.flows.store_arrow import SCHEMA
+
+    wanted = {*JUDGED_COLUMNS, *audit.classifier.record_columns()}
+    return [name for name in SCHEMA.names if name in wanted]
 
 
 def _pcp(batch: PacketBatch, rows: Any) -> NDArray[np.int16]:
@@ -179,47 +192,121 @@ def _capture(audit: Audit, path: str, args: dict[str, Any], tally: dict[str, int
         audit.warnings.extend(f"{path}: {warning}" for warning in reader.warnings)
 
 
-def _record_batches(paths: Sequence[str], selection: Any) -> Iterator[FlowBatch]:
+def _record_batches(
+    paths: Sequence[str], selection: Any, columns: Sequence[str]
+) -> Iterator[FlowBatch]:
     """The records ``selection`` selects: through the report engine's SQL when it has
     filters; else scanned straight from the files (see :func:`_scanned_records`)."""
     from diffserv.report.sources import SourceSet
 
     sources = SourceSet(list(paths))
     if not selection.filters:
-        yield from _scanned_records(sources.resolve(selection.from_ns), selection)
+        yield from _scanned_records(sources.resolve(selection.from_ns), selection, columns)
         return
     from diffserv.flows.store_arrow import table_to_batches
     from diffserv.report.duckdb_engine import DuckDBEngine
 
     engine = DuckDBEngine(lambda: sources.resolve(selection.from_ns), rollup=False)
     try:
-        for arrow in engine.record_batches(selection, _RECORD_BATCH_ROWS, RECORD_COLUMNS):
+        for arrow in engine.record_batches(selection, _RECORD_BATCH_ROWS, columns):
             yield from table_to_batches(arrow)
     finally:
         engine.close()
 
 
-def _scanned_records(sources: Any, selection: Any) -> Iterator[FlowBatch]:
-    """Every record of ``sources`` whose first packet is inside ``--from``/``--to``, read
+def _scanned_records(
+    sources: Any, selection: Any, columns: Sequence[str], share: tuple[int, int] = (0, 1)
+) -> Iterator[FlowBatch]:
+    """The records of ``sources`` whose first packet is inside ``--from``/``--to``, read
     with Parquet's own reader: addresses stay dictionaries (each distinct text parsed
     once), and none of SQL's per-row work is done for a selection that needs none.
 
-    The time condition is the report engine's (first_seen in [from, to)), on the same
-    integer nanoseconds; a record without a first time is outside any bound.
+    ``share`` (k, n): only every n-th row group of the store files, from the k-th (a
+    worker's part; the in-memory record files are part 0's). The time condition is the
+    report engine's (first_seen in [from, to)), on the same integer nanoseconds; a
+    record without a first time is outside any bound.
     """
     from diffserv.flows.store_read import file_batches, flow_batches, open_store_file
 
+    part, parts = share
+    unit = 0
     for path in sources.files:
         parquet = open_store_file(path, read_dictionary=("saddr", "daddr"))
-        for arrow, row in file_batches(
-            path, parquet, batch_rows=_RECORD_BATCH_ROWS, columns=RECORD_COLUMNS
-        ):
-            yield from flow_batches(_inside(arrow, selection), f"{path}: row", row)
+        for group in range(parquet.metadata.num_row_groups):
+            unit += 1
+            if (unit - 1) % parts != part:
+                continue
+            for arrow, row in file_batches(
+                path,
+                parquet,
+                batch_rows=_RECORD_BATCH_ROWS,
+                columns=columns,
+                row_group=group,
+            ):
+                yield from flow_batches(_inside(arrow, selection), f"{path}: row", row)
+    if part:
+        return
     for table in sources.tables:  # record files, already read into memory
         row = 0
-        for arrow in table.select(list(RECORD_COLUMNS)).to_batches(_RECORD_BATCH_ROWS):
+        for arrow in table.select(list(columns)).to_batches(_RECORD_BATCH_ROWS):
             yield from flow_batches(_inside(arrow, selection), "flow records: row", row)
             row += arrow.num_rows
+
+
+def _stored_rows(sources: Any) -> int:
+    """How many records the store files of ``sources`` hold (from their metadata)."""
+    from diffserv.flows.store_read import open_store_file
+
+    return sum(open_store_file(path).metadata.num_rows for path in sources.files)
+
+
+_AUDIT: list[Any] = []  # the audit a forked worker judges into (set before the fork)
+
+
+def _judge_part(sources: Any, selection: Any, share: tuple[int, int], direction: Any) -> Any:
+    """A worker process: its part of the records judged into (its copy of) the audit."""
+    audit = _AUDIT[0]
+    for batch in _scanned_records(sources, selection, record_columns(audit), share):
+        _add_records(audit, batch, direction)
+    return audit.share()
+
+
+def _add_records(audit: Audit, batch: FlowBatch, direction: int | None) -> None:
+    positions = None if direction is None else np.full(batch.n, direction, np.uint8)
+    audit.add(batch, positions=positions)
+
+
+def _judge_records(
+    audit: Audit, paths: Sequence[str], selection: Any, direction: int | None
+) -> None:
+    """Judge the flow records of ``paths``; a large store without filters is split
+    between processes (one per CPU, up to _WORKERS), each judging every n-th row group,
+    and their tallies merged: sums and top lists that do not depend on the split."""
+    from diffserv.report.sources import SourceSet
+
+    columns = record_columns(audit)
+    workers = min(_WORKERS, len(os.sched_getaffinity(0)))
+    if not selection.filters and workers > 1:
+        sources = SourceSet(list(paths)).resolve(selection.from_ns)
+        if _stored_rows(sources) >= _PARALLEL_ROWS:
+            _AUDIT[:] = [audit]
+            context = multiprocessing.get_context("fork")
+            try:
+                with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
+                    others = [
+                        pool.submit(_judge_part, sources, selection, (k, workers), direction)
+                        for k in range(1, workers)
+                    ]
+                    parent_share = (0, workers)
+                    for batch in _scanned_records(sources, selection, columns, parent_share):
+                        _add_records(audit, batch, direction)
+                    for other in others:
+                        audit.merge(other.result())
+            finally:
+                _AUDIT.clear()
+            return
+    for batch in read_ahead(_record_batches(paths, selection, columns)):
+        _add_records(audit, batch, direction)
 
 
 def _inside(arrow: Any, selection: Any) -> Any:
@@ -334,9 +421,7 @@ def audit_sources(
     for path in captures:
         _capture(audit, path, args, tally)
     if records:
-        for batch in read_ahead(_record_batches(records, selection)):
-            positions = None if direction is None else np.full(batch.n, direction, np.uint8)
-            audit.add(batch, positions=positions)
+        _judge_records(audit, records, selection, direction)
     meta = {
         "policy": policy_name,
         "sources": list(paths),

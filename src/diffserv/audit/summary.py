@@ -219,10 +219,41 @@ class Tally:
                 int(flows.pcp[row]),
                 bool(flows.pcp_wrong[row]),
             )
-            if len(kept) < self.top:
-                heapq.heappush(kept, entry)
-            elif entry > kept[0]:
-                heapq.heapreplace(kept, entry)
+            self._offer(kept, entry)
+
+    def _offer(self, kept: list[tuple[Any, ...]], entry: tuple[Any, ...]) -> None:
+        """Keep ``entry`` if it is among the ``top`` largest so far (a total order)."""
+        if len(kept) < self.top:
+            heapq.heappush(kept, entry)
+        elif entry > kept[0]:
+            heapq.heapreplace(kept, entry)
+
+    def merge(self, other: Tally) -> None:
+        """Add the tally of other records of the same audit (a worker's share of them).
+
+        Counts add up, and each list keeps the largest flows of both: flows are ordered
+        totally, so the kept ones are those one tally of all the records keeps.
+        """
+        if self.packets or other.packets:
+            raise ValueError("a capture's tallies count flows across batches: not merged")
+        for mine, theirs in (
+            (self.by_class, other.by_class),
+            (self.confusion, other.confusion),
+            (self.blocked, other.blocked),
+        ):
+            for key, counts in theirs.items():
+                entry = mine.setdefault(key, [0, 0, 0])  # type: ignore[arg-type]
+                for i, value in enumerate(counts):
+                    entry[i] += value
+        for i, value in enumerate(other.marks_from):
+            self.marks_from[i] += value
+        for i, value in enumerate(other.bleached):
+            self.bleached[i] += value
+        for name, kept in self._worst.items():
+            for flow in other._worst[name]:
+                self._offer(kept, flow)
+        for flow in other._bleached_flows:
+            self._offer(self._bleached_flows, flow)
 
     def _sum_flows(self, which: str, flows: JudgedFlows, rows: NDArray[np.intp]) -> None:
         """Sum a capture's packets per flow and judged mark within the batch (numpy);

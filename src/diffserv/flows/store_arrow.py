@@ -296,8 +296,9 @@ def table_to_batches(table: Any) -> Iterator[FlowBatch]:
     does not hold addresses (the schema check leaves only that to the values).
 
     A table of only some of the store's columns (a reader that needs a few, as the
-    audit does) gives batches whose other columns are unknown; without the origin
-    columns its rows are one batch of no named origin.
+    audit does) gives batches whose other columns are unknown (a missing last time is
+    the first time); without the origin columns its rows are one batch of no named
+    origin.
     """
     n = table.num_rows
     if n == 0:
@@ -324,6 +325,8 @@ def table_to_batches(table: Any) -> Iterator[FlowBatch]:
             code_parts[name] = _dictionary_parts(values)
         else:
             given[name] = _integers(values, batch_column)
+    if "last_ns" not in given and "first_ns" in given:
+        given["last_ns"] = given["first_ns"]
     if not present.issuperset(ORIGIN_COLUMNS):
         code_names: dict[str, tuple[str, ...]] = {}
         for code_column, (codes, dictionary) in code_parts.items():

@@ -113,13 +113,25 @@ def open_store_file(path: str, *, read_dictionary: Sequence[str] = ()) -> Any:
 
 
 def file_batches(
-    path: str, parquet: Any, *, batch_rows: int, columns: Sequence[str] | None = None
+    path: str,
+    parquet: Any,
+    *,
+    batch_rows: int,
+    columns: Sequence[str] | None = None,
+    row_group: int | None = None,
 ) -> Iterator[tuple[Any, int]]:
-    """The Arrow record batches of an open store file (``columns``: only these), each with
-    the 0-based row of the file it starts at; damaged data is an error naming the row."""
+    """The Arrow record batches of an open store file (``columns``: only these; ``row_group``:
+    only that one), each with the 0-based row of the file it starts at; damaged data is an
+    error naming the row."""
     row = 0
+    groups = None
+    if row_group is not None:
+        groups = [row_group]
+        row = sum(parquet.metadata.row_group(i).num_rows for i in range(row_group))
     batches = parquet.iter_batches(
-        batch_size=batch_rows, columns=None if columns is None else list(columns)
+        batch_size=batch_rows,
+        row_groups=groups,
+        columns=None if columns is None else list(columns),
     )
     while True:
         try:
