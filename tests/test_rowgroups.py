@@ -64,3 +64,13 @@ def test_the_kernel_refuses_a_wrong_shape() -> None:
         _kernels.group_rows([np.zeros(4, np.uint8)], np.empty(4, np.int64))
     with pytest.raises(ValueError):
         _kernels.group_rows([np.zeros(4, np.uint64)], np.empty(3, np.int64))
+
+
+def test_columns_of_one_value_and_no_rows() -> None:
+    same = np.full(5, 7, np.int64)
+    groups = group_rows([same, same.astype(np.uint8)])
+    assert (groups.ids.tolist(), groups.firsts.tolist()) == ([0] * 5, [0])
+    groups = group_rows([same, np.array([1, 2, 1, 2, 3])])
+    assert (groups.ids.tolist(), groups.firsts.tolist()) == ([0, 1, 0, 1, 2], [0, 1, 4])
+    empty = group_rows([np.zeros(0, np.int64)])
+    assert (empty.groups, empty.ids.shape) == (0, (0,))

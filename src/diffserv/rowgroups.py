@@ -52,8 +52,12 @@ class Groups(NamedTuple):
 def group_rows(columns: Sequence[NDArray[Any]]) -> Groups:
     """The groups of the rows of ``columns`` (1 to 16 integer or bool arrays of one
     length): rows are in one group exactly when they are equal in every column."""
-    words = [_words(column) for column in columns]
-    ids = np.empty(words[0].shape[0], np.int64)
+    n = columns[0].shape[0]
+    # a column with one value in every row tells no rows apart: the kernel skips it
+    words = [_words(column) for column in columns if n and not (column == column[0]).all()]
+    if not words:  # every row alike (or none)
+        return Groups(np.zeros(n, np.int64), np.zeros(min(n, 1), np.int64))
+    ids = np.empty(n, np.int64)
     firsts = np.frombuffer(_kernels.group_rows(words, ids), np.int64)
     return Groups(ids, firsts)
 

@@ -66,18 +66,18 @@ class Audit:
         c = batch.columns
         got = self.classifier.classify(batch, positions=positions)
         if positions is not None:
-            inbound = (np.asarray(positions).astype(np.int64) & INBOUND) != 0
+            inbound = (np.asarray(positions).astype(np.int64, copy=False) & INBOUND) != 0
         else:
             # an exporter's "ingress" is where it saw the flow, not where the policy's
             # marker sits: records are held to the marks the policy writes going out
             inbound = np.zeros(batch.n, np.bool_)
         egress = c["dscp_out"] >= 0
-        observed = np.where(egress, c["dscp_out"], c["dscp_in"]).astype(np.int16)
-        arrived = np.where(egress, c["dscp_in"], -1).astype(np.int16)
+        observed = np.where(egress, c["dscp_out"], c["dscp_in"]).astype(np.int16, copy=False)
+        arrived = np.where(egress, c["dscp_in"], -1).astype(np.int16, copy=False)
         blocked = got.blocked_by >= 0
         for index, lacked in enumerate(got.missing):
             self._lacked(index, lacked)
-        pcp = c["pcp"].astype(np.int16)
+        pcp = c["pcp"].astype(np.int16, copy=False)
         judged = judge(
             self.table, got.class_index, blocked, arrived, observed, inbound, self.priority, pcp
         )
@@ -88,18 +88,18 @@ class Audit:
                 saddr_lo=c["saddr_lo"],
                 daddr_hi=c["daddr_hi"],
                 daddr_lo=c["daddr_lo"],
-                sport=c["sport"].astype(np.int32),
-                dport=c["dport"].astype(np.int32),
-                protocol=c["protocol"].astype(np.int16),
-                packets=c["packets"].astype(np.int64),
-                bytes=c["bytes"].astype(np.int64),
+                sport=c["sport"].astype(np.int32, copy=False),
+                dport=c["dport"].astype(np.int32, copy=False),
+                protocol=c["protocol"].astype(np.int16, copy=False),
+                packets=c["packets"].astype(np.int64, copy=False),
+                bytes=c["bytes"].astype(np.int64, copy=False),
                 class_index=got.class_index,
                 filter_index=got.filter_index,
                 blocked_by=got.blocked_by,
                 dscp_in=arrived,
                 observed=observed,
-                ecn_in=c["ecn_in"].astype(np.int16),
-                ecn_out=c["ecn_out"].astype(np.int16),
+                ecn_in=c["ecn_in"].astype(np.int16, copy=False),
+                ecn_out=c["ecn_out"].astype(np.int16, copy=False),
                 verdict=judged.verdict,
                 allowed=judged.allowed,
                 egress=egress,

@@ -280,42 +280,55 @@ class RecordClassifier:
             return np.asarray(columns[name])
 
         u64 = np.uint64
-        saddr_hi, saddr_lo = col("saddr_hi").astype(u64), col("saddr_lo").astype(u64)
-        version = col("ip_version").astype(u64)
+        saddr_hi, saddr_lo = (
+            col("saddr_hi").astype(u64, copy=False),
+            col("saddr_lo").astype(u64, copy=False),
+        )
+        version = col("ip_version").astype(u64, copy=False)
         mapped = (saddr_hi == 0) & ((saddr_lo >> u64(32)) == u64(0xFFFF))
         version = np.where(version == 0, np.where(mapped, u64(4), u64(6)), version)
         addresses = (
             (saddr_hi, F_SADDR_HI),
             (saddr_lo, F_SADDR_LO),
-            (col("daddr_hi").astype(u64), F_DADDR_HI),
-            (col("daddr_lo").astype(u64), F_DADDR_LO),
+            (col("daddr_hi").astype(u64, copy=False), F_DADDR_HI),
+            (col("daddr_lo").astype(u64, copy=False), F_DADDR_LO),
         )
         key = [word & u64(used[field]) for word, field in addresses if used[field]]
         small = version  # 8 bits, protocol 8, source port 16, destination port 16
         if used[F_PROTO] or used[F_SPORT] or used[F_DPORT]:
-            small = small | col("protocol").astype(u64) << u64(8)
+            small = small | col("protocol").astype(u64, copy=False) << u64(8)
         if used[F_SPORT]:
-            small = small | col("sport").astype(np.uint16).astype(u64) << u64(16)
+            small = small | col("sport").astype(np.uint16, copy=False).astype(
+                u64, copy=False
+            ) << u64(16)
         if used[F_DPORT]:
-            small = small | col("dport").astype(np.uint16).astype(u64) << u64(32)
+            small = small | col("dport").astype(np.uint16, copy=False).astype(
+                u64, copy=False
+            ) << u64(32)
         key.append(small)
         more = np.zeros(n, u64)  # the DS fields (each may be -1): 9 bits apiece; position
         if used[F_DSFIELD]:
-            more |= (col("ds_in").astype(np.int64) + 1).astype(u64)
-            more |= (col("dscp_in").astype(np.int64) + 1).astype(u64) << u64(9)
-            more |= (col("prec_in").astype(np.int64) + 1).astype(u64) << u64(18)
+            more |= (col("ds_in").astype(np.int64, copy=False) + 1).astype(u64, copy=False)
+            more |= (col("dscp_in").astype(np.int64, copy=False) + 1).astype(
+                u64, copy=False
+            ) << u64(9)
+            more |= (col("prec_in").astype(np.int64, copy=False) + 1).astype(
+                u64, copy=False
+            ) << u64(18)
         if self._uses_direction or used[F_IFNAME]:
-            more |= col("direction").astype(np.uint8).astype(u64) << u64(27)
+            more |= col("direction").astype(np.uint8, copy=False).astype(u64, copy=False) << u64(27)
             if positions is not None:
-                more |= np.asarray(positions).astype(np.uint8).astype(u64) << u64(35)
+                more |= np.asarray(positions).astype(np.uint8, copy=False).astype(
+                    u64, copy=False
+                ) << u64(35)
         key.append(more)
         if used[F_IFNAME]:
-            key.append(col("in_if").astype(np.int64).astype(u64))
-            key.append(col("out_if").astype(np.int64).astype(u64))
+            key.append(col("in_if").astype(np.int64, copy=False).astype(u64, copy=False))
+            key.append(col("out_if").astype(np.int64, copy=False).astype(u64, copy=False))
         if used[F_UID]:
-            key.append(col("uid").astype(np.int64).astype(u64))
+            key.append(col("uid").astype(np.int64, copy=False).astype(u64, copy=False))
         if used[F_PROJID]:
-            key.append(col("projid").astype(np.int64).astype(u64))
+            key.append(col("projid").astype(np.int64, copy=False).astype(u64, copy=False))
         groups = group_rows(key)
         return groups if groups.groups * 4 <= n * 3 else None
 
@@ -331,23 +344,33 @@ class RecordClassifier:
         def col(name: str) -> NDArray[Any]:
             return np.asarray(columns[name][start:stop])
 
-        saddr_hi, saddr_lo = col("saddr_hi").astype(np.uint64), col("saddr_lo").astype(np.uint64)
-        daddr_hi, daddr_lo = col("daddr_hi").astype(np.uint64), col("daddr_lo").astype(np.uint64)
-        version = col("ip_version").astype(np.int64)
+        saddr_hi, saddr_lo = (
+            col("saddr_hi").astype(np.uint64, copy=False),
+            col("saddr_lo").astype(np.uint64, copy=False),
+        )
+        daddr_hi, daddr_lo = (
+            col("daddr_hi").astype(np.uint64, copy=False),
+            col("daddr_lo").astype(np.uint64, copy=False),
+        )
+        version = col("ip_version").astype(np.int64, copy=False)
         mapped = (saddr_hi == 0) & ((saddr_lo >> np.uint64(32)) == np.uint64(0xFFFF))
         version = np.where(version == 0, np.where(mapped, 4, 6), version)
-        protocol = col("protocol").astype(np.uint8)
+        protocol = col("protocol").astype(np.uint8, copy=False)
         has_ports = np.isin(protocol, PORT_PROTOCOLS)
-        sport = np.where(has_ports, col("sport").astype(np.int32), 0).astype(np.int32)
-        dport = np.where(has_ports, col("dport").astype(np.int32), 0).astype(np.int32)
+        sport = np.where(has_ports, col("sport").astype(np.int32, copy=False), 0).astype(
+            np.int32, copy=False
+        )
+        dport = np.where(has_ports, col("dport").astype(np.int32, copy=False), 0).astype(
+            np.int32, copy=False
+        )
         ds, ds_known = _ds_bits(col("ds_in"), col("dscp_in"), col("prec_in"))
-        direction = col("direction").astype(np.int64)
+        direction = col("direction").astype(np.int64, copy=False)
         dir_state = np.full(direction.shape, _DIR_UNKNOWN, np.int8)
         dir_state[direction == DIRECTION_INGRESS] = _DIR_INGRESS
         dir_state[direction == DIRECTION_EGRESS] = _DIR_EGRESS
         if_a, if_b = self._interface_ids(col("in_if"), col("out_if"), dir_state)
-        uid = col("uid").astype(np.int64)
-        projid = col("projid").astype(np.int64)
+        uid = col("uid").astype(np.int64, copy=False)
+        projid = col("projid").astype(np.int64, copy=False)
         return _Rows(
             v4=version == 4,
             v6=version == 6,
@@ -368,7 +391,7 @@ class RecordClassifier:
             direction=dir_state,
             position=np.zeros(dir_state.shape, np.int64)
             if positions is None
-            else np.asarray(positions[start:stop]).astype(np.int64),
+            else np.asarray(positions[start:stop]).astype(np.int64, copy=False),
         )
 
     def _interface_ids(
@@ -380,8 +403,8 @@ class RecordClassifier:
         if not self._if_ids or self._interfaces is None:
             unknown = np.full(shape, _IF_UNKNOWN, np.int64)
             return unknown, unknown
-        ids_in = self._if_lookup(in_if.astype(np.int64))
-        ids_out = self._if_lookup(out_if.astype(np.int64))
+        ids_in = self._if_lookup(in_if.astype(np.int64, copy=False))
+        ids_out = self._if_lookup(out_if.astype(np.int64, copy=False))
         if_a = np.where(dir_state == _DIR_EGRESS, ids_out, ids_in)
         if_b = np.where(dir_state == _DIR_INGRESS, ids_in, ids_out)
         return if_a, if_b
@@ -442,15 +465,15 @@ def _ds_bits(
 ) -> tuple[NDArray[np.int16], NDArray[np.int16]]:
     """The known bits of each record's DS byte and which they are: all eight from ds_in,
     the six DSCP bits from dscp_in, the three precedence bits from prec_in, else none."""
-    ds16 = ds_in.astype(np.int16)
-    dscp16 = dscp_in.astype(np.int16)
-    prec16 = prec_in.astype(np.int16)
+    ds16 = ds_in.astype(np.int16, copy=False)
+    dscp16 = dscp_in.astype(np.int16, copy=False)
+    prec16 = prec_in.astype(np.int16, copy=False)
     has_ds, has_dscp, has_prec = ds16 >= 0, dscp16 >= 0, prec16 >= 0
     value = np.where(
         has_ds,
         ds16 & 0xFF,
         np.where(has_dscp, (dscp16 & 0x3F) << 2, np.where(has_prec, (prec16 & 0x7) << 5, 0)),
-    ).astype(np.int16)
+    ).astype(np.int16, copy=False)
     known = np.where(has_ds, 0xFF, np.where(has_dscp, 0xFC, np.where(has_prec, 0xE0, 0))).astype(
         np.int16
     )

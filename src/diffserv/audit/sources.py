@@ -111,18 +111,18 @@ def group_flows(parts: Sequence[_Flows]) -> _Flows:
         positions = np.concatenate([where for _, where in parts])
     u64 = np.uint64
     tuple_word = (
-        flows["sport"].astype(u64)
-        | flows["dport"].astype(u64) << u64(16)
-        | flows["protocol"].astype(u64) << u64(32)
-        | flows["ip_version"].astype(u64) << u64(40)
-        | flows["ds_in"].astype(u64) << u64(48)
-        | positions.astype(u64) << u64(56)
+        flows["sport"].astype(u64, copy=False)
+        | flows["dport"].astype(u64, copy=False) << u64(16)
+        | flows["protocol"].astype(u64, copy=False) << u64(32)
+        | flows["ip_version"].astype(u64, copy=False) << u64(40)
+        | flows["ds_in"].astype(u64, copy=False) << u64(48)
+        | positions.astype(u64, copy=False) << u64(56)
     )
-    where_word = flows["in_if"].astype(np.uint32).astype(u64) | (
-        (flows["pcp"] + 1).astype(u64) << u64(32)
+    where_word = flows["in_if"].astype(np.uint32, copy=False).astype(u64, copy=False) | (
+        (flows["pcp"] + 1).astype(u64, copy=False) << u64(32)
     )
-    who_word = flows["uid"].astype(np.uint32).astype(u64) | (
-        flows["projid"].astype(np.uint32).astype(u64) << u64(32)
+    who_word = flows["uid"].astype(np.uint32, copy=False).astype(u64, copy=False) | (
+        flows["projid"].astype(np.uint32, copy=False).astype(u64, copy=False) << u64(32)
     )
     groups = group_rows(
         [flows["saddr_hi"], flows["saddr_lo"], flows["daddr_hi"], flows["daddr_lo"],
@@ -138,7 +138,7 @@ def group_flows(parts: Sequence[_Flows]) -> _Flows:
 
 def _flow_batch(flows: dict[str, NDArray[Any]]) -> FlowBatch:
     """Grouped packets as flowacct-like records (the DS byte is the arrival mark)."""
-    ds = flows["ds_in"].astype(np.int16)
+    ds = flows["ds_in"].astype(np.int16, copy=False)
     given = {
         **flows,
         "ds_in": ds,

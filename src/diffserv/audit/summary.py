@@ -67,7 +67,7 @@ def _mix(columns: Sequence[NDArray[Any]]) -> NDArray[np.uint64]:
     mixed = np.full(columns[0].shape[0], np.uint64(0x9E3779B97F4A7C15), np.uint64)
     with np.errstate(over="ignore"):
         for column in columns:
-            mixed = (mixed ^ column.astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            mixed = (mixed ^ column.astype(np.uint64, copy=False)) * np.uint64(0xBF58476D1CE4E5B9)
             mixed ^= mixed >> np.uint64(29)
     return mixed
 
@@ -420,21 +420,21 @@ def _condense(flows: JudgedFlows) -> JudgedFlows:
     """A capture's judged packets summed per flow and judgment (one exact grouping, on
     the 5-tuple and every judged field packed into few columns)."""
     small = (
-        flows.sport.astype(np.int64)
-        | flows.dport.astype(np.int64) << 16
-        | flows.protocol.astype(np.int64) << 32
-        | flows.verdict.astype(np.int64) << 40
-        | flows.egress.astype(np.int64) << 44
-        | (flows.ecn_in.astype(np.int64) + 1) << 45
-        | (flows.ecn_out.astype(np.int64) + 1) << 48
-        | (flows.observed.astype(np.int64) + 1) << 51
-        | (flows.pcp.astype(np.int64) + 1) << 58
-        | flows.pcp_wrong.astype(np.int64) << 62
+        flows.sport.astype(np.int64, copy=False)
+        | flows.dport.astype(np.int64, copy=False) << 16
+        | flows.protocol.astype(np.int64, copy=False) << 32
+        | flows.verdict.astype(np.int64, copy=False) << 40
+        | flows.egress.astype(np.int64, copy=False) << 44
+        | (flows.ecn_in.astype(np.int64, copy=False) + 1) << 45
+        | (flows.ecn_out.astype(np.int64, copy=False) + 1) << 48
+        | (flows.observed.astype(np.int64, copy=False) + 1) << 51
+        | (flows.pcp.astype(np.int64, copy=False) + 1) << 58
+        | flows.pcp_wrong.astype(np.int64, copy=False) << 62
     )
     judged = (
-        (flows.class_index.astype(np.int64) + 1) << 32
-        | (flows.filter_index.astype(np.int64) + 1) << 8
-        | (flows.dscp_in.astype(np.int64) + 1)
+        (flows.class_index.astype(np.int64, copy=False) + 1) << 32
+        | (flows.filter_index.astype(np.int64, copy=False) + 1) << 8
+        | (flows.dscp_in.astype(np.int64, copy=False) + 1)
     )
     columns = [flows.saddr_lo, flows.daddr_lo, flows.saddr_hi, flows.daddr_hi, small, judged]
     groups = group_rows([*columns, flows.allowed, flows.blocked_by])

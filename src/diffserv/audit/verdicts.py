@@ -109,21 +109,23 @@ def judge(  # noqa: PLR0917 (the columns of one batch of flows)
     """
     n = class_index.shape[0]
     verdict = np.full(n, CONFORMING, np.int8)
-    classes = np.where(blocked, 0, class_index).astype(np.int64)
-    column = np.where((dscp_in >= 0) & (dscp_in < 64), dscp_in, UNKNOWN_INPUT).astype(np.int64)
-    plane = inbound.astype(np.int64)
+    classes = np.where(blocked, 0, class_index).astype(np.int64, copy=False)
+    column = np.where((dscp_in >= 0) & (dscp_in < 64), dscp_in, UNKNOWN_INPUT).astype(
+        np.int64, copy=False
+    )
+    plane = inbound.astype(np.int64, copy=False)
     if n and table.allowed.size:
         allowed = table.allowed[plane, classes, column]
     else:
         allowed = np.zeros(n, np.uint64)
-    seen = np.clip(observed, 0, 63).astype(np.uint64)
-    fits = ((allowed >> seen) & np.uint64(1)).astype(np.bool_)
+    seen = np.clip(observed, 0, 63).astype(np.uint64, copy=False)
+    fits = ((allowed >> seen) & np.uint64(1)).astype(np.bool_, copy=False)
     known = observed >= 0
     pcp_wrong = np.zeros(n, np.bool_)
     if pcp is not None and n and table.pcps.size:
         tagged = (pcp >= 0) & (pcp < 8)
         mask = table.pcps[plane, classes]
-        pcp_wrong = tagged & (((mask >> np.clip(pcp, 0, 7).astype(np.int64)) & 1) == 0)
+        pcp_wrong = tagged & (((mask >> np.clip(pcp, 0, 7).astype(np.int64, copy=False)) & 1) == 0)
     verdict[known & (~fits | pcp_wrong)] = MISMARKED
     if table.allowed.size:
         priority_bits = np.uint64(_bits(priority))
@@ -132,7 +134,7 @@ def judge(  # noqa: PLR0917 (the columns of one batch of flows)
             known
             & (classes == table.default_class)
             & unmarked
-            & (((priority_bits >> seen) & np.uint64(1)).astype(np.bool_))
+            & (((priority_bits >> seen) & np.uint64(1)).astype(np.bool_, copy=False))
         )
         verdict[leak] = LEAK
     verdict[~known] = NO_MARK
