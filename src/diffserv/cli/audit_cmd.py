@@ -132,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from diffserv.heap import keep_freed_memory
+
+    keep_freed_memory()  # an audit makes megabytes of temporaries per batch
     if args.compare:
         if len(args.args) not in (2, 3):
             raise UsageError("audit --compare: expected BEFORE AFTER [POLICY]")
