@@ -225,21 +225,7 @@ def _run_ours(topo: Any, capture: Path, seconds: float, tmp: Path) -> Sample:
 def _run_anchor(topo: Any, capture: Path, seconds: float, tmp: Path) -> Sample:
     done = tmp / "anchor.json"
     done.unlink(missing_ok=True)
-    installer = topo["rtr"].popen(
-        [sys.executable, "-c", _RULES_HOLDER],
-        env=_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert installer.stdout is not None and installer.stdout.readline().strip() == "installed"
-    proc = topo["rtr"].popen(
-        [sys.executable, __file__, "--anchor", str(done)],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    installer, proc = _start_anchor(topo, done)
     try:
         cpu0 = _cpu_s(proc.pid)
         sent_s = _blast(topo, capture, seconds)
@@ -256,6 +242,29 @@ _RULES_HOLDER = (
     "import sys\nfrom diffserv.live import rules\nr = rules.install(0)\n"
     "print('installed', flush=True)\nsys.stdin.readline()\nr.remove()\n"
 )
+
+
+def _start_anchor(
+    topo: Any, result_path: Path
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    """Our queue rules (held by a helper until it reads a newline) and the anchor's reader
+    on them, ready; the reader writes what it counted to ``result_path`` at SIGTERM."""
+    installer = topo["rtr"].popen(
+        [sys.executable, "-c", _RULES_HOLDER],
+        env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert installer.stdout is not None and installer.stdout.readline().strip() == "installed"
+    proc = topo["rtr"].popen(
+        [sys.executable, __file__, "--anchor", str(result_path)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return installer, proc
 
 
 def _wait_rules(topo: Any, proc: subprocess.Popen[str]) -> None:
@@ -279,21 +288,7 @@ def _latency(topo: Any, reader: str, count: int, pps: float, tmp: Path) -> dict[
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
-    installer = topo["rtr"].popen(
-        [sys.executable, "-c", _RULES_HOLDER],
-        env=_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert installer.stdout is not None and installer.stdout.readline().strip() == "installed"
-    proc = topo["rtr"].popen(
-        [sys.executable, __file__, "--anchor", str(tmp / "lat.json")],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    installer, proc = _start_anchor(topo, tmp / "lat.json")
     try:
         return _ping(topo, count, pps)
     finally:
