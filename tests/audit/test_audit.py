@@ -557,6 +557,10 @@ def test_an_802_1p_priority_the_policy_does_not_set_is_mismarked(
     assert status == 1 and audit["verdicts"]["mismarked"]["packets"] == 1
     (flow,) = audit["mismarked"]
     assert (flow["pcp"], flow["pcp_wrong"], flow["class"]) == (3, True, "tagged")
+    assert flow["expected_pcp"] == [5]  # what cos5 writes
+    assert main(["audit", str(policy), str(wrong)]) == 1
+    text = capsys.readouterr().out
+    assert "; PCP 5" in text and "; PCP 3" in text  # expected and observed, side by side
 
 
 def test_html_page_renders_in_chromium(scene: dict[str, Any], tmp_path: Path) -> None:

@@ -105,6 +105,7 @@ class Audit:
                 egress=egress,
                 pcp=pcp,
                 pcp_wrong=judged.pcp_wrong,
+                pcp_allowed=judged.pcp_allowed,
             )
         )
 

@@ -30,6 +30,13 @@ def _table(console: Console, title: str, columns: Sequence[str], rows: list[list
     console.print(table)
 
 
+def _pcp(row: dict[str, Any], priorities: Sequence[int]) -> str:
+    """The 802.1p part of a flow's expected or observed mark, shown when it is wrong."""
+    if not row["pcp_wrong"]:
+        return ""
+    return "; PCP " + (" or ".join(str(p) for p in priorities) or "none")
+
+
 def _flow(row: dict[str, Any]) -> str:
     ports = row["protocol"] in (6, 17, 132)
     source = f"{row['saddr']}:{row['sport']}" if ports else row["saddr"]
@@ -90,8 +97,8 @@ def render_audit(audit: dict[str, Any], console: Console) -> None:
                 [
                     _flow(r),
                     f"{r['class']} ({r['filter'] or 'no filter'})",
-                    ", ".join(r["expected"]) or "dropped",
-                    r["observed"],
+                    (", ".join(r["expected"]) or "dropped") + _pcp(r, r["expected_pcp"]),
+                    r["observed"] + _pcp(r, [r["pcp"]]),
                     _n(r["packets"]),
                     _n(r["bytes"]),
                 ]

@@ -50,6 +50,7 @@ class JudgedFlows(NamedTuple):
     egress: NDArray[np.bool_]  # the observed mark is the egress ToS (else the ToS)
     pcp: NDArray[np.int16]  # 802.1p priority, -1 untagged or not exported
     pcp_wrong: NDArray[np.bool_]  # mismarked (also) for its priority
+    pcp_allowed: NDArray[np.int64]  # the priorities the class can leave with (bits 0-7)
 
 
 class Names(NamedTuple):
@@ -218,6 +219,7 @@ class Tally:
                 int(flows.ecn_out[row]),
                 int(flows.pcp[row]),
                 bool(flows.pcp_wrong[row]),
+                int(flows.pcp_allowed[row]),
             )
             self._offer(kept, entry)
 
@@ -358,7 +360,8 @@ class Tally:
 
     def _flow(self, entry: tuple[Any, ...]) -> dict[str, Any]:
         (nbytes, packets, neg_first, saddr, daddr, sport, dport, protocol, cls, flt, allowed,
-         observed, dscp_in, egress, ecn_in, ecn_out, pcp, pcp_wrong) = entry  # fmt: skip
+         observed, dscp_in, egress, ecn_in, ecn_out, pcp, pcp_wrong,
+         pcp_allowed) = entry  # fmt: skip
         names = self.names
         return {
             "first_seen": iso_time(-neg_first),
@@ -378,6 +381,7 @@ class Tally:
             "ecn_out": ecn_label(ecn_out if ecn_out >= 0 else None),
             "pcp": pcp if pcp >= 0 else None,
             "pcp_wrong": bool(pcp_wrong),
+            "expected_pcp": [p for p in range(8) if pcp_allowed >> p & 1],
             "packets": packets,
             "bytes": nbytes,
         }
@@ -413,6 +417,7 @@ def _fields(flows: JudgedFlows) -> list[NDArray[Any]]:
         flows.ecn_out,
         flows.pcp,
         flows.pcp_wrong,
+        flows.pcp_allowed,
     ]
 
 
@@ -437,7 +442,7 @@ def _condense(flows: JudgedFlows) -> JudgedFlows:
         | (flows.dscp_in.astype(np.int64, copy=False) + 1)
     )
     columns = [flows.saddr_lo, flows.daddr_lo, flows.saddr_hi, flows.daddr_hi, small, judged]
-    groups = group_rows([*columns, flows.allowed, flows.blocked_by])
+    groups = group_rows([*columns, flows.allowed, flows.blocked_by, flows.pcp_allowed])
     taken: list[Any] = [column[groups.firsts] for column in flows]
     out = JudgedFlows(*taken)
     return out._replace(

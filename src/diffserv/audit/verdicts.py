@@ -86,6 +86,7 @@ class Judged(NamedTuple):
     verdict: NDArray[np.int8]
     allowed: NDArray[np.uint64]  # the allowed set each flow was held to (0 if none)
     pcp_wrong: NDArray[np.bool_]  # the 802.1p priority is one the class cannot leave with
+    pcp_allowed: NDArray[np.int64]  # the priorities the class can leave with (bits 0-7)
 
 
 def judge(  # noqa: PLR0917 (the columns of one batch of flows)
@@ -122,9 +123,9 @@ def judge(  # noqa: PLR0917 (the columns of one batch of flows)
     fits = ((allowed >> seen) & np.uint64(1)).astype(np.bool_, copy=False)
     known = observed >= 0
     pcp_wrong = np.zeros(n, np.bool_)
+    mask = table.pcps[plane, classes] if n and table.pcps.size else np.full(n, 0xFF, np.int64)
     if pcp is not None and n and table.pcps.size:
         tagged = (pcp >= 0) & (pcp < 8)
-        mask = table.pcps[plane, classes]
         pcp_wrong = tagged & (((mask >> np.clip(pcp, 0, 7).astype(np.int64, copy=False)) & 1) == 0)
     verdict[known & (~fits | pcp_wrong)] = MISMARKED
     if table.allowed.size:
@@ -140,7 +141,7 @@ def judge(  # noqa: PLR0917 (the columns of one batch of flows)
     verdict[~known] = NO_MARK
     verdict[blocked] = NOT_EVALUABLE
     allowed = np.where(blocked | ~known, np.uint64(0), allowed)
-    return Judged(verdict, allowed, pcp_wrong & (verdict == MISMARKED))
+    return Judged(verdict, allowed, pcp_wrong & (verdict == MISMARKED), mask)
 
 
 ALL_DSCPS: Final = 2**64 - 1

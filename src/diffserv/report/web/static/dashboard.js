@@ -144,7 +144,7 @@
     Plotly.newPlot(div, VERDICTS.map((name) => ({ type: "bar", name, x: classes.map((c) => c.class), y: classes.map((c) => c[name].bytes) })),
       { barmode: "stack", margin: { t: 20 } }, { displaylogo: false, responsive: true });
     table(box, "classes", ["class", "expected", ...VERDICTS], classes.map((c) => Object.fromEntries([["class", c.class], ["expected", c.expected], ...VERDICTS.map((n) => [n, c[n].flows])])));
-    const flowColumns = ["saddr", "sport", "daddr", "dport", "protocol_name", "class", "filter", "expected", "observed", "mark_from", "packets", "bytes"];
+    const flowColumns = ["saddr", "sport", "daddr", "dport", "protocol_name", "class", "filter", "expected", "observed", "mark_from", "expected_pcp", "pcp", "packets", "bytes"];
     table(section(root, "confusion", "Expected → observed (mismarked)"), "confusion", ["class", "expected", "observed", "flows", "packets", "bytes"], audit.confusion);
     table(section(root, "mismarked", "Largest mismarked flows"), "mismarked", flowColumns, audit.mismarked);
     table(section(root, "leaks", "Unclassified traffic with a priority mark"), "leaks", flowColumns, audit.leaks);
