@@ -233,6 +233,16 @@ class PacketBatch(msgspec.Struct):
             span_end=self.span_end,
         )
 
+    def priorities(self, rows: Any) -> NDArray[np.int16]:
+        """The 802.1Q priority (PCP) of each of ``rows`` as received, from the outer tag;
+        -1 for an untagged frame."""
+        at = self.cols.vlan_off[rows]
+        tagged = at >= 0
+        out = np.full(at.shape[0], -1, np.int16)
+        if tagged.any():
+            out[tagged] = np.frombuffer(self.buf, np.uint8)[at[tagged]] >> 5
+        return out
+
     def current_ds(self) -> NDArray[np.uint8]:
         """The DS byte as earlier actions left it (what later actions see)."""
         cols = self.cols

@@ -149,8 +149,7 @@ def _batch_identities(batch: PacketBatch, counts: ReadCounts) -> list[SidePacket
     gathered[~inside] = 0
     payloads = np.ascontiguousarray(gathered).view(f"V{PAYLOAD_BYTES}").ravel().tolist()
 
-    vlan = cols.vlan_off[rows]
-    pcp = np.where(vlan >= 0, buf[np.where(vlan >= 0, vlan, 0)].astype(np.int64) >> 5, -1)
+    pcp = batch.priorities(rows)
 
     flows = zip(
         cols.ip_version[rows].tolist(),

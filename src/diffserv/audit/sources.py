@@ -1,9 +1,10 @@
 """What an audit reads: captures packet by packet, flow records and stores record by record.
 
-Flow records (a flow store, store files, record files) are read through the report
-engine, so ``--from``, ``--to`` and every ``--filter`` of ``diffserv report`` select
-them the same way, as bound SQL parameters; they arrive in Arrow batches of the
-store's columns and are judged a batch at a time (memory follows the batch).
+Flow records (a flow store, store files, record files) are selected as ``diffserv
+report`` selects them: with ``--filter``, by the report engine's SQL (bound parameters);
+without, scanned from the files with the same time condition. They arrive in Arrow
+batches of the columns the audit reads and are judged a batch at a time (memory follows
+the batch).
 
 A capture is judged packet by packet, each packet at its exact callout position (pcapng
 flags, a cooked header, ``--direction``; else LOCAL_OUT, as ``diffserv run`` takes it);
@@ -42,7 +43,6 @@ JUDGED_COLUMNS: Final = (
     "ecn_in", "dscp_out", "ecn_out", "pcp", "packets", "bytes",
 )  # fmt: skip
 _CAPTURE_BATCH = 65_536  # packets judged at a time (nor on this)
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _WORKERS = 4  # processes judging a large store's records at most
 _PARALLEL_ROWS = 1_000_000  # records from which a store is judged by several processes
 
@@ -53,17 +53,6 @@ def record_columns(audit: Audit) -> list[str]:
 
     wanted = {*JUDGED_COLUMNS, *audit.classifier.record_columns()}
     return [name for name in SCHEMA.names if name in wanted]
-
-
-def _pcp(batch: PacketBatch, rows: Any) -> NDArray[np.int16]:
-    """The 802.1Q priority of each of ``rows`` (the outer tag's), -1 untagged."""
-    at = batch.cols.vlan_off[rows]
-    tagged = at >= 0
-    out = np.full(at.shape[0], -1, np.int16)
-    if tagged.any():
-        data = np.frombuffer(batch.buf, np.uint8)
-        out[tagged] = data[at[tagged]] >> 5
-    return out
 
 
 _Flows = tuple[dict[str, NDArray[Any]], NDArray[Any]]  # flow columns, callout positions
@@ -90,7 +79,7 @@ def packet_flows(batch: PacketBatch, keep: Any) -> _Flows:
         "protocol": c.protocol[rows],
         "ds_in": c.ds_byte[rows],
         "in_if": c.ifindex[rows],
-        "pcp": _pcp(batch, rows),
+        "pcp": batch.priorities(rows),
         "uid": c.uid[rows],
         "projid": c.projid[rows],
     }
@@ -192,20 +181,15 @@ def _capture(audit: Audit, path: str, args: dict[str, Any], tally: dict[str, int
         audit.warnings.extend(f"{path}: {warning}" for warning in reader.warnings)
 
 
-def _record_batches(
+def _selected_records(
     paths: Sequence[str], selection: Any, columns: Sequence[str]
 ) -> Iterator[FlowBatch]:
-    """The records ``selection`` selects: through the report engine's SQL when it has
-    filters; else scanned straight from the files (see :func:`_scanned_records`)."""
+    """The records a selection with filters selects, through the report engine's SQL."""
+    from diffserv.flows.store_arrow import table_to_batches
+    from diffserv.report.duckdb_engine import DuckDBEngine
     from diffserv.report.sources import SourceSet
 
     sources = SourceSet(list(paths))
-    if not selection.filters:
-        yield from _scanned_records(sources.resolve(selection.from_ns), selection, columns)
-        return
-    from diffserv.flows.store_arrow import table_to_batches
-    from diffserv.report.duckdb_engine import DuckDBEngine
-
     engine = DuckDBEngine(lambda: sources.resolve(selection.from_ns), rollup=False)
     try:
         for arrow in engine.record_batches(selection, _RECORD_BATCH_ROWS, columns):
@@ -263,10 +247,12 @@ def _stored_rows(sources: Any) -> int:
 _AUDIT: list[Any] = []  # the audit a forked worker judges into (set before the fork)
 
 
-def _judge_part(sources: Any, selection: Any, share: tuple[int, int], direction: Any) -> Any:
+def _judge_part(
+    sources: Any, selection: Any, columns: Sequence[str], share: tuple[int, int], direction: Any
+) -> Any:
     """A worker process: its part of the records judged into (its copy of) the audit."""
     audit = _AUDIT[0]
-    for batch in _scanned_records(sources, selection, record_columns(audit), share):
+    for batch in _scanned_records(sources, selection, columns, share):
         _add_records(audit, batch, direction)
     return audit.share()
 
@@ -279,34 +265,49 @@ def _add_records(audit: Audit, batch: FlowBatch, direction: int | None) -> None:
 def _judge_records(
     audit: Audit, paths: Sequence[str], selection: Any, direction: int | None
 ) -> None:
-    """Judge the flow records of ``paths``; a large store without filters is split
-    between processes (one per CPU, up to _WORKERS), each judging every n-th row group,
-    and their tallies merged: sums and top lists that do not depend on the split."""
+    """Judge the flow records of ``paths``: with filters, as the report engine's SQL
+    selects them; without, scanned from the files, and a large store split between
+    processes (one per CPU, up to _WORKERS), each judging every n-th row group, their
+    tallies merged: sums and top lists that do not depend on the split."""
     from diffserv.report.sources import SourceSet
 
     columns = record_columns(audit)
-    workers = min(_WORKERS, len(os.sched_getaffinity(0)))
-    if not selection.filters and workers > 1:
+    if selection.filters:
+        batches = _selected_records(paths, selection, columns)
+    else:
         sources = SourceSet(list(paths)).resolve(selection.from_ns)
-        if _stored_rows(sources) >= _PARALLEL_ROWS:
-            _AUDIT[:] = [audit]
-            context = multiprocessing.get_context("fork")
-            try:
-                with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
-                    others = [
-                        pool.submit(_judge_part, sources, selection, (k, workers), direction)
-                        for k in range(1, workers)
-                    ]
-                    parent_share = (0, workers)
-                    for batch in _scanned_records(sources, selection, columns, parent_share):
-                        _add_records(audit, batch, direction)
-                    for other in others:
-                        audit.merge(other.result())
-            finally:
-                _AUDIT.clear()
+        workers = min(_WORKERS, len(os.sched_getaffinity(0)))
+        if workers > 1 and _stored_rows(sources) >= _PARALLEL_ROWS:
+            _judge_in_parallel(audit, sources, selection, columns, workers, direction)
             return
-    for batch in read_ahead(_record_batches(paths, selection, columns)):
+        batches = _scanned_records(sources, selection, columns)
+    for batch in read_ahead(batches):
         _add_records(audit, batch, direction)
+
+
+def _judge_in_parallel(  # noqa: PLR0917 (the parts of one split)
+    audit: Audit,
+    sources: Any,
+    selection: Any,
+    columns: Sequence[str],
+    workers: int,
+    direction: int | None,
+) -> None:
+    """This process judges part 0 while forked workers judge the others."""
+    _AUDIT[:] = [audit]
+    context = multiprocessing.get_context("fork")
+    try:
+        with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
+            others = [
+                pool.submit(_judge_part, sources, selection, columns, (k, workers), direction)
+                for k in range(1, workers)
+            ]
+            for batch in _scanned_records(sources, selection, columns, (0, workers)):
+                _add_records(audit, batch, direction)
+            for other in others:
+                audit.merge(other.result())
+    finally:
+        _AUDIT.clear()
 
 
 def _inside(arrow: Any, selection: Any) -> Any:
@@ -315,16 +316,19 @@ def _inside(arrow: Any, selection: Any) -> Any:
 
     if selection.from_ns is None and selection.to_ns is None:
         return arrow
+    from diffserv.report.filters import stamp_bounds
+
+    bounds = stamp_bounds(selection.from_ns, selection.to_ns)
+    if bounds is None:  # a bound past what a time stamp holds: nothing is inside
+        return arrow.slice(0, 0)
+    low, high = bounds
     first = arrow.column("first_seen")
     stamps = first.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
     keep = np.asarray(first.is_valid().to_numpy(zero_copy_only=False), np.bool_)
-    low, high = selection.from_ns, selection.to_ns
-    if (low is not None and low > _INT64_MAX) or (high is not None and high <= _INT64_MIN):
-        keep[:] = False  # a bound past what a time stamp holds: nothing is inside
-    if low is not None and low > _INT64_MIN:
-        keep &= stamps >= min(low, _INT64_MAX)
-    if high is not None and high <= _INT64_MAX:
-        keep &= stamps < max(high, _INT64_MIN)
+    if low is not None:
+        keep &= stamps >= low
+    if high is not None:
+        keep &= stamps < high
     return arrow.filter(pa.array(keep))
 
 
@@ -334,7 +338,7 @@ _T = TypeVar("_T")
 def read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
     """The items of ``items``, made on a thread of their own at most ``depth`` ahead.
 
-    Reading records (DuckDB) and turning them into arrays (the address parser, numpy)
+    Reading records (DuckDB, Parquet) and turning them into arrays (the address parser, numpy)
     mostly run without the GIL, so on a second core they overlap with judging the
     batch before. An error of the reading thread is raised here, in the caller's; when
     the caller stops early, the thread stops and closes ``items``.

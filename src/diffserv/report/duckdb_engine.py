@@ -32,15 +32,13 @@ from duckdb.func import PythonUDFType
 
 from diffserv.errors import HostSystemError, InputDataError, first_line
 from diffserv.flows.store_arrow import SCHEMA, addresses_from_text
-from diffserv.report.filters import PrefixFunction, Selection
+from diffserv.report.filters import PrefixFunction, Selection, stamp_bounds
 from diffserv.report.rollup import MINUTE_NS, RollupSet
 from diffserv.report.sources import Sources
 from diffserv.report.view import SUMMARY_COLUMNS, view_select
 
 _NAMES: Final = itertools.count()
 _SUMMARY: Final = ", ".join(SUMMARY_COLUMNS)
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
 
 
 def prefix_matcher(network_text: str) -> Callable[[Any], Any]:
@@ -233,14 +231,10 @@ class DuckDBEngine:
 def _first_seen_in(from_ns: int | None, to_ns: int | None) -> str:
     """``[from_ns, to_ns)`` as a condition on the stored timestamps, which Parquet's
     statistics can skip row groups by (a condition on epoch_ns() could not)."""
-    stamp = "CAST(make_timestamp_ns({}) AS TIMESTAMPTZ_NS)"
-    if (from_ns is not None and from_ns > _INT64_MAX) or (
-        to_ns is not None and to_ns <= _INT64_MIN
-    ):
+    bounds = stamp_bounds(from_ns, to_ns)
+    if bounds is None:
         return "FALSE"  # a bound past what a timestamp holds: no record inside
-    low = None if from_ns is None or from_ns <= _INT64_MIN else from_ns
-    high = None if to_ns is None or to_ns > _INT64_MAX else to_ns
-    return _bounds("first_seen", low, high, stamp)
+    return _bounds("first_seen", *bounds, "CAST(make_timestamp_ns({}) AS TIMESTAMPTZ_NS)")
 
 
 def _bounds(column: str, low: int | None, high: int | None, spell: str = "{}") -> str:

@@ -43,6 +43,23 @@ class PrefixFunction(msgspec.Struct, frozen=True):
     network: str
 
 
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+
+
+def stamp_bounds(from_ns: int | None, to_ns: int | None) -> tuple[int | None, int | None] | None:
+    """``[from_ns, to_ns)`` as bounds on a time stamp of the store (int64 nanoseconds):
+    None when no time stamp can be inside; else (low, high), each None where that side
+    leaves out no time stamp at all."""
+    if (from_ns is not None and from_ns > _INT64_MAX) or (
+        to_ns is not None and to_ns <= _INT64_MIN
+    ):
+        return None
+    low = None if from_ns is None or from_ns <= _INT64_MIN else from_ns
+    high = None if to_ns is None or to_ns > _INT64_MAX else to_ns
+    return low, high
+
+
 class Selection(msgspec.Struct, frozen=True):
     """The records a report reads: ``where`` (SQL over the ``flows`` view) with ``params``."""
 
