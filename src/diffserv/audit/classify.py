@@ -65,6 +65,7 @@ from diffserv.engine.modules.ipgpc_index import (
     F_SADDR_LO,
     F_SPORT,
     F_UID,
+    NKEY,
     U32_ALL,
     Instance,
 )
@@ -194,7 +195,7 @@ class RecordClassifier:
         # every key bit some instance tests: records equal in these are decided alike
         self._used = [
             functools.reduce(operator.or_, (int(inst.mask[field]) for inst in instances), 0)
-            for field in range(len(instances[0].mask) if instances else 0)
+            for field in range(NKEY)
         ]
         self._uses_direction = any(inst.direction for inst in instances)
 
@@ -203,15 +204,15 @@ class RecordClassifier:
         (records are mostly the same columns, read again and again)."""
         used = self._used
         columns = {"saddr", "daddr", "ip_version", "protocol", "sport", "dport"}
-        if used and used[F_DSFIELD]:
+        if used[F_DSFIELD]:
             columns |= {"ds_in", "dscp_in", "prec_in"}
-        if self._uses_direction or (used and used[F_IFNAME]):
+        if self._uses_direction or used[F_IFNAME]:
             columns.add("direction")
-        if used and used[F_IFNAME]:
+        if used[F_IFNAME]:
             columns |= {"in_if", "out_if"}
-        if used and used[F_UID]:
+        if used[F_UID]:
             columns.add("uid")
-        if used and used[F_PROJID]:
+        if used[F_PROJID]:
             columns.add("projid")
         return columns
 
@@ -273,7 +274,7 @@ class RecordClassifier:
         ports no filter names, counters, times) share one decision.
         """
         used = self._used
-        if not used:
+        if not (any(used) or self._uses_direction):  # no filter tests any field
             return None
 
         def col(name: str) -> NDArray[Any]:
@@ -284,9 +285,7 @@ class RecordClassifier:
             col("saddr_hi").astype(u64, copy=False),
             col("saddr_lo").astype(u64, copy=False),
         )
-        version = col("ip_version").astype(u64, copy=False)
-        mapped = (saddr_hi == 0) & ((saddr_lo >> u64(32)) == u64(0xFFFF))
-        version = np.where(version == 0, np.where(mapped, u64(4), u64(6)), version)
+        version = _family(col("ip_version"), saddr_hi, saddr_lo).astype(u64)
         addresses = (
             (saddr_hi, F_SADDR_HI),
             (saddr_lo, F_SADDR_LO),
@@ -352,9 +351,7 @@ class RecordClassifier:
             col("daddr_hi").astype(np.uint64, copy=False),
             col("daddr_lo").astype(np.uint64, copy=False),
         )
-        version = col("ip_version").astype(np.int64, copy=False)
-        mapped = (saddr_hi == 0) & ((saddr_lo >> np.uint64(32)) == np.uint64(0xFFFF))
-        version = np.where(version == 0, np.where(mapped, 4, 6), version)
+        version = _family(col("ip_version"), saddr_hi, saddr_lo)
         protocol = col("protocol").astype(np.uint8, copy=False)
         has_ports = np.isin(protocol, PORT_PROTOCOLS)
         sport = np.where(has_ports, col("sport").astype(np.int32, copy=False), 0).astype(
@@ -458,6 +455,17 @@ class RecordClassifier:
                 where, rows = where[kept], rows.take(kept)
                 is_open = np.ones(n_open, np.bool_)
         return decided, blocked
+
+
+def _family(
+    ip_version: NDArray[Any], saddr_hi: NDArray[np.uint64], saddr_lo: NDArray[np.uint64]
+) -> NDArray[np.int64]:
+    """Each record's IP version; where it was not exported (0), the family of its source
+    address (v4-mapped or not)."""
+    version = ip_version.astype(np.int64, copy=False)
+    mapped = (saddr_hi == 0) & ((saddr_lo >> np.uint64(32)) == np.uint64(0xFFFF))
+    out: NDArray[np.int64] = np.where(version == 0, np.where(mapped, 4, 6), version)
+    return out
 
 
 def _ds_bits(
