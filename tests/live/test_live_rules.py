@@ -58,6 +58,21 @@ def test_install_then_remove_leaves_the_firewall_as_it_was(ns: netns.Namespace) 
     assert during[1].index("-A FORWARD -j DIFFSERV-FWD") < during[1].index("-A FORWARD -p tcp")
 
 
+def test_a_queue_mark_queues_only_marked_packets(ns: netns.Namespace) -> None:
+    """The hybrid setup: a compiled table marks what the daemon must see; the queue rules
+    match that mark, and the mark's bits (not its whole value) decide."""
+    _python(ns, "from diffserv.live import rules\nrules.install(4, 0x10000)\nprint(0)\n")
+    text = mangle_rules(ns)
+    assert text.count("-m mark --mark 0x10000/0x10000 -j NFQUEUE --queue-num 4") == 6
+    assert "--queue-num 4 --queue-bypass" in text
+    bad = ns.run(
+        [sys.executable, "-c", "from diffserv.live import rules\nrules.install(4, 0)"],
+        env=env(),
+        check=False,
+    )
+    assert bad.returncode != 0 and "queue mark 0x0" in bad.stderr
+
+
 def test_leftovers_are_found_and_removed(ns: netns.Namespace) -> None:
     _python(ns, "from diffserv.live import rules\nrules.install(3)\nprint(0)\n")
     assert mangle_rules(ns).count("DIFFSERV") == 18  # 6 chains, 6 jumps, 6 queue rules

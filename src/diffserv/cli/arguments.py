@@ -21,3 +21,14 @@ def whole_number(low: int = 1, high: int | None = None) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def firewall_mark(text: str) -> int:
+    """An argparse ``type``: a non-zero 32-bit firewall mark, decimal or 0x hexadecimal."""
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a mark: {text!r}") from None
+    if not 0 < value <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"must be a non-zero 32-bit mark: {text}")
+    return value

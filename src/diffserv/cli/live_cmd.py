@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from diffserv.cli.arguments import whole_number
+from diffserv.cli.arguments import firewall_mark, whole_number
 from diffserv.errors import UsageError
 from diffserv.policy.interpret import COS_MODES, DEFAULT_COS_MODE, has_accounting
 
@@ -37,6 +37,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("policy", metavar="POLICY", help="ipqosconf policy file")
     parser.add_argument(
         "--queue", type=_queue_number, default=0, metavar="N", help="netfilter queue (default 0)"
+    )
+    parser.add_argument(
+        "--queue-mark",
+        type=firewall_mark,
+        metavar="MARK",
+        help="queue only packets whose firewall mark has these bits (the kernel handles the "
+        "rest: `diffserv compile --hybrid --queue-via mark`)",
     )
     parser.add_argument(
         "--flows",
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         policy,
         text,
         queue=args.queue,
+        queue_mark=args.queue_mark,
         flows_dir=args.flows,
         export_url=args.export,
         metrics=args.metrics,

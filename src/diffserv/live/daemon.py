@@ -91,7 +91,8 @@ class LiveDaemon:
     NetFlow collector) receive flowacct's records as flows expire. ``metrics`` and
     ``stats_socket`` start the optional servers (live/metrics.py, live/control.py) when
     those modules are present. ``install_rules=False`` leaves the iptables rules to the
-    caller (a test, ipqosconf).
+    caller (a test, ipqosconf); ``queue_mark`` queues only the packets whose firewall mark
+    carries it (the hybrid setup with a compiled nftables table, docs/compile.md).
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class LiveDaemon:
         cos_mode: str = DEFAULT_COS_MODE,
         seed: int = DEFAULT_SEED,
         install_rules: bool = True,
+        queue_mark: int | None = None,
         idle_ms: int = IDLE_MS,
         slots: int = DEFAULT_SLOTS,
         classes: dict[str, str] | None = None,
@@ -119,6 +121,7 @@ class LiveDaemon:
         self.metrics = metrics
         self.stats_socket = stats_socket
         self.install_rules = install_rules
+        self.queue_mark = queue_mark
         self.idle_ms = idle_ms
         self.slots = slots
         self._policy = policy
@@ -233,7 +236,7 @@ class LiveDaemon:
             with self._lock:
                 self.session, self.source, self.sink = session, source, sink
             if self.install_rules:
-                self.rules = rules.install(self.queue)
+                self.rules = rules.install(self.queue, self.queue_mark)
             self._start_servers()
             self._running.set()
             self._loop(session, source, sink)

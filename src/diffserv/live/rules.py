@@ -8,7 +8,11 @@ the front of the built-in chain it serves:
     OUTPUT  -> DIFFSERV-OUT  (LOCAL_OUT)
     FORWARD -> DIFFSERV-FWD  (FWD_OUT)
 
-Loopback traffic is left alone. ``--queue-bypass`` means that when no program is bound
+Loopback traffic is left alone. With a queue mark (``diffserv live --queue-mark M``, the
+hybrid setup of ``diffserv compile --hybrid --queue-via mark``) the rule queues only the
+packets whose firewall mark has every bit of M set: a compiled nftables table marks the
+classes the kernel cannot treat exactly, and handles everything else itself.
+``--queue-bypass`` means that when no program is bound
 to the queue (the daemon died, even by SIGKILL) packets carry on through the ruleset
 instead of being dropped. Every command is an argument list run without a shell, with
 ``-w`` so it waits for the xtables lock instead of failing while another tool holds it.
@@ -61,12 +65,14 @@ def run_iptables(tool: str, args: Sequence[str]) -> str:
     return done.stdout
 
 
-def queue_rule(queue: int, interface_option: str) -> list[str]:
+def queue_rule(queue: int, interface_option: str, mark: int | None = None) -> list[str]:
     """The one rule of each of our chains (its match and target, after ``-A CHAIN``)."""
+    marked = [] if mark is None else ["-m", "mark", "--mark", f"{mark:#x}/{mark:#x}"]
     return [
         "!",
         interface_option,
         "lo",
+        *marked,
         "-j",
         "NFQUEUE",
         "--queue-num",
@@ -108,8 +114,9 @@ class InstalledRules:
             raise failure
 
 
-def install(queue: int) -> InstalledRules:
-    """Queue INPUT, OUTPUT and FORWARD traffic (both families) to ``queue``.
+def install(queue: int, mark: int | None = None) -> InstalledRules:
+    """Queue INPUT, OUTPUT and FORWARD traffic (both families) to ``queue``; with ``mark``,
+    only the packets carrying every bit of it.
 
     Chains of ours left by a daemon that could not clean up (SIGKILL) are removed first.
     All or nothing: a failing command undoes what came before it, then raises
@@ -117,6 +124,8 @@ def install(queue: int) -> InstalledRules:
     """
     if not 0 <= queue <= 65535:
         raise HostSystemError(f"NFQUEUE: queue number {queue} is outside 0-65535")
+    if mark is not None and not 0 < mark <= 0xFFFFFFFF:
+        raise HostSystemError(f"NFQUEUE: queue mark {mark:#x} is not a non-zero 32-bit mark")
     leftovers = remove_leftovers()
     steps: list[Step] = []
     rules = InstalledRules(queue, steps, leftovers)
@@ -125,7 +134,7 @@ def install(queue: int) -> InstalledRules:
             for chain, builtin, option in CHAINS:
                 run_iptables(tool, ["-t", TABLE, "-N", chain])
                 steps.append(Step(tool, ("-t", TABLE, "-X", chain)))
-                run_iptables(tool, ["-t", TABLE, "-A", chain, *queue_rule(queue, option)])
+                run_iptables(tool, ["-t", TABLE, "-A", chain, *queue_rule(queue, option, mark)])
                 steps.append(Step(tool, ("-t", TABLE, "-F", chain)))
                 run_iptables(tool, ["-t", TABLE, "-I", builtin, "1", "-j", chain])
                 steps.append(Step(tool, ("-t", TABLE, "-D", builtin, "-j", chain)))
