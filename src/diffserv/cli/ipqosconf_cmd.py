@@ -76,7 +76,7 @@ def _usage() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        options, rest = getopt.getopt(arguments, "sca:vflL", ["stats-socket=", "init-file="])
+        options, rest = getopt.getopt(arguments, "sca:vflL", ["stats-socket=", "init-file=", "engine="])
     except getopt.GetoptError:
         return _usage()
     flags = [flag.lstrip("-") for flag, _ in options]
@@ -85,12 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest or len(commands) > 1:
         return _usage()
     command = commands[0] if commands else "l"
-    if command != "a" and ("s" in flags or "v" in flags):
+    if command != "a" and ("s" in flags or "v" in flags or "engine" in flags):
         return _usage()
     messages = Messages(verbose="v" in flags, use_syslog="s" in flags)
     control = socket_path(values.get("--stats-socket"))
     try:
-        return _run(command, values.get("-a", ""), control, values.get("--init-file"), messages)
+        engine = apply.engine_choice(values.get("--engine"))
+        return _run(
+            command, values.get("-a", ""), control, values.get("--init-file"), engine, messages
+        )
     except DiffservError as exc:
         messages.error(str(exc))
         return 1
@@ -106,7 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def _run(command: str, source: str, control: str, init_file: str | None, messages: Messages) -> int:
+def _run(
+    command: str,
+    source: str,
+    control: str,
+    init_file: str | None,
+    engine: str,
+    messages: Messages,
+) -> int:
     if command in {"l", "L"}:
         sys.stdout.write(apply.list_configuration(control, statistics=command == "L"))
         return 0
@@ -118,7 +128,7 @@ def _run(command: str, source: str, control: str, init_file: str | None, message
             except UnreadablePolicyError as exc:
                 messages.error(str(exc))
                 return 1
-            return apply.apply_policy(text, name, control, messages)
+            return apply.apply_policy(text, name, control, messages, engine=engine)
         if command == "f":
             apply.flush(control, messages)
             return 0

@@ -46,6 +46,12 @@ def register(subparsers: Any) -> None:
         "rest: `diffserv compile --hybrid --queue-via mark`)",
     )
     parser.add_argument(
+        "--no-queue-rules",
+        action="store_true",
+        help="install no queue rules: something else queues to N (a compiled nftables "
+        "table's queue statement, `diffserv compile --hybrid`)",
+    )
+    parser.add_argument(
         "--flows",
         metavar="DIR",
         help="write flowacct records as flows expire: a flow store directory (or a "
@@ -90,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     from diffserv.policy.build import load, read_policy_text
     from diffserv.policy.diagnostics import format_diagnostic
 
+    if args.no_queue_rules and args.queue_mark is not None:
+        raise UsageError("--queue-mark and --no-queue-rules: choose one")
     text = read_policy_text(args.policy)
     policy = load(args.policy, hosts=SYSTEM_HOSTS)
     for warning in policy.warnings:
@@ -111,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         text,
         queue=args.queue,
         queue_mark=args.queue_mark,
+        install_rules=not args.no_queue_rules,
         flows_dir=args.flows,
         export_url=args.export,
         metrics=args.metrics,

@@ -1,18 +1,22 @@
 """ipqosconf's transactions on the live daemon: apply, list, flush, commit.
 
 On illumos ipqosconf diffs a file against the kernel's actions and undoes its changes on
-any error. Here the "kernel configuration" is the policy of the running `diffserv live`
-daemon, reached over its control socket (``live.control``), and the daemon swaps a whole
-policy atomically between two batches (``Session.replace_policy``), so a transaction is:
+any error. Here the "kernel configuration" is carried by one or two data planes (the
+engine, ``--engine``): the running `diffserv live` daemon, reached over its control
+socket (``live.control``), which swaps a whole policy atomically between two batches
+(``Session.replace_policy``); and/or the policy compiled to our own nftables table
+(``compile``, ``live.nft_table``), which the kernel replaces in one transaction. So a
+transaction is:
 
-1. check the file with the checker's diagnostics, and compile it as the engine will;
-2. remember the running configuration (its policy text, or none);
-3. a daemon answers: hand it the new policy (one atomic swap that keeps the state of
-   unchanged actions); none answers: start `diffserv live` detached on a private copy of
-   the file and wait until its control socket answers;
-4. on any failure put the remembered configuration back (re-apply it, restart the daemon
-   on it, or, when there was none, make sure nothing is left behind: no daemon and no
-   queue rules) and say so; if even that fails, flush everything (exit status 2).
+1. check the file with the checker's diagnostics, compile it as the engine will and, for
+   ``nft``/``auto``, to the table (``nft`` refuses what the kernel cannot run);
+2. remember the running configuration (its policy text and planes, or none);
+3. move the planes: load the table; a daemon that keeps its queue rules swaps the policy
+   in place (keeping the state of unchanged actions); otherwise the new daemon starts
+   detached on a private copy of the file, and ipqosconf waits until it answers;
+4. on any failure put the remembered configuration back (the same way) or, when there was
+   none, make sure nothing is left behind: no daemon, no queue rules, no table; and say
+   so; if even that fails, flush everything (exit status 2).
 
 Every run holds an exclusive lock on ``ipqosconf.lock`` beside the control socket, so two
 ipqosconf runs never interleave. The functions here print nothing themselves: what is said
@@ -30,15 +34,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
+import msgspec
+
+from diffserv.compile.api import compile_policy as compile_ruleset
+from diffserv.compile.nft_build import HybridOptions, QueueVia
+from diffserv.compile.plan import APPROXIMATE, DAEMON, Plan, build_plan, exact_only
 from diffserv.engine.context import EngineOptions
 from diffserv.engine.graph import compile_policy
-from diffserv.errors import DiffservError, HostSystemError, PolicyFileError
+from diffserv.errors import DiffservError, HostSystemError, PolicyFileError, UsageError
+from diffserv.live import nft_table
 from diffserv.live.control import ControlError, NoDaemonError, daemon_answers, request
 from diffserv.live.kstat import rows
 from diffserv.policy.build import check
 from diffserv.policy.model import Diagnostic, Policy
+from diffserv.policy.printer import format_policy
 
 INIT_FILE: Final = "/etc/inet/ipqosinit.conf"
 INIT_FILE_ENV: Final = "IPQOSCONF_INIT_FILE"
@@ -152,9 +163,16 @@ def _remove_leftover_rules() -> int:
     return removed
 
 
-def live_argv(policy_file: str, control: str) -> list[str]:
-    """The daemon's command line: an argument list, never shell text."""
-    return [sys.executable, "-m", "diffserv", "live", policy_file, "--stats-socket", control]
+def live_argv(policy_file: str, control: str, queues: str = "all", mark: int = 0) -> list[str]:
+    """The daemon's command line: an argument list, never shell text. ``queues`` says
+    what its own queue rules take: ``all`` traffic, only ``marked`` packets (``mark``, the
+    hybrid setup queueing through iptables), or ``none`` (nft's queue statement does)."""
+    argv = [sys.executable, "-m", "diffserv", "live", policy_file, "--stats-socket", control]
+    if queues == "marked":
+        argv += ["--queue-mark", f"{mark:#x}"]
+    elif queues == "none":
+        argv.append("--no-queue-rules")
+    return argv
 
 
 def _write_private(path: str, text: str) -> None:
@@ -167,7 +185,14 @@ def _write_private(path: str, text: str) -> None:
     os.replace(temporary, path)
 
 
-def start_daemon(text: str, control: str, *, timeout: float = START_TIMEOUT_S) -> int:
+def start_daemon(
+    text: str,
+    control: str,
+    *,
+    timeout: float = START_TIMEOUT_S,
+    queues: str = "all",
+    mark: int = 0,
+) -> int:
     """Start `diffserv live` detached on ``text``; its pid once its control socket answers.
 
     The daemon runs in a session of its own (a terminal's hang-up never reaches it) with
@@ -181,7 +206,7 @@ def start_daemon(text: str, control: str, *, timeout: float = START_TIMEOUT_S) -
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
         child = subprocess.Popen(
-            live_argv(policy_file, control),
+            live_argv(policy_file, control, queues, mark),
             stdin=subprocess.DEVNULL,
             stdout=log_fd,
             stderr=log_fd,
@@ -238,6 +263,136 @@ def running_text(control: str) -> str | None:
     return text
 
 
+# --- the configuration and its data planes --------------------------------------------
+
+ENGINES: Final = ("nfqueue", "nft", "auto")
+ENGINE_ENV: Final = "IPQOSCONF_ENGINE"
+DEFAULT_ENGINE: Final = "nfqueue"
+STATE_NAME: Final = "ipqosconf.state"
+Mode = Literal["nfqueue", "nft", "hybrid"]
+
+
+class Setup(msgspec.Struct, frozen=True):
+    """A configuration as it runs: the policy, and which data plane carries which part.
+
+    ``nfqueue``: the daemon queues and treats all traffic. ``nft``: the compiled table
+    alone. ``hybrid``: the table treats the classes it can run exactly and hands the rest
+    to the daemon (``queues`` ``marked``: through iptables rules matching ``mark``;
+    ``none``: nft's own queue statement, so the daemon installs no rules).
+    """
+
+    text: str
+    name: str
+    mode: Mode
+    script: str = ""
+    queues: str = "all"
+    mark: int = 0
+
+
+def engine_choice(option: str | None = None) -> str:
+    """The engine: the option, else ``$IPQOSCONF_ENGINE`` (the boot unit's), else nfqueue."""
+    engine = option or os.environ.get(ENGINE_ENV) or DEFAULT_ENGINE
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+    return engine
+
+
+def plan_setup(policy: Policy, text: str, name: str, engine: str, reporter: Reporter) -> Setup:
+    """What ``engine`` makes of a checked policy. ``nft`` refuses (ApplyError, before
+    anything changes) a policy with an action the kernel cannot run at all, and warns
+    of approximate ones; ``auto`` keeps in the kernel only what it runs exactly."""
+    if engine == "nfqueue":
+        return Setup(text, name, "nfqueue")
+    if engine == "nft":
+        plan = build_plan(policy)
+        needs = [a for a in plan.actions if a.verdict == DAEMON and _on_a_path(plan, a.name)]
+        if needs:
+            first = needs[0]
+            raise ApplyError(
+                f"--engine nft: action {first.name} ({first.module}) needs the daemon: "
+                f"{first.how}; use --engine auto or nfqueue"
+            )
+        for action in plan.actions:
+            if action.verdict == APPROXIMATE and _on_a_path(plan, action.name):
+                reporter.warning(f"action {action.name} is approximate in nftables: {action.how}")
+        return Setup(text, name, "nft", _script(plan, None))
+    plan = exact_only(build_plan(policy))
+    if not plan.daemon_classes:
+        return Setup(text, name, "nft", _script(plan, None))
+    via: QueueVia = "nft" if nft_table.kernel_queues() else "mark"
+    hybrid = HybridOptions(via=via)
+    queues = "none" if via == "nft" else "marked"
+    return Setup(text, name, "hybrid", _script(plan, hybrid), queues, hybrid.mark)
+
+
+def _on_a_path(plan: Plan, action: str) -> bool:
+    return any(action in cls.actions for cls in plan.classes)
+
+
+def _script(plan: Plan, hybrid: HybridOptions | None) -> str:
+    return compile_ruleset(plan, "nft", "text", nft_table.TABLE, hybrid)[0][1]
+
+
+def _state_path(control: str) -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(control)), STATE_NAME)
+
+
+def _save_state(control: str, setup: Setup | None) -> None:
+    path = _state_path(control)
+    if setup is None or setup.mode == "nfqueue":  # the daemon itself knows its policy
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    _write_private(path, msgspec.json.encode(setup).decode())
+
+
+def running(control: str) -> Setup | None:
+    """The running configuration: the compiled table's (as recorded when it was loaded, if
+    the table is still there), else the daemon's, else None."""
+    try:
+        with open(_state_path(control), "rb") as handle:
+            state: Setup | None = msgspec.json.decode(handle.read(), type=Setup)
+    except (OSError, msgspec.DecodeError):
+        state = None
+    if state is not None and nft_table.present():
+        return state
+    text = running_text(control)
+    return None if text is None else Setup(text, "running configuration", "nfqueue")
+
+
+def _enter(target: Setup, now: Setup | None, control: str, *, start_timeout: float) -> None:
+    """Move the data planes from ``now`` to ``target``. The table is replaced atomically;
+    a daemon that keeps its queue rules swaps policies in place (state of unchanged
+    actions kept); otherwise the new plane is in place before the old one goes."""
+    run_dir = os.path.dirname(os.path.abspath(control))
+    daemon_now = now is not None and now.mode != "nft" and daemon_answers(control)
+    if target.mode == "nft":
+        nft_table.load(target.script, run_dir)
+        _save_state(control, target)
+        if daemon_now:
+            stop_daemon(control)
+        return
+    if target.mode == "hybrid":
+        nft_table.load(target.script, run_dir)
+        _save_state(control, target)
+    same_rules = (
+        daemon_now
+        and now is not None
+        and (now.queues, now.mark) == (target.queues, target.mark)
+    )
+    if same_rules:
+        request(control, {"op": "apply", "text": target.text, "name": target.name})
+    else:
+        if daemon_now:
+            stop_daemon(control)
+        start_daemon(
+            target.text, control, timeout=start_timeout, queues=target.queues, mark=target.mark
+        )
+    if target.mode == "nfqueue":
+        _save_state(control, None)
+        nft_table.delete()
+
+
 # --- the commands ---------------------------------------------------------------------
 
 
@@ -247,19 +402,23 @@ def apply_policy(
     control: str,
     reporter: Reporter,
     *,
+    engine: str = DEFAULT_ENGINE,
     start_timeout: float = START_TIMEOUT_S,
 ) -> int:
     """``ipqosconf -a``: the exit status (0 applied, 1 failed and restored, 2 flushed)."""
     try:
-        validate(text, name, reporter)
+        policy = validate(text, name, reporter)
     except PolicyFileError:
         return EXIT_FAILED
-    previous = running_text(control)
     try:
-        if previous is None:
-            start_daemon(text, control, timeout=start_timeout)
-        else:
-            request(control, {"op": "apply", "text": text, "name": name})
+        target = plan_setup(policy, text, name, engine, reporter)
+    except DiffservError as exc:
+        reporter.error(str(exc))
+        reporter.error(UNCHANGED)
+        return EXIT_FAILED
+    previous = running(control)
+    try:
+        _enter(target, previous, control, start_timeout=start_timeout)
     except (ApplyError, ControlError, HostSystemError) as exc:
         reporter.error(str(exc))
         return _restore(previous, control, reporter, start_timeout=start_timeout)
@@ -268,19 +427,16 @@ def apply_policy(
 
 
 def _restore(
-    previous: str | None, control: str, reporter: Reporter, *, start_timeout: float
+    previous: Setup | None, control: str, reporter: Reporter, *, start_timeout: float
 ) -> int:
-    """Put ``previous`` back (None: no daemon, no rules); EXIT_FLUSHED if that fails."""
+    """Put ``previous`` back (None: no daemon, no rules, no table); EXIT_FLUSHED if that
+    fails."""
     try:
-        now = running_text(control)
+        now = running(control)
         if previous is None:
-            if now is not None:
-                stop_daemon(control)
-            _remove_leftover_rules()
-        elif now is None:
-            start_daemon(previous, control, timeout=start_timeout)
+            flush(control, reporter, quiet=True)
         elif now != previous:
-            request(control, {"op": "apply", "text": previous, "name": "previous configuration"})
+            _enter(previous, now, control, start_timeout=start_timeout)
     except DiffservError as exc:
         reporter.error(str(exc))
         with contextlib.suppress(DiffservError):
@@ -294,16 +450,26 @@ def _restore(
 def list_configuration(control: str, *, statistics: bool = False) -> str:
     """``ipqosconf -l`` (``-L`` with ``statistics``): the running policy in canonical form.
 
-    "" when nothing runs. ``-L`` adds every counter under its kstat name as comment lines,
-    so the listing still reads back as a policy.
+    "" when nothing runs. ``-L`` adds every counter of the daemon under its kstat name as
+    comment lines, so the listing still reads back as a policy; the compiled table alone
+    keeps no per-action counters (``nft list table inet diffserv`` shows its rules).
     """
+    setup = running(control)
+    if setup is None:
+        return ""
     try:
-        listing: str = request(control, {"op": "policy"})["canonical"]
+        if setup.mode == "nfqueue":
+            listing: str = request(control, {"op": "policy"})["canonical"]
+        else:
+            policy = check(setup.text, setup.name).policy
+            listing = setup.text if policy is None else format_policy(policy)
         if not statistics:
             return listing
+        if setup.mode == "nft":
+            return listing + "\n# statistics: none (the nftables engine counts nothing per action)\n"
         doc = request(control, {"op": "stat"})["stats"]
     except NoDaemonError:
-        return ""
+        return "" if setup.mode == "nfqueue" else listing
     lines = [
         f"# {row.module}:{row.action}:{row.name}:{row.statistic} {row.value}" for row in rows(doc)
     ]
@@ -313,14 +479,19 @@ def list_configuration(control: str, *, statistics: bool = False) -> str:
 
 
 def flush(control: str, reporter: Reporter, *, quiet: bool = False) -> None:
-    """``ipqosconf -f``: stop the daemon if one runs, then remove every leftover queue rule."""
+    """``ipqosconf -f``: stop the daemon if one runs, remove every leftover queue rule and
+    the compiled table."""
     stopped = stop_daemon(control)
     removed = _remove_leftover_rules()
+    table = nft_table.delete()
+    _save_state(control, None)
     if not quiet:
         if stopped:
             reporter.warning("the diffserv live daemon was stopped")
         if removed:
             reporter.warning(f"{removed} leftover queue rules and chains removed")
+        if table:
+            reporter.warning(f"nftables table {nft_table.FAMILY} {nft_table.TABLE} deleted")
         reporter.notice(FLUSHED)
 
 
