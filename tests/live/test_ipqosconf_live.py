@@ -9,10 +9,8 @@ Skipped (with the reason) while the data plane (`diffserv live`) is not part of 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +23,8 @@ from diffserv.cli.main import COMMAND_MODULES
 if "live" not in COMMAND_MODULES:
     pytest.skip("the data plane (`diffserv live`) is not in this build", allow_module_level=True)
 netns = pytest.importorskip("support.netns", reason="tests/support/netns.py is not present")
+from support.ipqosconf_router import Router, exchange  # noqa: E402
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 COUNT = 40
 
 POLICY = """fmt_version 1.0
@@ -61,66 +59,12 @@ action {
 }
 """
 
-RECEIVE = """
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
-s.bind(("0.0.0.0", 5004))
-s.settimeout(5)
-print("ready", flush=True)
-tos = []
-try:
-    while len(tos) < int(sys.argv[1]):
-        data, anc, flags, addr = s.recvmsg(2048, 64)
-        tos.extend(d[0] for level, kind, d in anc if kind == socket.IP_TOS)
-except TimeoutError:
-    pass
-print(" ".join(map(str, tos)), flush=True)
-"""
-
-SEND = """
-import socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for i in range(int(sys.argv[2])):
-    s.sendto(b"x" * 100, (sys.argv[1], 5004))
-    time.sleep(0.002)
-"""
-
 
 @pytest.fixture
 def net() -> Iterator[Any]:
     topo = netns.topology(["snd", "rtr", "rcv"])
     yield topo
     topo.close()
-
-
-class Router:
-    """Commands run in the router namespace, against one control socket."""
-
-    def __init__(self, topo: Any, run_dir: Path) -> None:
-        self.ns = topo["rtr"]
-        self.sock = str(run_dir / "live.sock")
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": SRC,
-            "IPQOSCONF_INIT_FILE": str(run_dir / "init.conf"),
-        }
-
-    def ipqosconf(self, *args: str) -> Any:
-        argv = [
-            sys.executable,
-            "-m",
-            "diffserv.cli.ipqosconf_cmd",
-            *args,
-            "--stats-socket",
-            self.sock,
-        ]
-        return self.ns.run(argv, check=False, env=self.env, timeout=60)
-
-    def stat(self) -> dict[str, Any]:
-        argv = [sys.executable, "-m", "diffserv", "stat", "--json", "--stats-socket", self.sock]
-        done = self.ns.run(argv, env=self.env)
-        return dict(json.loads(done.stdout))
 
 
 @pytest.fixture
@@ -132,17 +76,6 @@ def router(net: Any, tmp_path: Path) -> Iterator[Router]:
     router.ipqosconf("-f")  # the daemon is ipqosconf's child, not the topology's
 
 
-def _exchange(net: Any, count: int) -> list[int]:
-    """Send ``count`` datagrams sender → receiver; the TOS bytes that arrived."""
-    receiver = net["rcv"].popen(
-        [sys.executable, "-c", RECEIVE, str(count)], stdout=subprocess.PIPE, text=True
-    )
-    assert receiver.stdout.readline().strip() == "ready"
-    net["snd"].run([sys.executable, "-c", SEND, net.address("rcv"), str(count)])
-    out, _ = receiver.communicate(timeout=30)
-    return [int(v) for v in out.split()]
-
-
 def test_ipqosconf_applies_swaps_lists_commits_and_flushes(
     net: Any, router: Router, tmp_path: Path
 ) -> None:
@@ -151,7 +84,7 @@ def test_ipqosconf_applies_swaps_lists_commits_and_flushes(
     done = router.ipqosconf("-v", "-a", str(first))
     assert done.returncode == 0, done.stderr
     assert "Notice: IPQoS configuration applied." in done.stderr
-    assert _exchange(net, COUNT) == [46 << 2] * COUNT
+    assert exchange(net, COUNT) == [46 << 2] * COUNT
     stats = router.stat()
     assert stats["actions"]["mark"]["counters"]["npackets"] >= COUNT
 
@@ -160,7 +93,7 @@ def test_ipqosconf_applies_swaps_lists_commits_and_flushes(
     done = router.ipqosconf("-a", str(second))
     assert done.returncode == 0, done.stderr
     assert router.stat()["actions"]["ipgpc.classify"]["counters"]["npackets"] >= COUNT  # kept
-    assert _exchange(net, COUNT) == [34 << 2] * COUNT
+    assert exchange(net, COUNT) == [34 << 2] * COUNT
 
     listed = router.ipqosconf("-l")
     assert "0-63:34" in listed.stdout
@@ -171,7 +104,7 @@ def test_ipqosconf_applies_swaps_lists_commits_and_flushes(
     assert router.ipqosconf("-l").stdout == ""
     saved = router.ns.run(["iptables-save", "-t", "mangle"]).stdout
     assert "diffserv" not in saved.lower()
-    assert _exchange(net, 5) == [0] * 5  # nothing queues or marks any more
+    assert exchange(net, 5) == [0] * 5  # nothing queues or marks any more
 
 
 def test_after_a_sigkill_flush_cleans_up_and_apply_starts_afresh(
@@ -192,10 +125,10 @@ def test_after_a_sigkill_flush_cleans_up_and_apply_starts_afresh(
     pid = int(router.ns.run(ping, env=router.env).stdout)
     os.kill(pid, signal.SIGKILL)
     assert os.path.exists(router.sock)  # stale: nobody answers on it
-    assert _exchange(net, 5) == [0] * 5  # --queue-bypass: unmarked, but delivered
+    assert exchange(net, 5) == [0] * 5  # --queue-bypass: unmarked, but delivered
     assert router.ipqosconf("-l").stdout == ""
     assert router.ipqosconf("-f").returncode == 0
     assert "diffserv" not in router.ns.run(["iptables-save", "-t", "mangle"]).stdout.lower()
     again = router.ipqosconf("-a", str(policy))
     assert again.returncode == 0, again.stderr
-    assert _exchange(net, 5) == [46 << 2] * 5
+    assert exchange(net, 5) == [46 << 2] * 5

@@ -76,7 +76,9 @@ def _usage() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
-        options, rest = getopt.getopt(arguments, "sca:vflL", ["stats-socket=", "init-file=", "engine="])
+        options, rest = getopt.getopt(
+            arguments, "sca:vflL", ["stats-socket=", "init-file=", "engine="]
+        )
     except getopt.GetoptError:
         return _usage()
     flags = [flag.lstrip("-") for flag, _ in options]
@@ -92,7 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         engine = apply.engine_choice(values.get("--engine"))
         return _run(
-            command, values.get("-a", ""), control, values.get("--init-file"), engine, messages
+            command,
+            values.get("-a", ""),
+            control,
+            messages,
+            init_file=values.get("--init-file"),
+            engine=engine,
         )
     except DiffservError as exc:
         messages.error(str(exc))
@@ -113,9 +120,10 @@ def _run(
     command: str,
     source: str,
     control: str,
+    messages: Messages,
+    *,
     init_file: str | None,
     engine: str,
-    messages: Messages,
 ) -> int:
     if command in {"l", "L"}:
         sys.stdout.write(apply.list_configuration(control, statistics=command == "L"))

@@ -363,3 +363,17 @@ def build_plan(policy: Policy, cos_mode: str = DEFAULT_COS_MODE) -> Plan:
         or does_something(actions, default.next_action, hook)
     )
     return Plan(tuple(rules), classes, tuple(actions.values()), hooks, tuple(never), cos_mode)
+
+
+def exact_only(plan: Plan) -> Plan:
+    """``plan`` with every approximate action handed to the daemon, as ipqosconf's
+    ``--engine auto`` wants: the kernel keeps only what it runs exactly."""
+    actions = {
+        a.name: msgspec.structs.replace(a, verdict=DAEMON) if a.verdict == APPROXIMATE else a
+        for a in plan.actions
+    }
+    classes = tuple(
+        msgspec.structs.replace(c, verdict=_worst(actions[n].verdict for n in c.actions))
+        for c in plan.classes
+    )
+    return msgspec.structs.replace(plan, actions=tuple(actions.values()), classes=classes)

@@ -376,9 +376,7 @@ def _enter(target: Setup, now: Setup | None, control: str, *, start_timeout: flo
         nft_table.load(target.script, run_dir)
         _save_state(control, target)
     same_rules = (
-        daemon_now
-        and now is not None
-        and (now.queues, now.mark) == (target.queues, target.mark)
+        daemon_now and now is not None and (now.queues, now.mark) == (target.queues, target.mark)
     )
     if same_rules:
         request(control, {"op": "apply", "text": target.text, "name": target.name})
@@ -466,7 +464,7 @@ def list_configuration(control: str, *, statistics: bool = False) -> str:
         if not statistics:
             return listing
         if setup.mode == "nft":
-            return listing + "\n# statistics: none (the nftables engine counts nothing per action)\n"
+            return listing + "\n# statistics: none (the nftables engine counts nothing)\n"
         doc = request(control, {"op": "stat"})["stats"]
     except NoDaemonError:
         return "" if setup.mode == "nfqueue" else listing
