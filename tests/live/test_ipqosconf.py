@@ -195,11 +195,31 @@ def test_flush_stops_the_daemon_and_works_when_nothing_runs(
 
 @pytest.mark.parametrize(
     "args",
-    [("-a",), ("-l", "-f"), ("-v", "-l"), ("-s", "-f"), ("-l", "extra"), ("-x",)],
+    [
+        ("-a",),
+        ("-l", "-f"),
+        ("-v", "-l"),
+        ("-s", "-f"),
+        ("-l", "extra"),
+        ("-x",),
+        ("--engine", "nft", "-l"),
+    ],
 )
 def test_usage_errors_print_the_usage_and_exit_1(
     ipqosconf: Ipqosconf, args: tuple[str, ...]
 ) -> None:
     done = ipqosconf(*args)
     assert done.returncode == 1
-    assert done.stderr.startswith("usage:\n\tipqosconf [-sv] -a file|-\n")
+    assert done.stderr.startswith(
+        "usage:\n\tipqosconf [-sv] [--engine nfqueue|nft|auto] -a file|-\n"
+    )
+
+
+def test_an_unknown_engine_is_one_line_and_changes_nothing(
+    ipqosconf: Ipqosconf, tmp_path: Path
+) -> None:
+    policy = tmp_path / "p.conf"
+    policy.write_text(POLICY)
+    done = ipqosconf("--engine", "kernel", "-a", str(policy))
+    assert done.returncode == 1
+    assert done.stderr == "Error: --engine kernel: choose one of nfqueue, nft, auto\n"

@@ -26,7 +26,7 @@ from diffserv.policy.diagnostics import format_diagnostic
 from diffserv.policy.model import Diagnostic
 
 USAGE: Final = """usage:
-\tipqosconf [-sv] -a file|-
+\tipqosconf [-sv] [--engine nfqueue|nft|auto] -a file|-
 \tipqosconf -c
 \tipqosconf -l
 \tipqosconf -L
