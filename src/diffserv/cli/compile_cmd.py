@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="send the classes whose actions need the daemon to NFQUEUE (with bypass)",
     )
-    p.add_argument("--queue", type=whole_number, default=0, help="the NFQUEUE number (0)")
+    p.add_argument("--queue", type=whole_number(0, 65535), default=0, help="the NFQUEUE number (0)")
     p.add_argument(
         "--queue-via",
         choices=("nft", "mark"),
@@ -89,8 +89,6 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError("compile: --format json is for --to nft")
     if args.to == "iptables" and not args.check and not args.output:
         raise UsageError("compile: --to iptables writes two files (FILE, FILE.v6): give -o FILE")
-    if not 0 <= args.queue <= 65535:
-        raise UsageError(f"compile: --queue {args.queue} is outside 0-65535")
     if args.output is not None and not Path(args.output).parent.is_dir():
         raise UsageError(f"compile: -o {args.output}: no such directory")
 

@@ -141,7 +141,10 @@ def commands(ruleset: Ruleset) -> list[Json]:
         {"delete": {"table": table}},
         {"add": {"table": table}},
     ]
-    out.extend(_chain(ruleset.table, c) for c in ruleset.chains)
+    # the order the script creates them in (so both list alike): the chains rules jump
+    # to, then the base chains
+    out.extend(_chain(ruleset.table, c) for c in ruleset.chains if c.hook is None)
+    out.extend(_chain(ruleset.table, c) for c in ruleset.chains if c.hook is not None)
     out.extend(_map(ruleset.table, m) for m in ruleset.maps)
     for chain in ruleset.chains:
         out.extend(_rule(ruleset.table, chain.name, r) for r in chain.rules)

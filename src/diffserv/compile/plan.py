@@ -355,11 +355,16 @@ def build_plan(policy: Policy, cos_mode: str = DEFAULT_COS_MODE) -> Plan:
         )
         for cls in params.classes
     )
-    default = next(c for c in classes if c.name == DEFAULT_CLASS)
+    # a hook gets a chain only if some class a packet there can take does something there
+    # (markers do nothing at input; a class that only continues needs no chain at all)
+    next_of = {c.name: c.next_action for c in classes}
     hooks = tuple(
         hook
         for hook in HOOKS
-        if any(r.directions & hook.direction for r in rules)
-        or does_something(actions, default.next_action, hook)
+        if any(
+            does_something(actions, next_of[name], hook)
+            for name in {DEFAULT_CLASS}
+            | {r.class_name for r in rules if r.directions & hook.direction}
+        )
     )
     return Plan(tuple(rules), classes, tuple(actions.values()), hooks, tuple(never), cos_mode)
