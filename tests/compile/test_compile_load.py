@@ -15,10 +15,10 @@ from pathlib import Path
 
 import compile_policies as cp
 import pytest
+from compile_policies import compile_to
+
 from support.netns import Namespace, Topology, namespaces
 from support.tools import require_tool
-
-from diffserv.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 
@@ -29,14 +29,6 @@ def ns() -> Iterator[Namespace]:
     topo: Topology
     with namespaces(["r"]) as topo:
         yield topo["r"]
-
-
-def compile_to(tmp_path: Path, policy: str, *options: str, name: str = "out") -> Path:
-    src = tmp_path / f"{name}.conf"
-    src.write_text(policy)
-    out = tmp_path / f"{name}.rules"
-    assert main(["compile", str(src), "-o", str(out), *options]) == 0
-    return out
 
 
 def _tables(ns: Namespace) -> list[tuple[str, str]]:
@@ -54,14 +46,17 @@ POLICIES = {
     "mixed": (cp.mixed(), ()),
     "approximate": (
         cp.HEAD
-        + cp.ipgpc([("a", "police"), ("default", "continue")], [{"name": "x", "class": "a",
-                                                              "dport": 9}])
+        + cp.ipgpc(
+            [("a", "police"), ("default", "continue")], [{"name": "x", "class": "a", "dport": 9}]
+        )
         + cp.tokenmt("police", 8_000_000, 12_000, "mark", "drop")
         + cp.dscpmk("mark", "0-63:10"),
         (),
     ),
-    "enterprise-hybrid": ((EXAMPLES / "enterprise-edge.conf").read_text(),
-                          ("--hybrid", "--queue-via", "mark", "--queue", "3")),
+    "enterprise-hybrid": (
+        (EXAMPLES / "enterprise-edge.conf").read_text(),
+        ("--hybrid", "--queue-via", "mark", "--queue", "3"),
+    ),
 }
 
 
@@ -88,8 +83,10 @@ def test_reload_replaces_only_our_table(tmp_path: Path, ns: Namespace) -> None:
     ns.run(["nft", "-f", str(first)])
     second = compile_to(
         tmp_path,
-        cp.HEAD + cp.ipgpc([("a", "drop"), ("default", "continue")],
-                           [{"name": "only", "class": "a", "dport": 7}]),
+        cp.HEAD
+        + cp.ipgpc(
+            [("a", "drop"), ("default", "continue")], [{"name": "only", "class": "a", "dport": 7}]
+        ),
         name="second",
     )
     for _ in range(2):

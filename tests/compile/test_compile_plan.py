@@ -82,7 +82,10 @@ def test_families_and_addresses() -> None:
         by_name.setdefault(rule.filter_name, []).append(rule)
     assert [r.family for r in by_name["both"]] == [4, 6]
     (mapped,) = by_name["mapped"]  # a v4-mapped literal is IPv4, as in the engine
-    assert (mapped.family, mapped.saddr) == (4, Prefix(4, int(ipaddress.ip_address("10.1.2.0")), 24))
+    assert (mapped.family, mapped.saddr) == (
+        4,
+        Prefix(4, int(ipaddress.ip_address("10.1.2.0")), 24),
+    )
     (six,) = by_name["six"]
     assert six.daddr == Prefix(6, int(ipaddress.ip_address("fd99::")), 64)
 
@@ -123,8 +126,15 @@ def test_action_verdicts() -> None:
         cp.dscpmk("mark", "0-63:0;10:12", "cos"),
         cp.dlcosmk("cos", 1),
         cp.tokenmt("police", 8_000_000, 12_000, "mark", "drop"),
-        cp.tokenmt("srtcm", 8_000_000, 12_000, "mark", "drop", peak_burst=12000,
-                   yellow_action_name="continue"),
+        cp.tokenmt(
+            "srtcm",
+            8_000_000,
+            12_000,
+            "mark",
+            "drop",
+            peak_burst=12000,
+            yellow_action_name="continue",
+        ),
         cp.flowacct("acct"),
         classes=[("a", "police"), ("b", "srtcm"), ("c", "acct"), ("default", "continue")],
     )
@@ -190,7 +200,9 @@ def _matches(rule: MatchRule, packet: dict[str, object]) -> bool:
                 return False
     if rule.protocol is not None and packet["protocol"] != rule.protocol:
         return False
-    if rule.dport is not None and (packet["protocol"] not in (6, 17) or packet["dport"] != rule.dport):
+    if rule.dport is not None and (
+        packet["protocol"] not in (6, 17) or packet["dport"] != rule.dport
+    ):
         return False
     return rule.dscp is None or packet["dscp"] in rule.dscp
 
@@ -210,10 +222,11 @@ def _through_segments(segs: list[Segment], packet: dict[str, object]) -> str | N
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(_rule_fields, min_size=1, max_size=30), st.randoms(use_true_random=False))
-def test_folding_keeps_first_match_order(fields: list[dict[str, object]], rnd: random.Random) -> None:
+def test_folding_keeps_first_match_order(
+    fields: list[dict[str, object]], rnd: random.Random
+) -> None:
     rules = [
-        MatchRule(rank=i, filter_name=f"f{i}", class_name=f"c{i}", family=4,
-                  directions=7, **f)  # type: ignore[arg-type]
+        MatchRule(rank=i, filter_name=f"f{i}", class_name=f"c{i}", family=4, directions=7, **f)  # type: ignore[arg-type]
         for i, f in enumerate(fields)
     ]
     segs = segments(rules)

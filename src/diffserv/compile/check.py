@@ -71,8 +71,11 @@ def check_text(plan: Plan, to: str = "nft") -> str:
     data = report(plan, to)
     kernel = sum(1 for c in data["classes"] if c["verdict"] != DAEMON)
     daemon = len(data["classes"]) - kernel
+    approximate = sum(1 for c in data["classes"] if c["verdict"] == "approximate")
     lines = [
-        f"compile --to {to}: {kernel} classes in the kernel, {daemon} need the daemon"
+        f"compile --to {to}: {kernel} classes in the kernel"
+        + (f" ({approximate} approximate)" if approximate else "")
+        + f", {daemon} need the daemon"
         + (" (--hybrid queues them)" if daemon else ""),
         "",
         "actions:",
