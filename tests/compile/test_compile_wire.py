@@ -29,16 +29,20 @@ def topo() -> Iterator[Topology]:
         yield t
 
 
-def _send(topo: Topology, dst: str, port: int, tos: int, count: int = 5) -> None:
-    sender = start_traffic(topo["snd"], "udp-send", dst, str(port), str(count), "--tos", str(tos))
+def _send(topo: Topology, dst: str, port: int, tos: int, *, count: int, size: int) -> None:
+    sender = start_traffic(
+        topo["snd"], "udp-send", dst, str(port), str(count), "--tos", str(tos), "--size", str(size)
+    )
     assert result(sender)["sent"] == count
 
 
-def _received(topo: Topology, addr: str, port: int, sends: list[tuple[int, int]]) -> dict[int, int]:
+def _received(
+    topo: Topology, addr: str, port: int, sends: list[tuple[int, int]], size: int = 100
+) -> dict[int, int]:
     """TOS -> count at the receiver, for (destination port, sent TOS) pairs to ``addr``."""
     sink = start_traffic(topo["rcv"], "udp-sink", addr, str(port), "1.0")
     for tos, count in sends:
-        _send(topo, addr, port, tos, count)
+        _send(topo, addr, port, tos, count=count, size=size)
     doc = result(sink)
     return {int(k): v for k, v in doc["tos"].items()}
 
@@ -51,6 +55,8 @@ def test_forwarded_packets_are_marked_ecn_kept(tmp_path: Path, topo: Topology, f
     # voice: EF whatever came in, ECN bits kept
     assert _received(topo, v4, 5004, [(0x01, 3), (0x03, 2)]) == {0xB9: 3, 0xBB: 2}
     assert _received(topo, v6, 5004, [(0x02, 4)]) == {0xBA: 4}
+    # fragments have no ports for ipgpc (nor, in IPv6, their protocol): not voice
+    assert _received(topo, v6, 5004, [(0x02, 2)], size=3000) == {0x02: 2}
     # IPv4 from 10.99.1.0/24 (filter lan, precedence 5) outranks the dsfield filters: CS1
     assert _received(topo, v4, 7000, [(0x29, 2), (0x03, 2), (0x00, 1)]) == {
         0x21: 2,

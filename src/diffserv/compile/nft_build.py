@@ -48,6 +48,7 @@ from diffserv.compile.ruleset import (
     Symbol,
     Terminal,
     Text,
+    Unfragmented,
     Value,
     Verdict,
 )
@@ -244,6 +245,8 @@ class _Builder:
         if seg.port_guard and "protocol" not in seg.fields:
             protocols = tuple(Symbol(_PROTOCOL_NAMES[p]) for p in PORT_PROTOCOLS)
             statements.append(Match("meta l4proto", protocols))
+        if seg.port_guard or (family == 6 and "protocol" in seg.fields):
+            statements.append(Unfragmented(family))
         if seg.dscp is not None:
             statements.append(Match(f"{ip} dscp", seg.dscp))
         if seg.ecn is not None:

@@ -31,6 +31,7 @@ from diffserv.compile.ruleset import (
     Symbol,
     Terminal,
     Text,
+    Unfragmented,
     Value,
     Verdict,
 )
@@ -69,6 +70,11 @@ def statement_json(stmt: Statement) -> Json:
             else {"set": [value_json(v) for v in stmt.values]}
         )
         return {"match": {"op": "==", "left": SELECTORS[stmt.selector], "right": right}}
+    if isinstance(stmt, Unfragmented):
+        if stmt.family == 4:
+            frag = {"payload": {"protocol": "ip", "field": "frag-off"}}
+            return {"match": {"op": "==", "left": {"&": [frag, 0x3FFF]}, "right": 0}}
+        return {"match": {"op": "==", "left": {"exthdr": {"name": "frag"}}, "right": False}}
     if isinstance(stmt, Lookup):
         return {"vmap": {"key": _key(stmt.selectors), "data": f"@{stmt.map}"}}
     if isinstance(stmt, InlineVmap):

@@ -31,6 +31,7 @@ from diffserv.compile.ruleset import (
     Symbol,
     Terminal,
     Text,
+    Unfragmented,
     Value,
     Verdict,
 )
@@ -61,6 +62,8 @@ def verdict_text(verdict: Verdict) -> str:
 def statement_text(stmt: Statement) -> str:
     if isinstance(stmt, Match):
         return f"{stmt.selector} {_values(stmt.values)}"
+    if isinstance(stmt, Unfragmented):
+        return "ip frag-off & 0x3fff == 0" if stmt.family == 4 else "exthdr frag missing"
     if isinstance(stmt, Lookup):
         return f"{' . '.join(stmt.selectors)} vmap @{stmt.map}"
     if isinstance(stmt, InlineVmap):

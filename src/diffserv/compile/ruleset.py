@@ -36,6 +36,14 @@ class Match(msgspec.Struct, frozen=True, tag=True):
     values: tuple[Value, ...]
 
 
+class Unfragmented(msgspec.Struct, frozen=True, tag=True):
+    """The packet is not a fragment: ``ip frag-off & 0x3fff == 0`` (IPv4: no offset, no
+    more-fragments bit) or ``exthdr frag missing`` (IPv6). The engine reads no ports of
+    any fragment, and takes an IPv6 fragment's protocol from before its fragment header."""
+
+    family: int
+
+
 class Goto(msgspec.Struct, frozen=True, tag=True):
     """``goto CHAIN`` (``jump`` when ``back``: the chain returns here)."""
 
@@ -99,7 +107,16 @@ class Queue(msgspec.Struct, frozen=True, tag=True):
 
 
 Statement = (
-    Match | Lookup | InlineVmap | SetDscp | SetPriority | SetMarkBit | LimitOver | Queue | Verdict
+    Match
+    | Unfragmented
+    | Lookup
+    | InlineVmap
+    | SetDscp
+    | SetPriority
+    | SetMarkBit
+    | LimitOver
+    | Queue
+    | Verdict
 )
 
 
