@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from pathlib import Path
 
 import compile_policies as cp
@@ -160,3 +162,12 @@ def test_output_file_is_replaced_whole(tmp_path: Path, capsys: pytest.CaptureFix
 def test_unreadable_policy_is_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compile", str(tmp_path / "missing.conf")]) == 2
     assert "missing.conf" in capsys.readouterr().err
+
+
+def test_policy_from_standard_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = cp.mixed().encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert main(["compile", "-"]) == 0
+    assert "table inet diffserv {" in capsys.readouterr().out

@@ -271,3 +271,11 @@ def test_other_family_rules_do_not_break_a_run(order: str) -> None:
     for hook in plan.hooks:
         assert [len(s.rules) for s in segments(plan.rules_at(hook, 4))] == [10]
         assert [len(s.rules) for s in segments(plan.rules_at(hook, 6))] == [10]
+
+
+def test_an_interface_name_linux_cannot_have_never_reaches_a_ruleset() -> None:
+    plan = _plan([{"name": "wild", "class": "b", "if_name": "veth+"}])
+    assert [(n.filter_name, n.why) for n in plan.never] == [
+        ("wild", "if_name 'veth+' cannot name a Linux interface")
+    ]
+    assert plan.rules == ()

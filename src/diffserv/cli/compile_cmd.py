@@ -99,12 +99,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from diffserv.compile.check import check_json, check_text
     from diffserv.compile.nft_build import HybridOptions, check_table_name
     from diffserv.compile.plan import build_plan
-    from diffserv.policy import SYSTEM_HOSTS
-    from diffserv.policy.build import load
+    from diffserv.policy import SYSTEM_HOSTS, parse
+    from diffserv.policy.build import read_policy
     from diffserv.policy.diagnostics import format_diagnostic
 
     check_table_name(args.table)
-    policy = load(args.policy, hosts=SYSTEM_HOSTS)
+    name, source = read_policy(args.policy, stdin_dash=True)
+    policy = parse(source, name, hosts=SYSTEM_HOSTS)
     for warning in policy.warnings:
         print(format_diagnostic(warning), file=sys.stderr)
     plan = build_plan(policy, args.cos_mode)

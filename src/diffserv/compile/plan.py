@@ -57,7 +57,8 @@ _WORSE: Final = {EXACT: 0, APPROXIMATE: 1, DAEMON: 2}
 PORT_PROTOCOLS: Final = (6, 17, 132)
 # what a Linux interface name can be (IFNAMSIZ 16 with the NUL): anything else names no
 # interface, and nothing the user wrote ever reaches a ruleset unchecked
-_IFNAME: Final = re.compile(r"[A-Za-z0-9_.:@+-]{1,15}\Z")
+# (no "/", ":" or blanks, as Linux; no "+" or "*", the wildcards of iptables and nft)
+_IFNAME: Final = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9_.@-]{1,15}\Z")
 _V4_MASK: Final = 0xFFFFFFFF
 
 
