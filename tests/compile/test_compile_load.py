@@ -55,6 +55,28 @@ POLICIES = {
         + cp.dscpmk("mark", "0-63:10"),
         (),
     ),
+    # a folded run keyed by prefixes, interface names and users (an interval map of
+    # concatenations), and one of IPv6 prefixes
+    "concat-interval": (
+        cp.HEAD
+        + cp.ipgpc(
+            [("a", "mark"), ("b", "drop"), ("default", "continue")],
+            [
+                {
+                    "name": f"f{i}",
+                    "class": "ab"[i % 2],
+                    "saddr": f"10.{i}.0.0/16",
+                    "if_name": f"veth{i % 3}",
+                    "user": i,
+                    "direction": "LOCAL_OUT",
+                }
+                for i in range(20)
+            ]
+            + [{"name": f"g{i}", "class": "a", "daddr": f"fd00:{i}::/32"} for i in range(20)],
+        )
+        + cp.dscpmk("mark", "0-63:10"),
+        (),
+    ),
     "enterprise-hybrid": (
         (EXAMPLES / "enterprise-edge.conf").read_text(),
         ("--hybrid", "--queue-via", "mark", "--queue", "3"),
@@ -140,3 +162,14 @@ def test_companion_rules_as_argument_lists_install(ns: Namespace) -> None:
         assert "--queue-num 5 --queue-bypass" in saved
         for builtin in ("INPUT", "OUTPUT", "FORWARD"):
             assert saved.count(f"-A {builtin} -j DIFFSERV-NFTQ") == 1
+
+
+def test_iptables_hybrid_queues_directly(tmp_path: Path, ns: Namespace) -> None:
+    restore = require_tool("iptables-restore")
+    policy = (EXAMPLES / "enterprise-edge.conf").read_text()
+    v4 = compile_to(tmp_path, policy, "--to", "iptables", "--hybrid", "--queue", "2")
+    ns.run([restore, "--test", str(v4)])
+    ns.run([restore, str(v4)])
+    saved = ns.run([require_tool("iptables-save"), "-t", "mangle"]).stdout
+    assert "-j NFQUEUE --queue-num 2 --queue-bypass" in saved
+    assert "-m tos --tos 0xb8/0xfc" in saved  # voice_trusted: dsfield 0xb8 mask 0xfc
