@@ -99,3 +99,29 @@ def test_hybrid_mark_reaches_the_companion_rule_first(tmp_path: Path, topo: Topo
         int(line.split()[0]) for line in listing.splitlines() if re.search(r"NFQUEUE", line)
     )
     assert queued == 6  # exactly the class that needs the daemon, marked before mangle
+
+
+def test_approximate_meter_is_the_stated_bucket(tmp_path: Path, topo: Topology) -> None:
+    # tokenmt: 8000 bit/s, 8000 bit burst -> limit over 1000 bytes/second burst 1000
+    # bytes, whose bucket holds 1000 x 1 s + 1000 = 2000 bytes (tokenmt's: 1000)
+    policy = (
+        cp.HEAD
+        + cp.ipgpc(
+            [("a", "police"), ("default", "continue")],
+            [{"name": "metered", "class": "a", "dport": 5004}],
+        )
+        + cp.tokenmt("police", 8000, 8000, "green", "red")
+        + cp.dscpmk("green", "0-63:46")
+        + cp.dscpmk("red", "0-63:8")
+    )
+    rules = compile_to(tmp_path, policy)
+    assert "bucket holds rate x 1 s + burst = 2000 bytes where tokenmt's holds 1000" in (
+        rules.read_text()
+    )
+    topo["rtr"].run(["nft", "-f", str(rules)])
+    # 40 datagrams of 128 IP bytes at once: 2000 // 128 = 15 fit the bucket (plus what
+    # refills at 1000 bytes/s while they are sent)
+    got = _received(topo, topo.address("rcv", 4), 5004, [(0, 40)])
+    assert sum(got.values()) == 40
+    assert 15 <= got.get(0xB8, 0) <= 17, got
+    assert got.get(0x20, 0) == 40 - got.get(0xB8, 0)
