@@ -133,6 +133,7 @@ class _Builder:
         self.chains: dict[str, Chain] = {}
         self.maps: list[Map] = []
         self.daemon = set(plan.daemon_classes)
+        self.next_of = {c.name: c.next_action for c in plan.classes}
         # hooks usually share their rules: cut each distinct list into segments once
         self._segments: dict[tuple[int, ...], list[Segment]] = {}
 
@@ -192,7 +193,7 @@ class _Builder:
     def class_entry(self, class_name: str, inbound: bool) -> Verdict:
         if class_name in self.daemon:
             return Goto(self._queue_chain())
-        return self.entry(self.plan.klass(class_name).next_action, inbound)
+        return self.entry(self.next_of[class_name], inbound)
 
     def _queue_chain(self) -> str:
         hybrid = self.hybrid
