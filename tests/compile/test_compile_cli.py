@@ -171,3 +171,17 @@ def test_policy_from_standard_input(
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     assert main(["compile", "-"]) == 0
     assert "table inet diffserv {" in capsys.readouterr().out
+
+
+def test_a_meter_has_one_bucket_at_every_hook(tmp_path: Path) -> None:
+    policy = (
+        cp.HEAD
+        + cp.ipgpc([("a", "police"), ("default", "continue")], [{"name": "x", "class": "a"}])
+        + cp.tokenmt("police", 8000, 8000, "mark", "drop")
+        + cp.dscpmk("mark", "0-63:10")
+    )
+    script = compile_to(tmp_path, policy).read_text()
+    # input (markers do nothing there) and output/forward need chains of their own, but
+    # the engine has one bucket per meter action: so has the ruleset
+    assert script.count("\tlimit m0_police {") == 1
+    assert script.count('limit name "m0_police"') == 2

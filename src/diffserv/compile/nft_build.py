@@ -38,6 +38,7 @@ from diffserv.compile.ruleset import (
     Lookup,
     Map,
     Match,
+    NamedLimit,
     Queue,
     Rule,
     Ruleset,
@@ -132,6 +133,7 @@ class _Builder:
         self.action_index = {a.name: i for i, a in enumerate(plan.actions)}
         self.chains: dict[str, Chain] = {}
         self.maps: list[Map] = []
+        self.limits: dict[str, NamedLimit] = {}
         self.daemon = set(plan.daemon_classes)
         self.next_of = {c.name: c.next_action for c in plan.classes}
         # hooks usually share their rules: cut each distinct list into segments once
@@ -173,9 +175,12 @@ class _Builder:
             return (Rule((SetPriority(action.priority), self.entry(nxt, inbound))),)
         if action.module == "tokenmt" and action.verdict == APPROXIMATE:
             outcomes = dict(action.outcomes)
+            limit = f"m{self.action_index[action.name]}_{_ident(action.name)}"
+            if limit not in self.limits:
+                self.limits[limit] = NamedLimit(limit, action.rate_bytes, action.burst_bytes)
             over = Rule(
                 (
-                    LimitOver(action.rate_bytes, action.burst_bytes),
+                    LimitOver(limit),
                     self.entry(outcomes["red"], inbound),
                 ),
                 comment=safe_comment(f"approximate {action.name}: red when over the limit"),
@@ -346,7 +351,8 @@ def build_ruleset(
         notes.append(f"to the daemon ({how}): classes {', '.join(sorted(builder.daemon))}")
     base = [builder.chains[h.name] for h in plan.hooks]
     rest = [c for name, c in builder.chains.items() if name not in {h.name for h in plan.hooks}]
-    return Ruleset(table, tuple(builder.maps), tuple(base + rest), tuple(notes))
+    limits = tuple(builder.limits.values())
+    return Ruleset(table, tuple(builder.maps), tuple(base + rest), tuple(notes), limits)
 
 
 __all__ = [

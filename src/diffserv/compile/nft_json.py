@@ -88,9 +88,7 @@ def statement_json(stmt: Statement) -> Json:
         mark = SELECTORS["meta mark"]
         return {"mangle": {"key": mark, "value": {"|": [mark, stmt.bit]}}}
     if isinstance(stmt, LimitOver):
-        limit = {"rate": stmt.rate, "rate_unit": "bytes", "per": "second"}
-        limit |= {"burst": stmt.burst, "burst_unit": "bytes", "inv": True}
-        return {"limit": limit}
+        return {"limit": stmt.name}
     if isinstance(stmt, Queue):
         return {"queue": {"num": stmt.num, "flags": ["bypass"]}}
     if isinstance(stmt, Goto | Terminal):
@@ -151,6 +149,11 @@ def commands(ruleset: Ruleset) -> list[Json]:
     # to, then the base chains
     out.extend(_chain(ruleset.table, c) for c in ruleset.chains if c.hook is None)
     out.extend(_chain(ruleset.table, c) for c in ruleset.chains if c.hook is not None)
+    for limit in ruleset.limits:
+        body: dict[str, Json] = {"family": FAMILY, "table": ruleset.table, "name": limit.name}
+        body |= {"rate": limit.rate, "rate_unit": "bytes", "per": "second", "inv": True}
+        body |= {"burst": limit.burst, "burst_unit": "bytes"}
+        out.append({"add": {"limit": body}})
     out.extend(_map(ruleset.table, m) for m in ruleset.maps)
     for chain in ruleset.chains:
         out.extend(_rule(ruleset.table, chain.name, r) for r in chain.rules)

@@ -76,7 +76,7 @@ def statement_text(stmt: Statement) -> str:
     if isinstance(stmt, SetMarkBit):
         return f"meta mark set meta mark | {stmt.bit:#x}"
     if isinstance(stmt, LimitOver):
-        return f"limit rate over {stmt.rate} bytes/second burst {stmt.burst} bytes"
+        return f'limit name "{stmt.name}"'
     if isinstance(stmt, Queue):
         return f"queue num {stmt.num} bypass"
     if isinstance(stmt, Goto | Terminal):
@@ -134,6 +134,10 @@ def script_lines(ruleset: Ruleset) -> Iterator[str]:
     for chain in ruleset.chains:
         if chain.hook is None:
             yield f"\tchain {chain.name} {{}}"
+    for limit in ruleset.limits:
+        yield f"\tlimit {limit.name} {{"
+        yield f"\t\trate over {limit.rate} bytes/second burst {limit.burst} bytes"
+        yield "\t}"
     for m in ruleset.maps:
         yield from _map_lines(m)
     for chain in ruleset.chains:

@@ -94,8 +94,16 @@ class SetMarkBit(msgspec.Struct, frozen=True, tag=True):
 
 
 class LimitOver(msgspec.Struct, frozen=True, tag=True):
-    """``limit rate over R bytes/second burst B bytes``."""
+    """``limit name "NAME"``: matches while the named limit is over its rate."""
 
+    name: str
+
+
+class NamedLimit(msgspec.Struct, frozen=True):
+    """``limit NAME { rate over R bytes/second burst B bytes }``: one bucket, whichever
+    chain (hook) uses it, as a meter action has one state in the engine."""
+
+    name: str
     rate: int
     burst: int
 
@@ -151,6 +159,7 @@ class Ruleset(msgspec.Struct, frozen=True):
     maps: tuple[Map, ...]
     chains: tuple[Chain, ...]
     notes: tuple[str, ...] = ()  # the script's header comments
+    limits: tuple[NamedLimit, ...] = ()
 
 
 FAMILY: Final = "inet"
