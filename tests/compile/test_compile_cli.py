@@ -176,7 +176,9 @@ def test_policy_from_standard_input(
 def test_a_meter_has_one_bucket_at_every_hook(tmp_path: Path) -> None:
     policy = (
         cp.HEAD
-        + cp.ipgpc([("a", "police"), ("default", "continue")], [{"name": "x", "class": "a"}])
+        + cp.ipgpc(
+            [("a", "police"), ("default", "continue")], [{"name": "x", "class": "a", "dport": 9}]
+        )
         + cp.tokenmt("police", 8000, 8000, "mark", "drop")
         + cp.dscpmk("mark", "0-63:10")
     )
