@@ -1,4 +1,4 @@
-"""The nftables ruleset of a plan (docs/compile.md, "nftables layout").
+"""The nftables ruleset of a plan (docs/compile.md).
 
 Layout: one base chain per hook the policy needs (priority mangle - 1, so a mark it sets
 is there before the iptables mangle table runs), which skips loopback traffic as the
@@ -19,14 +19,13 @@ from typing import Final, Literal
 
 import msgspec
 
-from diffserv.compile.grouping import KEY_FIELDS, Segment, key_of, segments
+from diffserv.compile.grouping import Segment, key_of, segments
 from diffserv.compile.hooks import Hook
 from diffserv.compile.plan import (
     APPROXIMATE,
     DAEMON,
     PORT_PROTOCOLS,
     ActionPlan,
-    MatchRule,
     Plan,
     Prefix,
 )
@@ -54,7 +53,7 @@ from diffserv.compile.ruleset import (
     Verdict,
 )
 from diffserv.directions import DIRECTIONS
-from diffserv.errors import DiffservError
+from diffserv.errors import DiffservError, UsageError
 from diffserv.policy.model import CONTINUE, DEFAULT_CLASS, DEFER, DROP
 
 DEFAULT_TABLE: Final = "diffserv"
@@ -89,8 +88,9 @@ class HybridOptions(msgspec.Struct, frozen=True):
 
 
 def check_table_name(name: str) -> str:
+    """``name`` if it can be an nft table name (it goes into the script unquoted)."""
     if not _TABLE_NAME.match(name):
-        raise DiffservError(
+        raise UsageError(
             f"--table {name!r}: a table name is a letter or _ then letters, digits or _ "
             "(at most 32)"
         )
@@ -154,7 +154,8 @@ class _Builder:
             return self.entry(action.outcomes[0][1], inbound)
         name = f"{'i' if inbound else ''}a{self.action_index[target]}_{_ident(target)}"
         if name not in self.chains:
-            self.chains[name] = Chain(name, ())  # reserved: paths are acyclic
+            # claimed before its successors are built: chains come out in path order
+            self.chains[name] = Chain(name, ())
             self.chains[name] = Chain(name, self._action_rules(action, inbound))
         return Goto(name)
 
@@ -353,16 +354,3 @@ def build_ruleset(
     rest = [c for name, c in builder.chains.items() if name not in {h.name for h in plan.hooks}]
     limits = tuple(builder.limits.values())
     return Ruleset(table, tuple(builder.maps), tuple(base + rest), tuple(notes), limits)
-
-
-__all__ = [
-    "BASE_PRIORITY",
-    "DEFAULT_TABLE",
-    "KEY_FIELDS",
-    "QUEUE_MARK",
-    "CompileRefusedError",
-    "HybridOptions",
-    "MatchRule",
-    "address_text",
-    "build_ruleset",
-]
