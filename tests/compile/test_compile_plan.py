@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from diffserv.compile.api import policy_verdict
 from diffserv.compile.grouping import Segment, segments
 from diffserv.compile.plan import (
     APPROXIMATE,
@@ -279,3 +280,21 @@ def test_an_interface_name_linux_cannot_have_never_reaches_a_ruleset() -> None:
         ("wild", "if_name 'veth+' cannot name a Linux interface")
     ]
     assert plan.rules == ()
+
+
+def test_policy_verdict_is_the_worst_class() -> None:
+    exact = _plan([{"name": "x", "class": "b", "dport": 1}])
+    assert policy_verdict(exact) == EXACT
+    approx = _plan(
+        [{"name": "x", "class": "a", "dport": 1}],
+        cp.tokenmt("police", 8000, 8000, "continue", "drop"),
+        classes=[("a", "police"), ("default", "continue")],
+    )
+    assert policy_verdict(approx) == APPROXIMATE
+    daemon = _plan(
+        [{"name": "x", "class": "a", "dport": 1}],
+        cp.flowacct("acct"),
+        classes=[("a", "acct"), ("default", "continue")],
+    )
+    assert policy_verdict(daemon) == DAEMON
+    assert daemon.daemon_classes == ("a",)
