@@ -16,6 +16,7 @@ from pathlib import Path
 
 import compile_policies as cp
 import pytest
+from compile_policies import compile_to
 
 from diffserv.cli.main import main
 from diffserv.compile.grouping import segments
@@ -23,6 +24,8 @@ from diffserv.compile.plan import PORT_PROTOCOLS, MatchRule, Prefix, build_plan
 from diffserv.packet.linktypes import LINKTYPE_RAW
 from diffserv.policy import parse
 from support import synth
+from support.netns import namespaces
+from support.tools import require_tool
 
 CLASS_DSCP = (20, 22, 24, 26, 28, 30, 32, 34)
 TOS = (0x00, 0x28, 0x29, 0x2B, 0x03, 0xB8, 0x01, 0x30)
@@ -177,3 +180,14 @@ def test_compiled_classifier_agrees_with_the_engine(tmp_path: Path, seed: int) -
         cls = _kernel_class(by_family[p["family"]], p)
         want = p["tos"] if cls is None else CLASS_DSCP[int(cls[1:])] << 2 | p["tos"] & 3
         assert got == want, (p, cls)
+
+
+def test_random_policies_load(tmp_path: Path) -> None:
+    """nft accepts every map the folding makes (it refuses overlapping intervals)."""
+    nft = require_tool("nft")
+    with namespaces(["r"]) as topo:
+        for seed in range(8):
+            text = _policy(random.Random(seed), 60)
+            for fmt in ("text", "json"):
+                rules = compile_to(tmp_path, text, "--format", fmt, name=f"s{seed}{fmt}")
+                topo["r"].run([nft, *(["-j"] if fmt == "json" else []), "-f", str(rules)])
