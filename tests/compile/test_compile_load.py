@@ -17,8 +17,6 @@ import compile_policies as cp
 import pytest
 from compile_policies import compile_to
 
-from diffserv.compile.api import companion_rules
-from diffserv.compile.nft_build import HybridOptions
 from support.netns import Namespace, Topology, namespaces
 from support.tools import require_tool
 
@@ -151,17 +149,6 @@ def test_iptables_form_loads_and_reloads(tmp_path: Path, ns: Namespace) -> None:
     assert "--set-dscp 0x2e" in saved and "CLASSIFY --set-class 0000:0005" in saved
     saved6 = ns.run([require_tool("ip6tables-save"), "-t", "mangle"]).stdout
     assert "-d fd99:2::/64" in saved6 and "-d 10.99" not in saved6
-
-
-def test_companion_rules_as_argument_lists_install(ns: Namespace) -> None:
-    for tool, argv in companion_rules(HybridOptions(queue=5, via="mark")):
-        ns.run([require_tool(tool), "-w", "5", *argv])
-    for save in ("iptables-save", "ip6tables-save"):
-        saved = ns.run([require_tool(save), "-t", "mangle"]).stdout
-        assert "-A DIFFSERV-NFTQ -m mark --mark 0x10000000/0x10000000 -j NFQUEUE" in saved
-        assert "--queue-num 5 --queue-bypass" in saved
-        for builtin in ("INPUT", "OUTPUT", "FORWARD"):
-            assert saved.count(f"-A {builtin} -j DIFFSERV-NFTQ") == 1
 
 
 def test_iptables_hybrid_queues_directly(tmp_path: Path, ns: Namespace) -> None:

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diffserv.compile.api import policy_verdict
 from diffserv.compile.grouping import Segment, segments
 from diffserv.compile.plan import (
     APPROXIMATE,
@@ -24,6 +23,7 @@ from diffserv.compile.plan import (
     Prefix,
     admitted,
     build_plan,
+    exact_only,
 )
 from diffserv.directions import LOCAL_IN, LOCAL_OUT
 from diffserv.policy import parse
@@ -282,19 +282,25 @@ def test_an_interface_name_linux_cannot_have_never_reaches_a_ruleset() -> None:
     assert plan.rules == ()
 
 
-def test_policy_verdict_is_the_worst_class() -> None:
+def test_a_class_takes_the_worst_verdict_and_exact_only_hands_approximations_over() -> None:
+    """ipqosconf --engine auto keeps in the kernel only what it runs exactly."""
     exact = _plan([{"name": "x", "class": "b", "dport": 1}])
-    assert policy_verdict(exact) == EXACT
+    assert {c.verdict for c in exact.classes} == {EXACT}
+    assert exact_only(exact) == exact
     approx = _plan(
         [{"name": "x", "class": "a", "dport": 1}],
         cp.tokenmt("police", 8000, 8000, "continue", "drop"),
         classes=[("a", "police"), ("default", "continue")],
     )
-    assert policy_verdict(approx) == APPROXIMATE
+    assert approx.klass("a").verdict == APPROXIMATE and approx.daemon_classes == ()
+    strict = exact_only(approx)
+    assert strict.klass("a").verdict == DAEMON and strict.daemon_classes == ("a",)
+    assert strict.action("police").verdict == DAEMON
+    assert strict.klass("default").verdict == EXACT
     daemon = _plan(
         [{"name": "x", "class": "a", "dport": 1}],
         cp.flowacct("acct"),
         classes=[("a", "acct"), ("default", "continue")],
     )
-    assert policy_verdict(daemon) == DAEMON
+    assert daemon.klass("a").verdict == DAEMON
     assert daemon.daemon_classes == ("a",)

@@ -1,7 +1,8 @@
-"""What other layers call: a plan into a ruleset text, and the companion iptables rules.
+"""What other layers call: a plan into a ruleset text, and the iptables queue rule.
 
-``live`` installs the companion rule of ``--queue-via mark`` itself, with argument lists
-(``companion_rules``), never through a shell.
+The rule that queues the packets the table marked for the daemon (``--queue-via mark``)
+has one form, ``queue_target``: the companion file ``FILE.iptables`` writes it, and the
+daemon's own queue rules (``diffserv live --queue-mark``, live/rules.py) use it too.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 from typing import Final
 
 from diffserv.compile import iptables_rules, nft_json, nft_text
+from diffserv.compile.iptables_rules import queue_target
 from diffserv.compile.nft_build import HybridOptions, build_ruleset
-from diffserv.compile.plan import APPROXIMATE, DAEMON, EXACT, Plan, Verdict
+from diffserv.compile.plan import Plan
 
 COMPANION_CHAIN: Final = "DIFFSERV-NFTQ"
-_TOOLS: Final = ("iptables", "ip6tables")
 _BUILTINS: Final = ("INPUT", "OUTPUT", "FORWARD")
 
 
@@ -41,54 +42,17 @@ def compile_policy(
     return out
 
 
-def policy_verdict(plan: Plan) -> Verdict:
-    """The worst verdict of any class: ``exact`` when the whole policy runs in the kernel
-    as the engine runs it (what ``ipqosconf --engine auto`` asks)."""
-    verdicts = {c.verdict for c in plan.classes}
-    return DAEMON if DAEMON in verdicts else APPROXIMATE if APPROXIMATE in verdicts else EXACT
-
-
-def companion_rule(hybrid: HybridOptions) -> list[str]:
-    """The match and target of the companion rule (after ``-A CHAIN``)."""
-    mark = f"{hybrid.mark:#x}/{hybrid.mark:#x}"
-    return [
-        "-m",
-        "mark",
-        "--mark",
-        mark,
-        "-j",
-        "NFQUEUE",
-        "--queue-num",
-        str(hybrid.queue),
-        "--queue-bypass",
-    ]
-
-
-def companion_rules(hybrid: HybridOptions) -> list[tuple[str, list[str]]]:
-    """(tool, arguments) of every command installing the companion of ``--queue-via
-    mark`` in the mangle table of both families: our chain, its rule, one jump from the
-    front of INPUT, OUTPUT and FORWARD. The nft base chains run at mangle - 1, so the
-    mark is set before these chains see the packet."""
-    out: list[tuple[str, list[str]]] = []
-    for tool in _TOOLS:
-        out.append((tool, ["-t", "mangle", "-N", COMPANION_CHAIN]))
-        out.append((tool, ["-t", "mangle", "-A", COMPANION_CHAIN, *companion_rule(hybrid)]))
-        out.extend(
-            (tool, ["-t", "mangle", "-I", builtin, "1", "-j", COMPANION_CHAIN])
-            for builtin in _BUILTINS
-        )
-    return out
-
-
 def companion_restore(hybrid: HybridOptions) -> str:
     """The companion as one file for ``iptables-restore --noflush`` and, unchanged,
     ``ip6tables-restore --noflush`` (the rule names no address)."""
     lines = [
         "# diffserv compile --queue-via mark: queue the packets the nft table marked",
         "# load once per family: iptables-restore --noflush FILE; ip6tables-restore --noflush FILE",
+        f"# (or let the daemon install the same rule: diffserv live POLICY --queue {hybrid.queue}"
+        f" --queue-mark {hybrid.mark:#x})",
         "*mangle",
         f":{COMPANION_CHAIN} - [0:0]",
-        f"-A {COMPANION_CHAIN} {' '.join(companion_rule(hybrid))}",
+        f"-A {COMPANION_CHAIN} {' '.join(queue_target(hybrid.queue, hybrid.mark))}",
         *(f"-I {builtin} 1 -j {COMPANION_CHAIN}" for builtin in _BUILTINS),
         "COMMIT",
     ]

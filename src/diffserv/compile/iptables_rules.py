@@ -34,6 +34,15 @@ _PROTOCOL_NAMES: Final = {6: "tcp", 17: "udp", 132: "sctp"}
 _BUILTINS: Final = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
 
 
+def queue_target(queue: int, mark: int | None = None) -> list[str]:
+    """The match and target that queue a packet to ``queue`` with bypass; with ``mark``,
+    only a packet whose firewall mark carries every bit of it. The one form of the queue
+    rule: this backend, the companion of ``--queue-via mark`` and the live daemon's own
+    queue rules (live/rules.py) all use it."""
+    marked = [] if mark is None else ["-m", "mark", "--mark", f"{mark:#x}/{mark:#x}"]
+    return [*marked, "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
+
+
 def iptables_plan(plan: Plan) -> Plan:
     """``plan`` as this backend sees it: approximate meters need the daemon here."""
 
@@ -104,7 +113,7 @@ class _Writer:
     def class_entry(self, class_name: str, inbound: bool) -> list[str]:
         if class_name in self.daemon:
             assert self.hybrid is not None
-            return ["-j", "NFQUEUE", "--queue-num", str(self.hybrid.queue), "--queue-bypass"]
+            return queue_target(self.hybrid.queue)
         return self.entry(self.next_of[class_name], inbound)
 
     def hook_chain(self, hook: Hook) -> None:

@@ -28,6 +28,7 @@ from diffserv.compile.plan import (
     ActionPlan,
     Plan,
     Prefix,
+    actions_with,
 )
 from diffserv.compile.ruleset import (
     Chain,
@@ -106,16 +107,10 @@ def safe_comment(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.,:;/=+()<> -]", "_", text)[:127]
 
 
-def refused_actions(plan: Plan) -> list[ActionPlan]:
-    """The actions on some class's path that only the daemon can run."""
-    names = dict.fromkeys(name for cls in plan.classes for name in cls.actions)
-    return [a for a in plan.actions if a.name in names and a.verdict == DAEMON]
-
-
 def refuse_unless_hybrid(plan: Plan, hybrid: HybridOptions | None) -> None:
     if hybrid is not None:
         return
-    needs = refused_actions(plan)
+    needs = actions_with(plan, DAEMON)
     if needs:
         listed = "; ".join(f"{a.name} ({a.module}: {a.how})" for a in needs)
         raise CompileRefusedError(

@@ -371,6 +371,13 @@ def build_plan(policy: Policy, cos_mode: str = DEFAULT_COS_MODE) -> Plan:
     return Plan(tuple(rules), classes, tuple(actions.values()), hooks, tuple(never), cos_mode)
 
 
+def actions_with(plan: Plan, verdict: Verdict) -> list[ActionPlan]:
+    """The actions on some class's path with ``verdict`` (those only the daemon can run,
+    or those the kernel runs approximately)."""
+    names = dict.fromkeys(name for cls in plan.classes for name in cls.actions)
+    return [a for a in plan.actions if a.name in names and a.verdict == verdict]
+
+
 def exact_only(plan: Plan) -> Plan:
     """``plan`` with every approximate action handed to the daemon, as ipqosconf's
     ``--engine auto`` wants: the kernel keeps only what it runs exactly."""

@@ -40,7 +40,14 @@ import msgspec
 
 from diffserv.compile.api import compile_policy as compile_ruleset
 from diffserv.compile.nft_build import HybridOptions, QueueVia
-from diffserv.compile.plan import APPROXIMATE, DAEMON, Plan, build_plan, exact_only
+from diffserv.compile.plan import (
+    APPROXIMATE,
+    DAEMON,
+    Plan,
+    actions_with,
+    build_plan,
+    exact_only,
+)
 from diffserv.engine.context import EngineOptions
 from diffserv.engine.graph import compile_policy
 from diffserv.errors import DiffservError, HostSystemError, PolicyFileError, UsageError
@@ -305,16 +312,15 @@ def plan_setup(policy: Policy, text: str, name: str, engine: str, reporter: Repo
         return Setup(text, name, "nfqueue")
     if engine == "nft":
         plan = build_plan(policy)
-        needs = [a for a in plan.actions if a.verdict == DAEMON and _on_a_path(plan, a.name)]
+        needs = actions_with(plan, DAEMON)
         if needs:
             first = needs[0]
             raise ApplyError(
                 f"--engine nft: action {first.name} ({first.module}) needs the daemon: "
                 f"{first.how}; use --engine auto or nfqueue"
             )
-        for action in plan.actions:
-            if action.verdict == APPROXIMATE and _on_a_path(plan, action.name):
-                reporter.warning(f"action {action.name} is approximate in nftables: {action.how}")
+        for action in actions_with(plan, APPROXIMATE):
+            reporter.warning(f"action {action.name} is approximate in nftables: {action.how}")
         return Setup(text, name, "nft", _script(plan, None))
     plan = exact_only(build_plan(policy))
     if not plan.daemon_classes:
@@ -323,10 +329,6 @@ def plan_setup(policy: Policy, text: str, name: str, engine: str, reporter: Repo
     hybrid = HybridOptions(via=via)
     queues = "none" if via == "nft" else "marked"
     return Setup(text, name, "hybrid", _script(plan, hybrid), queues, hybrid.mark)
-
-
-def _on_a_path(plan: Plan, action: str) -> bool:
-    return any(action in cls.actions for cls in plan.classes)
 
 
 def _script(plan: Plan, hybrid: HybridOptions | None) -> str:

@@ -29,6 +29,7 @@ from typing import Final
 
 import msgspec
 
+from diffserv.compile.iptables_rules import queue_target
 from diffserv.errors import HostSystemError
 
 TABLE: Final = "mangle"
@@ -67,18 +68,7 @@ def run_iptables(tool: str, args: Sequence[str]) -> str:
 
 def queue_rule(queue: int, interface_option: str, mark: int | None = None) -> list[str]:
     """The one rule of each of our chains (its match and target, after ``-A CHAIN``)."""
-    marked = [] if mark is None else ["-m", "mark", "--mark", f"{mark:#x}/{mark:#x}"]
-    return [
-        "!",
-        interface_option,
-        "lo",
-        *marked,
-        "-j",
-        "NFQUEUE",
-        "--queue-num",
-        str(queue),
-        "--queue-bypass",
-    ]
+    return ["!", interface_option, "lo", *queue_target(queue, mark)]
 
 
 class Step(msgspec.Struct, frozen=True):
