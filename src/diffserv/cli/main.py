@@ -45,6 +45,7 @@ COMMAND_MODULES: dict[str, str] = {
     "audit": "diffserv.cli.audit_cmd",
     "live": "diffserv.cli.live_cmd",
     "stat": "diffserv.cli.stat_cmd",
+    "compile": "diffserv.cli.compile_cmd",
 }
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMAND_MODULES.values()))
 
