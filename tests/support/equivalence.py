@@ -26,6 +26,7 @@ router's backlog never overflows), run inside the sender namespace.
 from __future__ import annotations
 
 import ipaddress
+import re
 import signal
 import struct
 import subprocess
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from support.live_daemon import env, result, start_traffic
 from support.netns import Namespace, Topology, topology
 from support.pcap_io import read_pcap, write_pcap
 from support.tools import require_tool
@@ -103,7 +105,17 @@ def ip_packet(p: PacketSpec) -> bytes:
     segment = segment[:at] + struct.pack("!H", csum) + segment[at + 2 :]
     if p.family == 4:
         head = struct.pack(
-            "!BBHHHBBH4s4s", 0x45, p.tos, 20 + len(segment), p.pid & 0xFFFF, 0, TTL_IN, p.proto, 0, src, dst
+            "!BBHHHBBH4s4s",
+            0x45,
+            p.tos,
+            20 + len(segment),
+            p.pid & 0xFFFF,
+            0,
+            TTL_IN,
+            p.proto,
+            0,
+            src,
+            dst,
         )
         head = head[:10] + struct.pack("!H", _checksum(head)) + head[12:]
         return head + segment
@@ -178,12 +190,24 @@ def oracle(policy: Path, packets: Sequence[PacketSpec], work: Path) -> dict[int,
         source, marked = work / f"oracle-in{pcp_in}.pcap", work / f"oracle-out{pcp_in}.pcap"
         write_pcap(source, (frame(p, mac_b, mac_a, pcp_in) for p in packets))
         done = subprocess.run(
-            [sys.executable, "-m", "diffserv", "run", str(policy), str(source), "-o", str(marked), "--direction", "fwd-out", "-q"],
+            [
+                sys.executable,
+                "-m",
+                "diffserv",
+                "run",
+                str(policy),
+                str(source),
+                "-o",
+                str(marked),
+                "--direction",
+                "fwd-out",
+                "-q",
+            ],
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
-            env=_env(),
+            env=env(),
         )
         if done.returncode != 0:
             raise AssertionError(f"diffserv run failed ({done.returncode}): {done.stderr.strip()}")
@@ -201,12 +225,6 @@ def oracle(policy: Path, packets: Sequence[PacketSpec], work: Path) -> dict[int,
     return out
 
 
-def _env() -> dict[str, str]:
-    from support.live_daemon import env
-
-    return env()
-
-
 def expected_ttl(e: Expected) -> int:
     """The TTL the probe leaves on a packet the oracle marked as ``e``."""
     return TTL_UNSET if e.pcp is None else TTL_BASE + e.pcp
@@ -219,7 +237,10 @@ def differences(
     out = []
     for p in packets:
         e, got = expected[p.pid], arrived.get(p.pid)
-        what = f"packet {p.pid} (v{p.family} {p.src} -> {p.dst} proto {p.proto} {p.sport}->{p.dport} ds {p.tos:#04x})"
+        what = (
+            f"packet {p.pid} (v{p.family} {p.src} -> {p.dst} proto {p.proto} "
+            f"{p.sport}->{p.dport} ds {p.tos:#04x})"
+        )
         if e.dropped:
             if got is not None:
                 out.append(f"{what}: oracle drops it, it arrived with ds {got.ds:#04x}")
@@ -233,8 +254,6 @@ def differences(
             want = "not set" if e.pcp is None else str(e.pcp)
             out.append(f"{what}: priority probe ttl {got.ttl}, oracle priority {want}")
     return out
-
-
 
 
 # ---------------------------------------------------------------- the wire
@@ -280,14 +299,14 @@ class Wire:
 
     def exchange(self, packets: Sequence[PacketSpec], work: Path) -> dict[int, Seen]:
         """Send ``packets`` from the sender; what the receiver got, by id."""
-        from support.live_daemon import env, result, start_traffic
-
         wire = work / "wire.pcap"
         write_pcap(wire, (frame(p, self.dst_mac, self.src_mac) for p in packets))
         got = work / "arrived.pcap"
         capture = start_traffic(self.topo["rcv"], "capture", "veth2b", str(got))
         sender = Path(__file__).with_name("pcap_io.py")
-        done = self.topo["snd"].run([sys.executable, str(sender), "send", "veth1a", str(wire)], env=env(), timeout=120)
+        done = self.topo["snd"].run(
+            [sys.executable, str(sender), "send", "veth1a", str(wire)], env=env(), timeout=120
+        )
         assert f'"sent": {len(packets)}' in done.stdout, done.stdout
         time.sleep(0.2)  # what is in flight lands
         capture.send_signal(signal.SIGTERM)
@@ -298,3 +317,54 @@ class Wire:
 def _mac(ns: Namespace, ifname: str) -> bytes:
     words = ns.run(["ip", "-o", "link", "show", ifname]).stdout.split()
     return bytes.fromhex(words[words.index("link/ether") + 1].replace(":", ""))
+
+
+# ---------------------------------------------------------------- broken copies
+
+
+def break_ecn(text: str, backend: str) -> str:
+    """The compiled ruleset with the classic marking mistake: the whole DS byte written,
+    so the ECN bits are wiped (nft: an ``ip ecn set not-ect`` after each DSCP write;
+    iptables: the TOS target with a full mask instead of DSCP)."""
+    if backend == "nft":
+        text = re.sub(r"(\bip dscp set \S+)", r"\1 ip ecn set not-ect", text)
+        return re.sub(r"(\bip6 dscp set \S+)", r"\1 ip6 ecn set not-ect", text)
+    return re.sub(
+        r"-j DSCP --set-dscp (0x[0-9a-f]+)",
+        lambda m: f"-j TOS --set-tos {int(m.group(1), 16) << 2:#04x}/0xff",
+        text,
+    )
+
+
+def break_ranking(text: str, backend: str) -> str:
+    """The compiled ruleset with its classifying rules in reverse order (each hook's
+    chain keeps its default at the end): what a compiler ignoring priority, precedence
+    and file order could produce."""
+    lines = text.splitlines()
+    if backend == "nft":
+        out, block, inside = [], [], False
+        for line in lines:
+            if re.match(r"\tchain (forward|output|input)_v[46] \{$", line):
+                inside, block = True, []
+                out.append(line)
+            elif inside and line.strip() == "}":
+                ranked = [b for b in block if "comment" in b and "default class" not in b]
+                rest = [b for b in block if b not in ranked]
+                out.extend(ranked[::-1] + rest + [line])
+                inside = False
+            elif inside:
+                block.append(line)
+            else:
+                out.append(line)
+        return "\n".join(out) + "\n"
+    chain = "-A DSC-forward "
+    ranked = [
+        i
+        for i, line in enumerate(lines)
+        if line.startswith(chain) and "--comment" in line and "default" not in line
+    ]
+    for i, j in zip(ranked, reversed(ranked), strict=True):
+        if i >= j:
+            break
+        lines[i], lines[j] = lines[j], lines[i]
+    return "\n".join(lines) + "\n"

@@ -27,7 +27,9 @@ def write_pcap(path: Path, frames: Iterable[bytes]) -> None:
     with path.open("wb") as out:
         out.write(struct.pack("=IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for i, data in enumerate(frames):
-            stamp = struct.pack("=IIII", 1_700_000_000 + i // 1000, i % 1000 * 1000, len(data), len(data))
+            stamp = struct.pack(
+                "=IIII", 1_700_000_000 + i // 1000, i % 1000 * 1000, len(data), len(data)
+            )
             out.write(stamp + data)
 
 

@@ -39,6 +39,8 @@ PORTS = (53, 80, 443, 5060, 8080)
 MASKS = (0xFC, 0xFC, 0xE0, 0x1C, 0xFF, 0x03)
 DIRECTIONS = ("FWD_OUT", "FWD_OUT", "LOCAL_OUT", "LOCAL_IN", "{ LOCAL_OUT, FWD_OUT }", "FWD_IN")
 PROTOCOLS = {"tcp": 6, "udp": 17}
+# the code points maps name and packets mostly carry, so a map's outcome varies with them
+DSCP_POOL = (0, 8, 10, 12, 18, 26, 34, 46, 48)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ class FilterSpec:
             if value is not None:
                 lines.append(f"\t\t{key} {value}")
         if self.dsfield is not None:
-            lines.append(f"\t\tdsfield {self.dsfield[0]:#04x}\n\t\tdsfield_mask {self.dsfield[1]:#04x}")
+            lines.append(
+                f"\t\tdsfield {self.dsfield[0]:#04x}\n\t\tdsfield_mask {self.dsfield[1]:#04x}"
+            )
         for key in ("priority", "precedence"):
             value = getattr(self, key)
             if value is not None:
@@ -109,13 +113,13 @@ def _action(name: str, module: str, params: str) -> str:
 def _dscp_map(rng: random.Random) -> str:
     """A map that is constant, or partial (unlisted code points unchanged), or a remap
     of a few specific incoming values: the outcome depends on the incoming DSCP."""
-    kind = rng.choice(("constant", "partial", "remap"))
+    kind = rng.choice(("constant", "partial", "remap", "remap"))
     if kind == "constant":
         return f"0-63:{rng.randrange(64)}"
     if kind == "partial":
-        low = rng.randrange(0, 40)
+        low = rng.choice(DSCP_POOL)
         return f"{low}-{low + rng.randrange(1, 20)}:{rng.randrange(64)}"
-    picks = rng.sample(range(64), 4)
+    picks = rng.sample(DSCP_POOL, 4)
     return ";".join(f"{p}:{rng.randrange(64)}" for p in picks)
 
 
@@ -124,28 +128,39 @@ def _markers(rng: random.Random, classes: list[str]) -> tuple[dict[str, str], li
     out: dict[str, str] = {}
     actions: list[str] = []
     for i, klass in enumerate(classes):
-        kind = rng.choice(("dscp", "dscp", "cos", "cos+dscp", "dscp+cos", "drop", "continue"))
-        if i == 0:
-            kind = "cos+dscp"  # every policy has a chain
-        if kind == "drop" or kind == "continue":
+        kinds = ("dscp", "dscp", "dscp", "cos", "cos+dscp", "dscp+cos", "drop", "continue")
+        kind = ("cos+dscp", "drop")[i] if i < 2 else rng.choice(kinds)  # always a chain, a drop
+        if kind in {"drop", "continue"}:
             out[klass] = kind
             continue
         dscp, cos = f"mk_{klass}", f"cos_{klass}"
         cos_value = rng.randrange(8)
         dscp_map = _dscp_map(rng)
         if kind == "dscp":
-            actions.append(_action(dscp, "dscpmk", f"\t\tdscp_map {{{dscp_map}}}\n\t\tnext_action continue\n"))
+            actions.append(
+                _action(dscp, "dscpmk", f"\t\tdscp_map {{{dscp_map}}}\n\t\tnext_action continue\n")
+            )
             out[klass] = dscp
         elif kind == "cos":
-            actions.append(_action(cos, "dlcosmk", f"\t\tcos {cos_value}\n\t\tnext_action continue\n"))
+            actions.append(
+                _action(cos, "dlcosmk", f"\t\tcos {cos_value}\n\t\tnext_action continue\n")
+            )
             out[klass] = cos
         elif kind == "cos+dscp":
-            actions.append(_action(cos, "dlcosmk", f"\t\tcos {cos_value}\n\t\tnext_action {dscp}\n"))
-            actions.append(_action(dscp, "dscpmk", f"\t\tdscp_map {{{dscp_map}}}\n\t\tnext_action continue\n"))
+            actions.append(
+                _action(cos, "dlcosmk", f"\t\tcos {cos_value}\n\t\tnext_action {dscp}\n")
+            )
+            actions.append(
+                _action(dscp, "dscpmk", f"\t\tdscp_map {{{dscp_map}}}\n\t\tnext_action continue\n")
+            )
             out[klass] = cos
         else:
-            actions.append(_action(dscp, "dscpmk", f"\t\tdscp_map {{{dscp_map}}}\n\t\tnext_action {cos}\n"))
-            actions.append(_action(cos, "dlcosmk", f"\t\tcos {cos_value}\n\t\tnext_action continue\n"))
+            actions.append(
+                _action(dscp, "dscpmk", f"\t\tdscp_map {{{dscp_map}}}\n\t\tnext_action {cos}\n")
+            )
+            actions.append(
+                _action(cos, "dlcosmk", f"\t\tcos {cos_value}\n\t\tnext_action continue\n")
+            )
             out[klass] = dscp
     return out, actions
 
@@ -177,11 +192,13 @@ def random_policy(seed: int, n_filters: int = 30, n_classes: int = 8) -> PolicyS
             kw["dport"] = rng.choice(PORTS)
         if rng.random() < 0.15:
             kw["sport"] = rng.choice(PORTS)
-        if rng.random() < 0.4:
+        if rng.random() < 0.4 and (kw or rng.random() < 0.2):  # rarely alone: too broad
             kw["protocol"] = rng.choice(("tcp", "udp"))
-        if rng.random() < 0.3 or not kw:
+        if rng.random() < 0.3 or (not kw and rng.random() < 0.8):
             mask = rng.choice(MASKS)
             kw["dsfield"] = (rng.randrange(256) & mask, mask)
+        if not kw:
+            kw["dport"] = rng.choice(PORTS)
         if rng.random() < 0.25:
             kw["direction"] = rng.choice(DIRECTIONS)
         if rng.random() < 0.1:  # not a selector: it must change nothing
@@ -215,7 +232,9 @@ def many_destinations(seed: int, n_filters: int = 5000) -> PolicySpec:
             base = int(v4.network_address) + (i << 8)
             kw["daddr"] = f"{ipaddress.ip_address(base)}/24"
         else:
-            kw["daddr"] = f"{ipaddress.ip_address(int(v4.network_address) + (i << 8) + 1 + i % 200)}/32"
+            kw["daddr"] = (
+                f"{ipaddress.ip_address(int(v4.network_address) + (i << 8) + 1 + i % 200)}/32"
+            )
         if i % 3 == 0:
             kw["dport"] = PORTS[i % len(PORTS)]
         if i % 5 == 1:
@@ -235,17 +254,20 @@ def _host_in(rng: random.Random, net: str) -> str:
 
 
 def _random_tos(rng: random.Random) -> int:
-    return rng.randrange(64) << 2 | rng.randrange(4)
+    dscp = rng.choice(DSCP_POOL) if rng.random() < 0.7 else rng.randrange(64)
+    return dscp << 2 | rng.randrange(4)
 
 
-def packets_for(spec: PolicySpec, seed: int, per_filter: int = 6, unmatched: int = 60) -> list[PacketSpec]:
+def packets_for(
+    spec: PolicySpec, seed: int, per_filter: int = 6, unmatched: int = 60
+) -> list[PacketSpec]:
     """Packets that match each filter (several, varying what it leaves open) and packets
     from addresses no filter names; ids are 0, 1, 2, ..."""
     rng = random.Random(seed)
     out: list[PacketSpec] = []
 
-    def add(family: int, src: str, dst: str, proto: int, sport: int, dport: int, tos: int) -> None:
-        out.append(PacketSpec(len(out), family, src, dst, proto, sport, dport, tos))
+    def add(*fields: object) -> None:  # family, src, dst, proto, sport, dport, tos
+        out.append(PacketSpec(len(out), *fields))  # type: ignore[arg-type]
 
     for f in spec.filters:
         fixed = f.family()
@@ -256,7 +278,9 @@ def packets_for(spec: PolicySpec, seed: int, per_filter: int = 6, unmatched: int
             dst = _host_in(rng, f.daddr) if f.daddr else _host_in(rng, pool_free)
             proto = PROTOCOLS[f.protocol] if f.protocol else (6 if k % 4 < 2 else 17)
             sport = f.sport if f.sport is not None else rng.randrange(1024, 65536)
-            dport = f.dport if f.dport is not None else rng.choice((*PORTS, rng.randrange(1024, 65536)))
+            dport = (
+                f.dport if f.dport is not None else rng.choice((*PORTS, rng.randrange(1024, 65536)))
+            )
             tos = _random_tos(rng)
             if f.dsfield is not None:
                 value, mask = f.dsfield
@@ -269,5 +293,26 @@ def packets_for(spec: PolicySpec, seed: int, per_filter: int = 6, unmatched: int
         pool = (V4_POOL if family == 4 else V6_POOL) + ((V4_FREE,) if family == 4 else (V6_FREE,))
         src, dst = _host_in(rng, rng.choice(pool)), _host_in(rng, rng.choice(pool))
         proto = 6 if k % 4 < 2 else 17
-        add(family, src, dst, proto, rng.randrange(1, 65536), rng.randrange(1, 65536), _random_tos(rng))
+        add(
+            family,
+            src,
+            dst,
+            proto,
+            rng.randrange(1, 65536),
+            rng.randrange(1, 65536),
+            _random_tos(rng),
+        )
     return out
+
+
+def unranked(spec: PolicySpec) -> str:
+    """The policy with its ranking scrambled: filters in reverse file order, without
+    priority and precedence. A case whose outcomes this changes depends on the ranking."""
+    head, _, tail = spec.text.partition("\tfilter {")
+    body_end = tail.index("}\n\n")  # the end of the ipgpc action
+    rest = tail[body_end:]
+    plain = [
+        FilterSpec(**{**f.__dict__, "priority": None, "precedence": None})
+        for f in reversed(spec.filters)
+    ]
+    return head + "".join(f.text() for f in plain) + rest
