@@ -285,8 +285,8 @@ def packets_for(
             if f.dsfield is not None:
                 value, mask = f.dsfield
                 tos = (value & mask) | (tos & ~mask & 0xFF)
-            if k < 4 and (f.dsfield is None or f.dsfield[1] & 3 == 0):
-                tos = (tos & ~3) | k  # every ECN value: not-ECT, ECT(1), ECT(0), CE
+            if f.dsfield is None or f.dsfield[1] & 3 == 0:
+                tos = (tos & ~3) | len(out) % 4  # every ECN value: not-ECT, ECT(1), ECT(0), CE
             add(family, src, dst, proto, sport, dport, tos)
     for k in range(unmatched):
         family = 4 if k % 2 == 0 else 6
