@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+
+from diffserv.cli.main import main
 
 HEAD = "fmt_version 1.0\n\n"
 
@@ -115,3 +118,12 @@ def many(n: int) -> str:
     classes = [(f"c{k}", f"m{k}") for k in range(4)] + [("default", "continue")]
     marks = "".join(dscpmk(f"m{k}", f"0-63:{(k + 1) * 8}") for k in range(4))
     return HEAD + ipgpc(classes, filters) + marks
+
+
+def compile_to(tmp_path: Path, policy: str, *options: str, name: str = "out") -> Path:
+    """``diffserv compile`` of ``policy`` into a file (the path; status 0 asserted)."""
+    src = tmp_path / f"{name}.conf"
+    src.write_text(policy)
+    out = tmp_path / f"{name}.rules"
+    assert main(["compile", str(src), "-o", str(out), *options]) == 0
+    return out

@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="send the classes whose actions need the daemon to NFQUEUE (with bypass)",
     )
-    p.add_argument("--queue", type=whole_number, default=0, help="the NFQUEUE number (0)")
+    p.add_argument("--queue", type=whole_number(0, 65535), default=0, help="the NFQUEUE number (0)")
     p.add_argument(
         "--queue-via",
         choices=("nft", "mark"),
@@ -89,8 +89,6 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError("compile: --format json is for --to nft")
     if args.to == "iptables" and not args.check and not args.output:
         raise UsageError("compile: --to iptables writes two files (FILE, FILE.v6): give -o FILE")
-    if not 0 <= args.queue <= 65535:
-        raise UsageError(f"compile: --queue {args.queue} is outside 0-65535")
     if args.output is not None and not Path(args.output).parent.is_dir():
         raise UsageError(f"compile: -o {args.output}: no such directory")
 
@@ -101,12 +99,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from diffserv.compile.check import check_json, check_text
     from diffserv.compile.nft_build import HybridOptions, check_table_name
     from diffserv.compile.plan import build_plan
-    from diffserv.policy import SYSTEM_HOSTS
-    from diffserv.policy.build import load
+    from diffserv.policy import SYSTEM_HOSTS, parse
+    from diffserv.policy.build import read_policy
     from diffserv.policy.diagnostics import format_diagnostic
 
     check_table_name(args.table)
-    policy = load(args.policy, hosts=SYSTEM_HOSTS)
+    name, source = read_policy(args.policy, stdin_dash=True)
+    policy = parse(source, name, hosts=SYSTEM_HOSTS)
     for warning in policy.warnings:
         print(format_diagnostic(warning), file=sys.stderr)
     plan = build_plan(policy, args.cos_mode)

@@ -10,7 +10,7 @@ from typing import Final
 
 from diffserv.compile import iptables_rules, nft_json, nft_text
 from diffserv.compile.nft_build import HybridOptions, build_ruleset
-from diffserv.compile.plan import Plan
+from diffserv.compile.plan import APPROXIMATE, DAEMON, EXACT, Plan, Verdict
 
 COMPANION_CHAIN: Final = "DIFFSERV-NFTQ"
 _TOOLS: Final = ("iptables", "ip6tables")
@@ -39,6 +39,13 @@ def compile_policy(
     if hybrid is not None and hybrid.via == "mark" and plan.daemon_classes:
         out.append((".iptables", companion_restore(hybrid)))
     return out
+
+
+def policy_verdict(plan: Plan) -> Verdict:
+    """The worst verdict of any class: ``exact`` when the whole policy runs in the kernel
+    as the engine runs it (what ``ipqosconf --engine auto`` asks)."""
+    verdicts = {c.verdict for c in plan.classes}
+    return DAEMON if DAEMON in verdicts else APPROXIMATE if APPROXIMATE in verdicts else EXACT
 
 
 def companion_rule(hybrid: HybridOptions) -> list[str]:

@@ -67,12 +67,19 @@ def check_json(plan: Plan, to: str = "nft") -> str:
     return json.dumps(report(plan, to), indent=2) + "\n"
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def check_text(plan: Plan, to: str = "nft") -> str:
     data = report(plan, to)
     kernel = sum(1 for c in data["classes"] if c["verdict"] != DAEMON)
     daemon = len(data["classes"]) - kernel
+    approximate = sum(1 for c in data["classes"] if c["verdict"] == "approximate")
     lines = [
-        f"compile --to {to}: {kernel} classes in the kernel, {daemon} need the daemon"
+        f"compile --to {to}: {_count(kernel, 'class', 'classes')} in the kernel"
+        + (f" ({approximate} approximate)" if approximate else "")
+        + f", {daemon} {'needs' if daemon == 1 else 'need'} the daemon"
         + (" (--hybrid queues them)" if daemon else ""),
         "",
         "actions:",
@@ -106,6 +113,8 @@ def check_text(plan: Plan, to: str = "nft") -> str:
         {2, 3, 4, 5, 6},
         "  ",
     )
+    if not data["hooks"]:
+        lines.append("  (no hook needs a chain: no class does anything in the kernel)")
     if to == "iptables":
         lines.append("  (iptables: one linear rule per filter; -m set needs ipset, not used)")
     if data["never_matching"]:

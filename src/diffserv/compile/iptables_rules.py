@@ -64,6 +64,7 @@ class _Writer:
         self.index = {a.name: i for i, a in enumerate(plan.actions)}
         self.chains: dict[str, list[str]] = {}
         self.daemon = set(plan.daemon_classes)
+        self.next_of = {c.name: c.next_action for c in plan.classes}
 
     def entry(self, target: str, inbound: bool) -> list[str]:
         """The target words sending a packet on to ``target``."""
@@ -104,7 +105,7 @@ class _Writer:
         if class_name in self.daemon:
             assert self.hybrid is not None
             return ["-j", "NFQUEUE", "--queue-num", str(self.hybrid.queue), "--queue-bypass"]
-        return self.entry(self.plan.klass(class_name).next_action, inbound)
+        return self.entry(self.next_of[class_name], inbound)
 
     def hook_chain(self, hook: Hook) -> None:
         name = f"{PREFIX}{hook.name}"

@@ -1,4 +1,4 @@
-"""The nftables ruleset of a plan (docs/compile.md, "nftables layout").
+"""The nftables ruleset of a plan (docs/compile.md).
 
 Layout: one base chain per hook the policy needs (priority mangle - 1, so a mark it sets
 is there before the iptables mangle table runs), which skips loopback traffic as the
@@ -19,14 +19,13 @@ from typing import Final, Literal
 
 import msgspec
 
-from diffserv.compile.grouping import KEY_FIELDS, Segment, key_of, segments
+from diffserv.compile.grouping import Segment, key_of, segments
 from diffserv.compile.hooks import Hook
 from diffserv.compile.plan import (
     APPROXIMATE,
     DAEMON,
     PORT_PROTOCOLS,
     ActionPlan,
-    MatchRule,
     Plan,
     Prefix,
 )
@@ -38,6 +37,7 @@ from diffserv.compile.ruleset import (
     Lookup,
     Map,
     Match,
+    NamedLimit,
     Queue,
     Rule,
     Ruleset,
@@ -48,11 +48,12 @@ from diffserv.compile.ruleset import (
     Symbol,
     Terminal,
     Text,
+    Unfragmented,
     Value,
     Verdict,
 )
 from diffserv.directions import DIRECTIONS
-from diffserv.errors import DiffservError
+from diffserv.errors import DiffservError, UsageError
 from diffserv.policy.model import CONTINUE, DEFAULT_CLASS, DEFER, DROP
 
 DEFAULT_TABLE: Final = "diffserv"
@@ -87,8 +88,9 @@ class HybridOptions(msgspec.Struct, frozen=True):
 
 
 def check_table_name(name: str) -> str:
+    """``name`` if it can be an nft table name (it goes into the script unquoted)."""
     if not _TABLE_NAME.match(name):
-        raise DiffservError(
+        raise UsageError(
             f"--table {name!r}: a table name is a letter or _ then letters, digits or _ "
             "(at most 32)"
         )
@@ -131,7 +133,9 @@ class _Builder:
         self.action_index = {a.name: i for i, a in enumerate(plan.actions)}
         self.chains: dict[str, Chain] = {}
         self.maps: list[Map] = []
+        self.limits: dict[str, NamedLimit] = {}
         self.daemon = set(plan.daemon_classes)
+        self.next_of = {c.name: c.next_action for c in plan.classes}
         # hooks usually share their rules: cut each distinct list into segments once
         self._segments: dict[tuple[int, ...], list[Segment]] = {}
 
@@ -150,7 +154,8 @@ class _Builder:
             return self.entry(action.outcomes[0][1], inbound)
         name = f"{'i' if inbound else ''}a{self.action_index[target]}_{_ident(target)}"
         if name not in self.chains:
-            self.chains[name] = Chain(name, ())  # reserved: paths are acyclic
+            # claimed before its successors are built: chains come out in path order
+            self.chains[name] = Chain(name, ())
             self.chains[name] = Chain(name, self._action_rules(action, inbound))
         return Goto(name)
 
@@ -171,9 +176,12 @@ class _Builder:
             return (Rule((SetPriority(action.priority), self.entry(nxt, inbound))),)
         if action.module == "tokenmt" and action.verdict == APPROXIMATE:
             outcomes = dict(action.outcomes)
+            limit = f"m{self.action_index[action.name]}_{_ident(action.name)}"
+            if limit not in self.limits:
+                self.limits[limit] = NamedLimit(limit, action.rate_bytes, action.burst_bytes)
             over = Rule(
                 (
-                    LimitOver(action.rate_bytes, action.burst_bytes),
+                    LimitOver(limit),
                     self.entry(outcomes["red"], inbound),
                 ),
                 comment=safe_comment(f"approximate {action.name}: red when over the limit"),
@@ -191,7 +199,7 @@ class _Builder:
     def class_entry(self, class_name: str, inbound: bool) -> Verdict:
         if class_name in self.daemon:
             return Goto(self._queue_chain())
-        return self.entry(self.plan.klass(class_name).next_action, inbound)
+        return self.entry(self.next_of[class_name], inbound)
 
     def _queue_chain(self) -> str:
         hybrid = self.hybrid
@@ -244,6 +252,8 @@ class _Builder:
         if seg.port_guard and "protocol" not in seg.fields:
             protocols = tuple(Symbol(_PROTOCOL_NAMES[p]) for p in PORT_PROTOCOLS)
             statements.append(Match("meta l4proto", protocols))
+        if seg.port_guard or (family == 6 and "protocol" in seg.fields):
+            statements.append(Unfragmented(family))
         if seg.dscp is not None:
             statements.append(Match(f"{ip} dscp", seg.dscp))
         if seg.ecn is not None:
@@ -342,17 +352,5 @@ def build_ruleset(
         notes.append(f"to the daemon ({how}): classes {', '.join(sorted(builder.daemon))}")
     base = [builder.chains[h.name] for h in plan.hooks]
     rest = [c for name, c in builder.chains.items() if name not in {h.name for h in plan.hooks}]
-    return Ruleset(table, tuple(builder.maps), tuple(base + rest), tuple(notes))
-
-
-__all__ = [
-    "BASE_PRIORITY",
-    "DEFAULT_TABLE",
-    "KEY_FIELDS",
-    "QUEUE_MARK",
-    "CompileRefusedError",
-    "HybridOptions",
-    "MatchRule",
-    "address_text",
-    "build_ruleset",
-]
+    limits = tuple(builder.limits.values())
+    return Ruleset(table, tuple(builder.maps), tuple(base + rest), tuple(notes), limits)

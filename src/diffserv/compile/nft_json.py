@@ -31,6 +31,7 @@ from diffserv.compile.ruleset import (
     Symbol,
     Terminal,
     Text,
+    Unfragmented,
     Value,
     Verdict,
 )
@@ -69,6 +70,11 @@ def statement_json(stmt: Statement) -> Json:
             else {"set": [value_json(v) for v in stmt.values]}
         )
         return {"match": {"op": "==", "left": SELECTORS[stmt.selector], "right": right}}
+    if isinstance(stmt, Unfragmented):
+        if stmt.family == 4:
+            frag = {"payload": {"protocol": "ip", "field": "frag-off"}}
+            return {"match": {"op": "==", "left": {"&": [frag, 0x3FFF]}, "right": 0}}
+        return {"match": {"op": "==", "left": {"exthdr": {"name": "frag"}}, "right": False}}
     if isinstance(stmt, Lookup):
         return {"vmap": {"key": _key(stmt.selectors), "data": f"@{stmt.map}"}}
     if isinstance(stmt, InlineVmap):
@@ -82,9 +88,7 @@ def statement_json(stmt: Statement) -> Json:
         mark = SELECTORS["meta mark"]
         return {"mangle": {"key": mark, "value": {"|": [mark, stmt.bit]}}}
     if isinstance(stmt, LimitOver):
-        limit = {"rate": stmt.rate, "rate_unit": "bytes", "per": "second"}
-        limit |= {"burst": stmt.burst, "burst_unit": "bytes", "inv": True}
-        return {"limit": limit}
+        return {"limit": stmt.name}
     if isinstance(stmt, Queue):
         return {"queue": {"num": stmt.num, "flags": ["bypass"]}}
     if isinstance(stmt, Goto | Terminal):
@@ -141,7 +145,15 @@ def commands(ruleset: Ruleset) -> list[Json]:
         {"delete": {"table": table}},
         {"add": {"table": table}},
     ]
-    out.extend(_chain(ruleset.table, c) for c in ruleset.chains)
+    # the order the script creates them in (so both list alike): the chains rules jump
+    # to, then the base chains
+    out.extend(_chain(ruleset.table, c) for c in ruleset.chains if c.hook is None)
+    out.extend(_chain(ruleset.table, c) for c in ruleset.chains if c.hook is not None)
+    for limit in ruleset.limits:
+        body: dict[str, Json] = {"family": FAMILY, "table": ruleset.table, "name": limit.name}
+        body |= {"rate": limit.rate, "rate_unit": "bytes", "per": "second", "inv": True}
+        body |= {"burst": limit.burst, "burst_unit": "bytes"}
+        out.append({"add": {"limit": body}})
     out.extend(_map(ruleset.table, m) for m in ruleset.maps)
     for chain in ruleset.chains:
         out.extend(_rule(ruleset.table, chain.name, r) for r in chain.rules)

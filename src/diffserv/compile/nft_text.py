@@ -31,6 +31,7 @@ from diffserv.compile.ruleset import (
     Symbol,
     Terminal,
     Text,
+    Unfragmented,
     Value,
     Verdict,
 )
@@ -61,6 +62,8 @@ def verdict_text(verdict: Verdict) -> str:
 def statement_text(stmt: Statement) -> str:
     if isinstance(stmt, Match):
         return f"{stmt.selector} {_values(stmt.values)}"
+    if isinstance(stmt, Unfragmented):
+        return "ip frag-off & 0x3fff == 0" if stmt.family == 4 else "exthdr frag missing"
     if isinstance(stmt, Lookup):
         return f"{' . '.join(stmt.selectors)} vmap @{stmt.map}"
     if isinstance(stmt, InlineVmap):
@@ -73,7 +76,7 @@ def statement_text(stmt: Statement) -> str:
     if isinstance(stmt, SetMarkBit):
         return f"meta mark set meta mark | {stmt.bit:#x}"
     if isinstance(stmt, LimitOver):
-        return f"limit rate over {stmt.rate} bytes/second burst {stmt.burst} bytes"
+        return f'limit name "{stmt.name}"'
     if isinstance(stmt, Queue):
         return f"queue num {stmt.num} bypass"
     if isinstance(stmt, Goto | Terminal):
@@ -131,6 +134,10 @@ def script_lines(ruleset: Ruleset) -> Iterator[str]:
     for chain in ruleset.chains:
         if chain.hook is None:
             yield f"\tchain {chain.name} {{}}"
+    for limit in ruleset.limits:
+        yield f"\tlimit {limit.name} {{"
+        yield f"\t\trate over {limit.rate} bytes/second burst {limit.burst} bytes"
+        yield "\t}"
     for m in ruleset.maps:
         yield from _map_lines(m)
     for chain in ruleset.chains:

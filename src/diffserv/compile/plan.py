@@ -57,7 +57,8 @@ _WORSE: Final = {EXACT: 0, APPROXIMATE: 1, DAEMON: 2}
 PORT_PROTOCOLS: Final = (6, 17, 132)
 # what a Linux interface name can be (IFNAMSIZ 16 with the NUL): anything else names no
 # interface, and nothing the user wrote ever reaches a ruleset unchecked
-_IFNAME: Final = re.compile(r"[A-Za-z0-9_.:@+-]{1,15}\Z")
+# (no "/", ":" or blanks, as Linux; no "+" or "*", the wildcards of iptables and nft)
+_IFNAME: Final = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9_.@-]{1,15}\Z")
 _V4_MASK: Final = 0xFFFFFFFF
 
 
@@ -355,11 +356,16 @@ def build_plan(policy: Policy, cos_mode: str = DEFAULT_COS_MODE) -> Plan:
         )
         for cls in params.classes
     )
-    default = next(c for c in classes if c.name == DEFAULT_CLASS)
+    # a hook gets a chain only if some class a packet there can take does something there
+    # (markers do nothing at input; a class that only continues needs no chain at all)
+    next_of = {c.name: c.next_action for c in classes}
     hooks = tuple(
         hook
         for hook in HOOKS
-        if any(r.directions & hook.direction for r in rules)
-        or does_something(actions, default.next_action, hook)
+        if any(
+            does_something(actions, next_of[name], hook)
+            for name in {DEFAULT_CLASS}
+            | {r.class_name for r in rules if r.directions & hook.direction}
+        )
     )
     return Plan(tuple(rules), classes, tuple(actions.values()), hooks, tuple(never), cos_mode)

@@ -36,6 +36,14 @@ class Match(msgspec.Struct, frozen=True, tag=True):
     values: tuple[Value, ...]
 
 
+class Unfragmented(msgspec.Struct, frozen=True, tag=True):
+    """The packet is not a fragment: ``ip frag-off & 0x3fff == 0`` (IPv4: no offset, no
+    more-fragments bit) or ``exthdr frag missing`` (IPv6). The engine reads no ports of
+    any fragment, and takes an IPv6 fragment's protocol from before its fragment header."""
+
+    family: int
+
+
 class Goto(msgspec.Struct, frozen=True, tag=True):
     """``goto CHAIN`` (``jump`` when ``back``: the chain returns here)."""
 
@@ -86,8 +94,16 @@ class SetMarkBit(msgspec.Struct, frozen=True, tag=True):
 
 
 class LimitOver(msgspec.Struct, frozen=True, tag=True):
-    """``limit rate over R bytes/second burst B bytes``."""
+    """``limit name "NAME"``: matches while the named limit is over its rate."""
 
+    name: str
+
+
+class NamedLimit(msgspec.Struct, frozen=True):
+    """``limit NAME { rate over R bytes/second burst B bytes }``: one bucket, whichever
+    chain (hook) uses it, as a meter action has one state in the engine."""
+
+    name: str
     rate: int
     burst: int
 
@@ -99,7 +115,16 @@ class Queue(msgspec.Struct, frozen=True, tag=True):
 
 
 Statement = (
-    Match | Lookup | InlineVmap | SetDscp | SetPriority | SetMarkBit | LimitOver | Queue | Verdict
+    Match
+    | Unfragmented
+    | Lookup
+    | InlineVmap
+    | SetDscp
+    | SetPriority
+    | SetMarkBit
+    | LimitOver
+    | Queue
+    | Verdict
 )
 
 
@@ -134,6 +159,7 @@ class Ruleset(msgspec.Struct, frozen=True):
     maps: tuple[Map, ...]
     chains: tuple[Chain, ...]
     notes: tuple[str, ...] = ()  # the script's header comments
+    limits: tuple[NamedLimit, ...] = ()
 
 
 FAMILY: Final = "inet"
