@@ -27,6 +27,7 @@ ORDER = (
     "bench_report",
     "bench_audit",
     "bench_live",
+    "bench_nft",
 )
 
 
