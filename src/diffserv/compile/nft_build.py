@@ -158,6 +158,16 @@ class _Builder:
         nxt = action.outcomes[0][1]
         if action.module == "dscpmk":
             rules = []
+            targets = {new for _, new in action.dscp_changes}
+            if len(targets) == 1:
+                # one outgoing code point (the usual "mark this class EF"): a set match and
+                # the set itself, no jump; one rule per family, so no rule sees another's
+                # rewrite
+                olds = tuple(old for old, _ in action.dscp_changes)
+                for selector in ("ip dscp", "ip6 dscp"):
+                    rules.append(Rule((Match(selector, olds), SetDscp(selector, *targets))))
+                rules.append(Rule((self.entry(nxt, inbound),)))
+                return tuple(rules)
             for family, selector in ((4, "ip dscp"), (6, "ip6 dscp")):
                 elements = tuple(
                     (old, Goto(self._dscp_chain(family, new), back=True))
