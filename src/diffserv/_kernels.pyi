@@ -289,6 +289,20 @@ def graph_scatter(
 # returns how many rows there are
 def graph_rows_at(action: NDArray[Any], aid: int, out: NDArray[Any], /) -> int: ...
 
+# a run of dscpmk actions first, first + 1, ... in one pass over the rows at them:
+# markers[k] = (dscp_map uint8[64], per_dscp int64[64], counters int64[DSCPMK_COUNTERS],
+# next_action) of action first + k; the rows end scattered as graph_scatter leaves them
+# (pending, outcomes); -1, or the first marker whose next action is invalid (nothing
+# written)
+def graph_markers(
+    cols: PacketColumns,
+    markers: tuple[tuple[NDArray[Any], NDArray[Any], NDArray[Any], int], ...],
+    pending: NDArray[Any],
+    outcomes: NDArray[Any],
+    first: int,
+    /,
+) -> int: ...
+
 # Dscpmk.process for distinct rows (int64): counters (int64[DSCPMK_COUNTERS]) and
 # per_dscp (int64[64]) updated, new_ds (int16) written where the DSCP changes, next_out
 # (int32[len(rows)]) filled with next_action

@@ -107,17 +107,19 @@ class Session:
         (written out, with its marks) or ACTION_DROP; deferred packets leave the output
         like dropped ones (no IPQoS module re-injects them) but are counted apart.
         """
-        if batch.n:
-            self.graph.run(batch)
+        n = batch.n
+        if n:
+            # the graph's tally says how many rows ended dropped or deferred: no pass over
+            # the action column unless some did
+            _, _, dropped, _, deferred, _ = self.graph.run(batch).tolist()
             self._transitions.update(batch)
             self._conditions.update(batch)
-            action = batch.cols.action
-            deferred = action == ACTION_DEFER
-            if deferred.any():
-                action[deferred] = ACTION_DROP
+            if deferred:
+                action = batch.cols.action
+                action[action == ACTION_DEFER] = ACTION_DROP
             if self._rewrites:
                 apply_marks(batch)
-            self._written += batch.n - int(np.count_nonzero(action == ACTION_DROP))
+            self._written += n - dropped - deferred
         if self.packet_sink is not None:
             self.packet_sink.write(batch)
 
