@@ -144,6 +144,9 @@ def _mac(ns: Any, ifname: str) -> bytes:
     return bytes.fromhex(words[words.index("link/ether") + 1].replace(":", ""))
 
 
+# after a reader is ready, both readers get this long before the measurement: start-up is
+# over, what follows is the queue's work only
+START_S = 0.3
 SENDER_PPS_GUESS = 150_000  # tcpreplay's top speed into a veth here, for the loop count
 
 
@@ -211,7 +214,7 @@ def _run_ours(topo: Any, capture: Path, seconds: float, tmp: Path) -> Sample:
         text=True,
     )
     _wait_rules(topo, proc)
-    time.sleep(0.3)  # start-up is over: what follows is the queue's work only
+    time.sleep(START_S)
     cpu0 = _cpu_s(proc.pid)
     sent_s = _blast(topo, capture, seconds)
     cpu = _cpu_s(proc.pid)
@@ -283,12 +286,14 @@ def _latency(topo: Any, reader: str, count: int, pps: float, tmp: Path) -> dict[
             [*diffserv_command(), "live", str(POLICY), "-q"], env=_env(), stderr=subprocess.PIPE
         )
         _wait_rules(topo, proc)  # type: ignore[arg-type]
+        time.sleep(START_S)
         try:
             return _ping(topo, count, pps)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
     installer, proc = _start_anchor(topo, tmp / "lat.json")
+    time.sleep(START_S)
     try:
         return _ping(topo, count, pps)
     finally:

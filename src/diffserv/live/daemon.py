@@ -232,9 +232,11 @@ class LiveDaemon:
             session.packet_sink = sink
             with self._lock:
                 self.session, self.source, self.sink = session, source, sink
+            # the servers (and the modules they import) before the rules: once packets are
+            # queued to us, nothing but the loop stands between them and their verdicts
+            self._start_servers()
             if self.install_rules:
                 self.rules = rules.install(self.queue)
-            self._start_servers()
             self._running.set()
             self._loop(session, source, sink)
             self._shut_down(session, source, sink)
