@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Protocol
 
 import msgspec
-import numpy as np
 
 from diffserv.columns import ACTION_DEFER, ACTION_DROP, PacketBatch
 from diffserv.engine.carry import Swap, carry_state, plan
