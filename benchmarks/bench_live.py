@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
             },
             {
-                "what": "NFQUEUE throughput under overload, forwarded UDP (sender alone: the ceiling)",
+                "what": "NFQUEUE throughput under overload, forwarded UDP (ceiling: sender alone)",
                 "ours_text": f"{ours_pps:,.0f} pkt/s",
                 "anchor_text": f"netfilterqueue callback loop {theirs_pps:,.0f} pkt/s",
                 "ratio_text": f"{ratio:.1f}x",
