@@ -379,7 +379,9 @@ def nfq_parse(
 ) -> tuple[int, int, int]: ...
 
 # recvmmsg what is queued on fd into the slots of buf and parse it:
-# (rows, datagrams, max_id, last_ts, errno)
+# (rows, datagrams, max_id, last_ts, errno, mapped); mapped is 1 when every row's ifindex
+# was in lut (int32, kernel index -> interface table, -1 unknown) and is now its entry,
+# 0 when the rows keep the kernel's indexes
 def nfq_receive(
     fd: int,
     buf: NDArray[Any],
@@ -390,8 +392,9 @@ def nfq_receive(
     number: int,
     floor_ns: int,
     timeout_ms: int,
+    lut: NDArray[Any],
     /,
-) -> tuple[int, int, int, int, int]: ...
+) -> tuple[int, int, int, int, int, int]: ...
 
 # build (and send, fd >= 0) the verdicts of rows [0, rows): (messages, bytes, errno)
 def nfq_verdicts(

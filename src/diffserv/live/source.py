@@ -72,7 +72,7 @@ class LiveSource:
         A batch may have no rows yet a ``max_id`` (only unparseable packet messages): it
         still goes through the session so the verdicts release them.
         """
-        rows, datagrams, max_id, floor, err = nfq_receive(
+        rows, datagrams, max_id, floor, err, mapped = nfq_receive(
             self.queue.fileno(),
             self.buf,
             self.slot,
@@ -82,6 +82,7 @@ class LiveSource:
             self.packets + 1,
             self._floor_ns,
             timeout_ms,
+            self._lut,
         )
         self.receives += 1
         if err:
@@ -101,7 +102,8 @@ class LiveSource:
         cols = self._views.get(rows)
         if cols is None:
             cols = self._views[rows] = columns_of(array[:rows] for array in self.cols)
-        self._map_interfaces(cols.ifindex)
+        if not mapped:  # an interface not seen before (the receiver maps known ones)
+            self._map_interfaces(cols.ifindex)
         return PacketBatch(buf=self.buf, cols=cols, interfaces=self.interfaces)
 
     def _map_interfaces(self, ifindex: NDArray[np.int32]) -> None:
