@@ -303,6 +303,19 @@ def graph_markers(
     /,
 ) -> int: ...
 
+# Session.process after the graph: dscp_transitions into transitions (int64[64 * 64]),
+# packet_conditions into conditions (int64[PACKET_CONDITIONS]) and, when rewrite,
+# mark_rows into buf, over one borrow of the columns; the frames changed (0 without
+# rewrite)
+def batch_end(
+    buf: NDArray[Any],
+    cols: PacketColumns,
+    transitions: NDArray[Any],
+    conditions: NDArray[Any],
+    rewrite: bool,
+    /,
+) -> int: ...
+
 # Dscpmk.process for distinct rows (int64): counters (int64[DSCPMK_COUNTERS]) and
 # per_dscp (int64[64]) updated, new_ds (int16) written where the DSCP changes, next_out
 # (int32[len(rows)]) filled with next_action

@@ -685,6 +685,54 @@ done:
     return result;
 }
 
+/* ---- the session's end of a batch ------------------------------------------------- */
+
+/* batch_end(buf, cols, transitions, conditions, rewrite) -> int: what Session.process does
+ * once the graph has run, in one call over one borrow of the columns: the DSCP
+ * transitions (dscp_transitions), the packet conditions (packet_conditions) and, when
+ * `rewrite`, the marks written into buf (mark_rows; the frames changed, else 0). */
+static PyObject *batch_end(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    static const char func[] = "batch_end";
+    static const arg_spec_t specs[] = {{"transitions", 8, 1, 1}, {"conditions", 8, 1, 1}};
+    if (check_nargs(func, nargs, 5) < 0) return NULL;
+    int rewrite = PyObject_IsTrue(args[4]);
+    if (rewrite < 0) return NULL;
+    Py_buffer buf;
+    if (bytes_acquire(args[0], &buf, 1, "buf") < 0) return NULL;
+    columns_hold_t hold;
+    if (columns_acquire(args[1], &hold) < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    Py_buffer v[2];
+    if (arrays_acquire(args + 2, specs, 2, v) < 0) {
+        columns_release(&hold);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (check_size(func, "transitions", &v[0], TRANSITIONS) < 0) goto done;
+    if (check_size(func, "conditions", &v[1], CONDITIONS_SIZE) < 0) goto done;
+    int64_t changed = 0;
+    Py_ssize_t bad = -1;
+    Py_BEGIN_ALLOW_THREADS;
+    transitions_loop(&hold.c, v[0].buf);
+    conditions_loop(hold.c.flags, hold.c.n, v[1].buf);
+    if (rewrite) changed = mark_all(buf.buf, buf.len, &hold.c, &bad);
+    Py_END_ALLOW_THREADS;
+    if (changed < 0)
+        PyErr_Format(PyExc_ValueError,
+                     "row %zd: its IP header or VLAN tag offset is not inside buf (%zd bytes)",
+                     bad, buf.len);
+    else
+        result = PyLong_FromLongLong(changed);
+done:
+    arrays_release(v, 2);
+    columns_release(&hold);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 /* ---- module tables --------------------------------------------------------------- */
 
 PyMethodDef engine_methods[] = {
@@ -710,6 +758,10 @@ PyMethodDef engine_methods[] = {
     {"dlcosmk_rows", FASTCALL(dlcosmk_rows),
      "dlcosmk_rows(rows, direction, vlan_off, new_pcp, counters, next_out, pcp, "
      "next_action, untagged): mark rows with a dlcosmk action."},
+    {"batch_end", FASTCALL(batch_end),
+     "batch_end(buf, cols, transitions, conditions, rewrite) -> int: the DSCP transitions, "
+     "the packet conditions and (rewrite) the marks of a processed batch in one call; the "
+     "frames changed."},
     {"dscp_transitions", FASTCALL(dscp_transitions),
      "dscp_transitions(cols, counts): count the (read, written) DSCP pairs of the packets "
      "written out."},

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import msgspec
 
+from diffserv._kernels import batch_end
 from diffserv.columns import ACTION_DEFER, ACTION_DROP, PacketBatch
 from diffserv.engine.carry import Swap, carry_state, plan
 from diffserv.engine.context import EngineOptions
@@ -33,7 +34,6 @@ from diffserv.engine.stats import (
     Volume,
 )
 from diffserv.errors import InputDataError
-from diffserv.packet.rewrite import apply_marks
 from diffserv.policy.interpret import has_marker
 from diffserv.policy.model import Policy
 
@@ -111,13 +111,17 @@ class Session:
             # the graph's tally says how many rows ended dropped or deferred: no pass over
             # the action column unless some did
             _, _, dropped, _, deferred, _ = self.graph.run(batch).tolist()
-            self._transitions.update(batch)
-            self._conditions.update(batch)
-            if deferred:
+            if deferred:  # (neither is counted as a transition: only ACTION_CONTINUE is)
                 action = batch.cols.action
                 action[action == ACTION_DEFER] = ACTION_DROP
-            if self._rewrites:
-                apply_marks(batch)
+            # the statistics and the marks in one pass (stats.update + apply_marks)
+            batch_end(
+                batch.buf,
+                batch.cols,
+                self._transitions.counts,
+                self._conditions.counts,
+                self._rewrites,
+            )
             self._written += n - dropped - deferred
         if self.packet_sink is not None:
             self.packet_sink.write(batch)
