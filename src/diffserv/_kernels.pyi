@@ -289,6 +289,33 @@ def graph_scatter(
 # returns how many rows there are
 def graph_rows_at(action: NDArray[Any], aid: int, out: NDArray[Any], /) -> int: ...
 
+# a run of dscpmk actions first, first + 1, ... in one pass over the rows at them:
+# markers[k] = (dscp_map uint8[64], per_dscp int64[64], counters int64[DSCPMK_COUNTERS],
+# next_action) of action first + k; the rows end scattered as graph_scatter leaves them
+# (pending, outcomes); -1, or the first marker whose next action is invalid (nothing
+# written)
+def graph_markers(
+    cols: PacketColumns,
+    markers: tuple[tuple[NDArray[Any], NDArray[Any], NDArray[Any], int], ...],
+    pending: NDArray[Any],
+    outcomes: NDArray[Any],
+    first: int,
+    /,
+) -> int: ...
+
+# Session.process after the graph: dscp_transitions into transitions (int64[64 * 64]),
+# packet_conditions into conditions (int64[PACKET_CONDITIONS]) and, when rewrite,
+# mark_rows into buf, over one borrow of the columns; the frames changed (0 without
+# rewrite)
+def batch_end(
+    buf: NDArray[Any],
+    cols: PacketColumns,
+    transitions: NDArray[Any],
+    conditions: NDArray[Any],
+    rewrite: bool,
+    /,
+) -> int: ...
+
 # Dscpmk.process for distinct rows (int64): counters (int64[DSCPMK_COUNTERS]) and
 # per_dscp (int64[64]) updated, new_ds (int16) written where the DSCP changes, next_out
 # (int32[len(rows)]) filled with next_action
@@ -365,7 +392,9 @@ def nfq_parse(
 ) -> tuple[int, int, int]: ...
 
 # recvmmsg what is queued on fd into the slots of buf and parse it:
-# (rows, datagrams, max_id, last_ts, errno)
+# (rows, datagrams, max_id, last_ts, errno, mapped); mapped is 1 when every row's ifindex
+# was in lut (int32, kernel index -> interface table, -1 unknown) and is now its entry,
+# 0 when the rows keep the kernel's indexes
 def nfq_receive(
     fd: int,
     buf: NDArray[Any],
@@ -376,8 +405,9 @@ def nfq_receive(
     number: int,
     floor_ns: int,
     timeout_ms: int,
+    lut: NDArray[Any],
     /,
-) -> tuple[int, int, int, int, int]: ...
+) -> tuple[int, int, int, int, int, int]: ...
 
 # build (and send, fd >= 0) the verdicts of rows [0, rows): (messages, bytes, errno)
 def nfq_verdicts(

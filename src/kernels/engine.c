@@ -403,6 +403,149 @@ done:
     return result;
 }
 
+/* ---- a run of dscpmk actions in one pass ----------------------------------------- */
+
+/* One dscpmk action of a fused run: its map, its counters and where it sends packets. */
+typedef struct {
+    const uint8_t *dscp_map;
+    int64_t *per_dscp;
+    int64_t *counters;
+    int32_t next_action;
+} marker_t;
+
+/* One row through dscpmk action `m` (dscpmk_loop's body, counted as it goes). */
+static inline void mark_one(const columns_t *c, Py_ssize_t row, const marker_t *m) {
+    count(&m->counters[DSCPMK_NPACKETS], 1);
+    uint8_t dir = c->direction[row];
+    if (dir == DIR_LOCAL_IN || dir == DIR_FWD_IN) {
+        count(&m->counters[DSCPMK_IPACKETS], 1);
+        return;
+    }
+    if (c->ip_version[row] == NOT_IP) {
+        count(&m->counters[DSCPMK_EPACKETS], 1);
+        return;
+    }
+    int16_t set = c->new_ds[row];
+    uint8_t old = set >= 0 ? (uint8_t)set : c->ds_byte[row];
+    uint8_t old6 = old >> 2, new6 = m->dscp_map[old6];
+    m->per_dscp[new6]++;
+    if (new6 != old6) {
+        c->new_ds[row] = (int16_t)((new6 << 2) | (old & 3));
+        count(&m->counters[DSCPMK_CHANGED], 1);
+    } else {
+        count(&m->counters[DSCPMK_UNCHANGED], 1);
+    }
+}
+
+/* Every row at an action of [first, first + nmarks) walks the run to its end, then is
+ * scattered as graph_scatter would (pending of the action it reaches, or the outcome
+ * tally). A dscpmk action touches only its row's own columns and its own counters, so
+ * row by row gives what action by action (the graph's order) gives. */
+static void markers_loop(const columns_t *c, const marker_t *marks, int32_t first,
+                         int32_t nmarks, int64_t *pending, int64_t *outcomes) {
+    uint32_t span = (uint32_t)nmarks;
+    for (Py_ssize_t i = 0; i < c->n; i++) {
+        int32_t a = c->action[i];
+        if ((uint32_t)(a - first) >= span) continue;
+        do {
+            const marker_t *m = &marks[a - first];
+            mark_one(c, i, m);
+            a = m->next_action;
+        } while ((uint32_t)(a - first) < span);
+        c->action[i] = a;
+        if (a >= 0) {
+            pending[a]++;
+        } else {
+            int slot = outcome_slot(a);
+            count(&outcomes[slot], 1);
+            count(&outcomes[slot + 1], c->wire_len[i]);
+        }
+    }
+}
+
+/* graph_markers(cols, markers, pending, outcomes, first) -> int: run the dscpmk actions
+ * first, first + 1, ... (markers[k] = (dscp_map, per_dscp, counters, next_action) of
+ * action first + k) over every row at one of them. Returns -1, or the position in
+ * markers of the first action whose next action is not a later action or a virtual one
+ * (then nothing is written). */
+static PyObject *graph_markers(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    static const char func[] = "graph_markers";
+    static const arg_spec_t specs[] = {{"pending", 8, 1, 1}, {"outcomes", 8, 1, 1}};
+    static const arg_spec_t mark_specs[] = {
+        {"dscp_map", 1, 0, 0}, {"per_dscp", 8, 1, 1}, {"counters", 8, 1, 1}};
+    if (check_nargs(func, nargs, 5) < 0) return NULL;
+    PyObject *markers = args[1];
+    if (!PyTuple_Check(markers)) {
+        PyErr_Format(PyExc_TypeError, "%s: markers must be a tuple", func);
+        return NULL;
+    }
+    Py_ssize_t nmarks = PyTuple_GET_SIZE(markers);
+    long long first;
+    if (int_arg(args[4], 0, INT32_MAX, "first", &first) < 0) return NULL;
+    columns_hold_t hold;
+    if (columns_acquire(args[0], &hold) < 0) return NULL;
+    Py_buffer v[2];
+    if (arrays_acquire(args + 2, specs, 2, v) < 0) {
+        columns_release(&hold);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t held = 0;
+    marker_t *marks = PyMem_Calloc(nmarks > 0 ? (size_t)nmarks : 1, sizeof *marks);
+    Py_buffer *views = PyMem_Calloc(nmarks > 0 ? (size_t)nmarks * 3 : 1, sizeof *views);
+    if (marks == NULL || views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t nops = ITEMS(v[0]);
+    if (nops > INT32_MAX || first + nmarks > nops) {
+        PyErr_Format(PyExc_ValueError, "%s: actions %lld.. are not %zd of %zd actions", func,
+                     first, nmarks, nops);
+        goto done;
+    }
+    if (check_size(func, "outcomes", &v[1], GRAPH_OUTCOME_SIZE) < 0) goto done;
+    Py_ssize_t bad = -1;
+    for (Py_ssize_t k = 0; k < nmarks; k++) {
+        PyObject *item = PyTuple_GET_ITEM(markers, k);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 4) {
+            PyErr_Format(PyExc_TypeError, "%s: markers[%zd] is not a 4-tuple", func, k);
+            goto done;
+        }
+        if (arrays_acquire(&PyTuple_GET_ITEM(item, 0), mark_specs, 3, views + 3 * k) < 0)
+            goto done;
+        held = k + 1;
+        long long next;
+        if (int_arg(PyTuple_GET_ITEM(item, 3), INT32_MIN, INT32_MAX, "next_action", &next) < 0)
+            goto done;
+        if (check_size(func, "dscp_map", &views[3 * k], DSCP_VALUES) < 0) goto done;
+        if (check_size(func, "per_dscp", &views[3 * k + 1], DSCP_VALUES) < 0) goto done;
+        if (check_size(func, "counters", &views[3 * k + 2], DSCPMK_COUNTERS) < 0) goto done;
+        marks[k] = (marker_t){views[3 * k].buf, views[3 * k + 1].buf, views[3 * k + 2].buf,
+                              (int32_t)next};
+        for (int d = 0; d < DSCP_VALUES; d++) {
+            if (marks[k].dscp_map[d] >= DSCP_VALUES) {
+                PyErr_Format(PyExc_ValueError, "%s: dscp_map[%d] is %d, not a DSCP", func, d,
+                             marks[k].dscp_map[d]);
+                goto done;
+            }
+        }
+        if (bad < 0 && !verdict_ok((int32_t)next, (int32_t)(first + k), (int32_t)nops)) bad = k;
+    }
+    if (bad < 0) {
+        Py_BEGIN_ALLOW_THREADS;
+        markers_loop(&hold.c, marks, (int32_t)first, (int32_t)nmarks, v[0].buf, v[1].buf);
+        Py_END_ALLOW_THREADS;
+    }
+    result = PyLong_FromSsize_t(bad);
+done:
+    for (Py_ssize_t k = 0; k < held; k++) arrays_release(views + 3 * k, 3);
+    PyMem_Free(views);
+    PyMem_Free(marks);
+    arrays_release(v, 2);
+    columns_release(&hold);
+    return result;
+}
+
 /* ---- dlcosmk --------------------------------------------------------------------- */
 
 /* Slots of a dlcosmk action's counters (modules/dlcosmk.py). */
@@ -542,6 +685,54 @@ done:
     return result;
 }
 
+/* ---- the session's end of a batch ------------------------------------------------- */
+
+/* batch_end(buf, cols, transitions, conditions, rewrite) -> int: what Session.process does
+ * once the graph has run, in one call over one borrow of the columns: the DSCP
+ * transitions (dscp_transitions), the packet conditions (packet_conditions) and, when
+ * `rewrite`, the marks written into buf (mark_rows; the frames changed, else 0). */
+static PyObject *batch_end(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    static const char func[] = "batch_end";
+    static const arg_spec_t specs[] = {{"transitions", 8, 1, 1}, {"conditions", 8, 1, 1}};
+    if (check_nargs(func, nargs, 5) < 0) return NULL;
+    int rewrite = PyObject_IsTrue(args[4]);
+    if (rewrite < 0) return NULL;
+    Py_buffer buf;
+    if (bytes_acquire(args[0], &buf, 1, "buf") < 0) return NULL;
+    columns_hold_t hold;
+    if (columns_acquire(args[1], &hold) < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    Py_buffer v[2];
+    if (arrays_acquire(args + 2, specs, 2, v) < 0) {
+        columns_release(&hold);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (check_size(func, "transitions", &v[0], TRANSITIONS) < 0) goto done;
+    if (check_size(func, "conditions", &v[1], CONDITIONS_SIZE) < 0) goto done;
+    int64_t changed = 0;
+    Py_ssize_t bad = -1;
+    Py_BEGIN_ALLOW_THREADS;
+    transitions_loop(&hold.c, v[0].buf);
+    conditions_loop(hold.c.flags, hold.c.n, v[1].buf);
+    if (rewrite) changed = mark_all(buf.buf, buf.len, &hold.c, &bad);
+    Py_END_ALLOW_THREADS;
+    if (changed < 0)
+        PyErr_Format(PyExc_ValueError,
+                     "row %zd: its IP header or VLAN tag offset is not inside buf (%zd bytes)",
+                     bad, buf.len);
+    else
+        result = PyLong_FromLongLong(changed);
+done:
+    arrays_release(v, 2);
+    columns_release(&hold);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 /* ---- module tables --------------------------------------------------------------- */
 
 PyMethodDef engine_methods[] = {
@@ -559,9 +750,18 @@ PyMethodDef engine_methods[] = {
     {"dscpmk_rows", FASTCALL(dscpmk_rows),
      "dscpmk_rows(rows, direction, ip_version, ds_byte, new_ds, dscp_map, per_dscp, "
      "counters, next_out, next_action): mark rows with a dscpmk action."},
+    {"graph_markers", FASTCALL(graph_markers),
+     "graph_markers(cols, markers, pending, outcomes, first) -> int: run a run of dscpmk "
+     "actions (markers[k] = (dscp_map, per_dscp, counters, next_action) of action "
+     "first + k) over the rows at them in one pass; -1, or the first marker whose next "
+     "action is invalid (nothing written)."},
     {"dlcosmk_rows", FASTCALL(dlcosmk_rows),
      "dlcosmk_rows(rows, direction, vlan_off, new_pcp, counters, next_out, pcp, "
      "next_action, untagged): mark rows with a dlcosmk action."},
+    {"batch_end", FASTCALL(batch_end),
+     "batch_end(buf, cols, transitions, conditions, rewrite) -> int: the DSCP transitions, "
+     "the packet conditions and (rewrite) the marks of a processed batch in one call; the "
+     "frames changed."},
     {"dscp_transitions", FASTCALL(dscp_transitions),
      "dscp_transitions(cols, counts): count the (read, written) DSCP pairs of the packets "
      "written out."},

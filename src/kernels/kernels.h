@@ -59,6 +59,11 @@ void arrays_release(Py_buffer *views, int n);
 /* A TypeError unless a METH_FASTCALL kernel got exactly `n` arguments. */
 int check_nargs(const char *func, Py_ssize_t nargs, int n);
 
+/* Write every row's new_ds / new_pcp into buf (packet_rewrite.c, mark_rows): the frames
+ * changed, or a negative value with *bad the row whose offsets point outside buf. Call
+ * without the GIL. */
+int64_t mark_all(uint8_t *buf, Py_ssize_t buflen, const columns_t *c, Py_ssize_t *bad);
+
 /* An area's integer constants, added to the module by name. */
 typedef struct {
     const char *name;

@@ -356,56 +356,99 @@ fail:
 }
 
 #define MAX_SLOTS 1024
+/* Slots made ready for the first recvmmsg: setting up all 1024 message headers cost a
+ * packet at a quiet queue more than receiving it; a busy queue fills the first chunk and
+ * gets the rest in larger ones. */
+#define RECV_CHUNK 32
 
-/* nfq_receive(fd, buf, slot, cols, meta, counters, number, floor_ns, timeout_ms)
- *   -> (rows, datagrams, max_id, last_ts, errno): receive what is queued (waiting up to
- *   timeout_ms for the first datagram when nothing is), at most one datagram per slot
- *   and per row, and parse it. errno is 0, or the error of the receive (ENOBUFS: the
- *   socket overflowed and the kernel failed open). */
-static PyObject *py_nfq_receive(PyObject *self, PyObject *args) {
-    int fd, timeout_ms;
-    PyObject *buf_o, *cols_o, *meta_o, *counters_o;
-    Py_ssize_t slot;
-    long long number, floor_ns;
-    if (!PyArg_ParseTuple(args, "iOnOOOLLi:nfq_receive", &fd, &buf_o, &slot, &cols_o, &meta_o,
-                          &counters_o, &number, &floor_ns, &timeout_ms))
-        return NULL;
-    nfq_hold_t h;
-    if (nfq_acquire(&h, buf_o, cols_o, meta_o, counters_o) < 0) return NULL;
-    if (slot < 256) {
-        PyErr_SetString(PyExc_ValueError, "slot: at least 256 bytes");
-        nfq_release(&h);
-        return NULL;
-    }
-    Py_ssize_t nslots = h.buf.len / slot;
-    if (nslots > h.cols.c.n) nslots = h.cols.c.n;
-    if (nslots > MAX_SLOTS) nslots = MAX_SLOTS;
-    parse_t p;
-    int got = 0, err = 0;
-    Py_BEGIN_ALLOW_THREADS
-    struct mmsghdr msgs[MAX_SLOTS];
-    struct iovec iov[MAX_SLOTS];
-    uint8_t *base = h.buf.buf;
-    for (Py_ssize_t k = 0; k < nslots; k++) {
+/* Message headers [from, to) point at their slots of buf; returns `to`. */
+static Py_ssize_t setup_slots(struct mmsghdr *msgs, struct iovec *iov, uint8_t *base,
+                              Py_ssize_t slot, Py_ssize_t from, Py_ssize_t to) {
+    for (Py_ssize_t k = from; k < to; k++) {
         iov[k].iov_base = base + k * slot;
         iov[k].iov_len = (size_t)slot;
         memset(&msgs[k].msg_hdr, 0, sizeof msgs[k].msg_hdr);
         msgs[k].msg_hdr.msg_iov = &iov[k];
         msgs[k].msg_hdr.msg_iovlen = 1;
     }
+    return to;
+}
+
+/* Kernel interface indexes -> the batch's interface table through `lut` (lut[k] < 0:
+ * not known yet), for every row or none: returns 0 when a row's index is not in the
+ * table, and then leaves every row as the kernel gave it (the caller extends the table
+ * and maps them). */
+static int map_interfaces(int32_t *ifindex, Py_ssize_t rows, const int32_t *lut,
+                          Py_ssize_t nlut) {
+    for (Py_ssize_t i = 0; i < rows; i++) {
+        int32_t k = ifindex[i];
+        if (k < 0 || k >= nlut || lut[k] < 0) return 0;
+    }
+    for (Py_ssize_t i = 0; i < rows; i++) ifindex[i] = lut[ifindex[i]];
+    return 1;
+}
+
+/* nfq_receive(fd, buf, slot, cols, meta, counters, number, floor_ns, timeout_ms, lut)
+ *   -> (rows, datagrams, max_id, last_ts, errno, mapped): receive what is queued
+ *   (waiting up to timeout_ms for the first datagram when nothing is), at most one
+ *   datagram per slot and per row, and parse it. errno is 0, or the error of the receive
+ *   (ENOBUFS: the socket overflowed and the kernel failed open). mapped is 1 when every
+ *   row's ifindex was found in `lut` (int32, kernel index -> interface table, -1 not
+ *   known) and replaced by its entry, 0 when the rows keep the kernel's indexes. */
+static PyObject *py_nfq_receive(PyObject *self, PyObject *args) {
+    int fd, timeout_ms;
+    PyObject *buf_o, *cols_o, *meta_o, *counters_o, *lut_o;
+    Py_ssize_t slot;
+    long long number, floor_ns;
+    if (!PyArg_ParseTuple(args, "iOnOOOLLiO:nfq_receive", &fd, &buf_o, &slot, &cols_o, &meta_o,
+                          &counters_o, &number, &floor_ns, &timeout_ms, &lut_o))
+        return NULL;
+    Py_buffer lut;
+    if (array_acquire(lut_o, &lut, 4, 1, 0, "lut") < 0) return NULL;
+    nfq_hold_t h;
+    if (nfq_acquire(&h, buf_o, cols_o, meta_o, counters_o) < 0) {
+        PyBuffer_Release(&lut);
+        return NULL;
+    }
+    if (slot < 256) {
+        PyErr_SetString(PyExc_ValueError, "slot: at least 256 bytes");
+        nfq_release(&h);
+        PyBuffer_Release(&lut);
+        return NULL;
+    }
+    Py_ssize_t nslots = h.buf.len / slot;
+    if (nslots > h.cols.c.n) nslots = h.cols.c.n;
+    if (nslots > MAX_SLOTS) nslots = MAX_SLOTS;
+    parse_t p;
+    int got = 0, err = 0, mapped = 0;
+    Py_BEGIN_ALLOW_THREADS
+    struct mmsghdr msgs[MAX_SLOTS];
+    struct iovec iov[MAX_SLOTS];
+    uint8_t *base = h.buf.buf;
+    Py_ssize_t ready_slots = 0; /* message headers set up so far: a chunk at a time */
     if (nslots > 0) {
-        got = recvmmsg(fd, msgs, (unsigned)nslots, MSG_DONTWAIT, NULL);
+        Py_ssize_t chunk = nslots < RECV_CHUNK ? nslots : RECV_CHUNK;
+        ready_slots = setup_slots(msgs, iov, base, slot, 0, chunk);
+        got = recvmmsg(fd, msgs, (unsigned)chunk, MSG_DONTWAIT, NULL);
         if (got < 0 && errno == EAGAIN && timeout_ms != 0) {
             struct pollfd pfd = {.fd = fd, .events = POLLIN};
             int ready = poll(&pfd, 1, timeout_ms);
             if (ready > 0)
-                got = recvmmsg(fd, msgs, (unsigned)nslots, MSG_DONTWAIT, NULL);
+                got = recvmmsg(fd, msgs, (unsigned)chunk, MSG_DONTWAIT, NULL);
             else if (ready == 0)
                 errno = EAGAIN;
         }
         if (got < 0) {
             err = errno == EAGAIN || errno == EWOULDBLOCK ? 0 : errno;
             got = 0;
+        }
+        /* a full chunk: the queue is busy, take what else is waiting (up to nslots) */
+        while (got == ready_slots && got < nslots) {
+            Py_ssize_t more = nslots - got < RECV_CHUNK * 4 ? nslots - got : RECV_CHUNK * 4;
+            ready_slots = setup_slots(msgs, iov, base, slot, got, got + more);
+            int extra = recvmmsg(fd, msgs + got, (unsigned)more, MSG_DONTWAIT, NULL);
+            if (extra <= 0) break; /* an error waits for the next call, as recvmmsg's own */
+            got += extra;
         }
     }
     parse_init(&p, &h, number, realtime_ns(), floor_ns);
@@ -417,9 +460,12 @@ static PyObject *py_nfq_receive(PyObject *self, PyObject *args) {
         }
         parse_datagram(&p, base, (int64_t)k * slot, len);
     }
+    mapped = map_interfaces(p.c->ifindex, p.rows, lut.buf, ITEMS(lut));
     Py_END_ALLOW_THREADS
     nfq_release(&h);
-    return Py_BuildValue("niLLi", p.rows, got, (long long)p.max_id, (long long)p.floor_ns, err);
+    PyBuffer_Release(&lut);
+    return Py_BuildValue("niLLii", p.rows, got, (long long)p.max_id, (long long)p.floor_ns, err,
+                         mapped);
 }
 
 /* ---- verdicts ------------------------------------------------------------------- */
@@ -598,8 +644,9 @@ PyMethodDef nfqueue_methods[] = {
      "nfq_parse(buf, lengths, slot, cols, meta, counters, number, now_ns, floor_ns) -> "
      "(rows, max_id, last_ts): parse NFQUEUE datagrams into rows and decode them."},
     {"nfq_receive", py_nfq_receive, METH_VARARGS,
-     "nfq_receive(fd, buf, slot, cols, meta, counters, number, floor_ns, timeout_ms) -> "
-     "(rows, datagrams, max_id, last_ts, errno): recvmmsg what is queued and parse it."},
+     "nfq_receive(fd, buf, slot, cols, meta, counters, number, floor_ns, timeout_ms, lut) -> "
+     "(rows, datagrams, max_id, last_ts, errno, mapped): recvmmsg what is queued, parse it "
+     "and map its interface indexes through lut when it knows them all."},
     {"nfq_verdicts", py_nfq_verdicts, METH_VARARGS,
      "nfq_verdicts(fd, queue, buf, cols, meta, out, counters, rows, max_id) -> "
      "(messages, bytes, errno): build and send the verdicts of a batch."},

@@ -61,8 +61,9 @@ static inline int mark_ds(uint8_t *buf, Py_ssize_t buflen, const columns_t *c, P
  * one at a time would make marking memory-latency bound. */
 #define MARK_PREFETCH 16
 
-/* Mark every row; returns the frames changed, or MARK_OUTSIDE with *bad the row. */
-static int64_t mark_all(uint8_t *buf, Py_ssize_t buflen, const columns_t *c, Py_ssize_t *bad) {
+/* Mark every row; returns the frames changed, or MARK_OUTSIDE with *bad the row
+ * (kernels.h: the session's batch_end pass calls it too). */
+int64_t mark_all(uint8_t *buf, Py_ssize_t buflen, const columns_t *c, Py_ssize_t *bad) {
     int64_t changed = 0;
     for (Py_ssize_t i = 0; i < c->n; i++) {
         if (i + MARK_PREFETCH < c->n) {

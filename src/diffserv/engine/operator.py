@@ -37,6 +37,23 @@ class Operator(Protocol):
         ...
 
 
+# (dscp_map, per_dscp, counters, next_action) of a dscpmk action: see MarkingOperator
+MarkerState = tuple[NDArray[np.uint8], NDArray[np.int64], NDArray[np.int64], int]
+
+
+@runtime_checkable
+class MarkingOperator(Operator, Protocol):
+    """A dscpmk action the graph may run without calling ``process``: a run of them in
+    consecutive ids goes through one compiled pass per batch (``graph_markers``), which
+    does for each row exactly what ``process`` does. Only dscpmk qualifies: it reads and
+    writes nothing but its own row and its own counters, so row by row is action by
+    action."""
+
+    def marker_state(self) -> MarkerState:
+        """The map, the per-DSCP and the dscpmk counters, and the next action id."""
+        ...
+
+
 @runtime_checkable
 class TimedOperator(Operator, Protocol):
     """An operator with a timer of its own (flowacct), told when time passes without packets.

@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Protocol
 
 import msgspec
-import numpy as np
 
+from diffserv._kernels import batch_end
 from diffserv.columns import ACTION_DEFER, ACTION_DROP, PacketBatch
 from diffserv.engine.carry import Swap, carry_state, plan
 from diffserv.engine.context import EngineOptions
@@ -34,7 +34,6 @@ from diffserv.engine.stats import (
     Volume,
 )
 from diffserv.errors import InputDataError
-from diffserv.packet.rewrite import apply_marks
 from diffserv.policy.interpret import has_marker
 from diffserv.policy.model import Policy
 
@@ -107,17 +106,23 @@ class Session:
         (written out, with its marks) or ACTION_DROP; deferred packets leave the output
         like dropped ones (no IPQoS module re-injects them) but are counted apart.
         """
-        if batch.n:
-            self.graph.run(batch)
-            self._transitions.update(batch)
-            self._conditions.update(batch)
-            action = batch.cols.action
-            deferred = action == ACTION_DEFER
-            if deferred.any():
-                action[deferred] = ACTION_DROP
-            if self._rewrites:
-                apply_marks(batch)
-            self._written += batch.n - int(np.count_nonzero(action == ACTION_DROP))
+        n = batch.n
+        if n:
+            # the graph's tally says how many rows ended dropped or deferred: no pass over
+            # the action column unless some did
+            _, _, dropped, _, deferred, _ = self.graph.run(batch).tolist()
+            if deferred:  # (neither is counted as a transition: only ACTION_CONTINUE is)
+                action = batch.cols.action
+                action[action == ACTION_DEFER] = ACTION_DROP
+            # the statistics and the marks in one pass (stats.update + apply_marks)
+            batch_end(
+                batch.buf,
+                batch.cols,
+                self._transitions.counts,
+                self._conditions.counts,
+                self._rewrites,
+            )
+            self._written += n - dropped - deferred
         if self.packet_sink is not None:
             self.packet_sink.write(batch)
 

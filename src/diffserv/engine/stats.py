@@ -167,17 +167,26 @@ class DscpTransitions(msgspec.Struct):
 
 
 class PacketConditions(msgspec.Struct):
-    """Snap-length cuts, header cuts and offload lengths, counted from the flags column."""
+    """Snap-length cuts, header cuts and offload lengths, counted from the flags column
+    into ``counts`` (the PACKET_CONDITIONS slots ``packet_conditions`` and the session's
+    ``batch_end`` pass add to)."""
 
-    truncated: int = 0
-    header_cut: int = 0
-    length_from_frame: int = 0
+    counts: NDArray[np.int64] = msgspec.field(
+        default_factory=lambda: np.zeros(PACKET_CONDITIONS, np.int64)
+    )
+
+    @property
+    def truncated(self) -> int:
+        return int(self.counts[0])
+
+    @property
+    def header_cut(self) -> int:
+        return int(self.counts[1])
+
+    @property
+    def length_from_frame(self) -> int:
+        return int(self.counts[2])
 
     def update(self, batch: PacketBatch) -> None:
         """One C pass over the flags (a malformed packet counts only as malformed)."""
-        counts = np.zeros(PACKET_CONDITIONS, np.int64)
-        packet_conditions(batch.cols.flags, counts)
-        truncated, header_cut, from_frame = counts.tolist()
-        self.truncated += truncated
-        self.header_cut += header_cut
-        self.length_from_frame += from_frame
+        packet_conditions(batch.cols.flags, self.counts)

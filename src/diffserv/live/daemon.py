@@ -17,6 +17,7 @@ and counted: a live link is never held hostage to one bad batch.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -235,9 +236,16 @@ class LiveDaemon:
             session.packet_sink = sink
             with self._lock:
                 self.session, self.source, self.sink = session, source, sink
+            # the servers (and the modules they import) before the rules: once packets are
+            # queued to us, nothing but the loop stands between them and their verdicts
+            self._start_servers()
+            # everything built so far lives as long as the daemon: out of the collector's
+            # way, so a full collection in the loop (tens of ms over the start-up heap,
+            # with packets waiting) only ever scans what the loop itself made
+            gc.collect()
+            gc.freeze()
             if self.install_rules:
                 self.rules = rules.install(self.queue, self.queue_mark)
-            self._start_servers()
             self._running.set()
             self._loop(session, source, sink)
             self._shut_down(session, source, sink)

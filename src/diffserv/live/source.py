@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from diffserv._kernels import NFQ_COUNTERS, NFQ_META_WIDTH, nfq_receive
-from diffserv.columns import PacketBatch, allocate_columns, columns_of
+from diffserv.columns import PacketBatch, PacketColumns, allocate_columns, columns_of
 from diffserv.errors import HostSystemError
 from diffserv.live.netlink import QueueSocket
 
@@ -61,6 +61,10 @@ class LiveSource:
         self._floor_ns = 0
         self.interfaces: tuple[str, ...] = ("",)
         self._lut: NDArray[np.int32] = np.full(1, 0, np.int32)  # kernel ifindex -> table
+        # the first n rows of every column, by n: slicing 29 columns anew cost a batch of
+        # a few packets about as much as classifying it (these are views of self.cols,
+        # which nothing else owns: no column pool waits for them to be dropped)
+        self._views: dict[int, PacketColumns] = {}
 
     def receive(self, timeout_ms: int) -> PacketBatch | None:
         """The packets waiting (waiting up to ``timeout_ms`` for the first), or None.
@@ -68,7 +72,7 @@ class LiveSource:
         A batch may have no rows yet a ``max_id`` (only unparseable packet messages): it
         still goes through the session so the verdicts release them.
         """
-        rows, datagrams, max_id, floor, err = nfq_receive(
+        rows, datagrams, max_id, floor, err, mapped = nfq_receive(
             self.queue.fileno(),
             self.buf,
             self.slot,
@@ -78,6 +82,7 @@ class LiveSource:
             self.packets + 1,
             self._floor_ns,
             timeout_ms,
+            self._lut,
         )
         self.receives += 1
         if err:
@@ -94,8 +99,11 @@ class LiveSource:
         self.datagrams += datagrams
         self.max_id = max(max_id, self.queue.early_max_id)
         self.queue.early_max_id = 0
-        cols = columns_of(array[:rows] for array in self.cols)
-        self._map_interfaces(cols.ifindex)
+        cols = self._views.get(rows)
+        if cols is None:
+            cols = self._views[rows] = columns_of(array[:rows] for array in self.cols)
+        if not mapped:  # an interface not seen before (the receiver maps known ones)
+            self._map_interfaces(cols.ifindex)
         return PacketBatch(buf=self.buf, cols=cols, interfaces=self.interfaces)
 
     def _map_interfaces(self, ifindex: NDArray[np.int32]) -> None:

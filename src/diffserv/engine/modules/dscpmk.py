@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from diffserv._kernels import DSCPMK_COUNTERS, dscpmk_rows
 from diffserv.columns import PacketBatch
 from diffserv.engine.context import BuildContext
+from diffserv.engine.operator import MarkerState
 from diffserv.policy.interpret import dscpmk_params
 from diffserv.policy.model import Action
 
@@ -65,6 +66,11 @@ class Dscpmk:
             self.next_action,
         )
         return next_out
+
+    def marker_state(self) -> MarkerState:
+        """What the graph's one-pass walk of a run of markers needs (``graph_markers``):
+        read at every batch, so the arrays a policy swap carries over are the ones used."""
+        return (self.dscp_map, self.per_dscp, self._counts, self.next_action)
 
     @property
     def npackets(self) -> int:
