@@ -16,7 +16,11 @@ V4_MAPPED = 0xFFFF << 32
 
 
 def _python(text: str) -> int | None:
-    """What the store means by an address text: strict dotted IPv4, or IPv6."""
+    """What the store means by an address text: strict dotted IPv4, or IPv6 without a
+    zone (Python accepts ``fe80::1%eth0``, but a scope names an interface of the host that
+    wrote it, which a flow record's address never means)."""
+    if "%" in text:
+        return None
     try:
         if ":" in text:
             return int(ipaddress.IPv6Address(text))
