@@ -453,7 +453,7 @@ def _report(
     rows: list[dict[str, Any]] = [
         {
             "what": "forwarded UDP, 20-filter policy: compiled nft vs no ruleset "
-            "(CPU a packet, whole machine)",
+            "(CPU a packet on the packet path)",
             "ours_text": f"{cpu['nft']:.2f} µs/pkt, {pps['nft']:,.0f} pkt/s",
             "anchor_text": f"no ruleset {base_cpu:.2f} µs/pkt, {base_pps:,.0f} pkt/s",
             "ratio_text": f"{paired_cpu['nft']:.2f}x CPU, {paired_pps['nft']:.2f}x pkt/s",
