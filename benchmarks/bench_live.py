@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from measure import diffserv_command, save_results  # noqa: E402
 from support.live_daemon import result, start_traffic  # noqa: E402
-from support.netns import namespaces  # noqa: E402
+from support.netns import Topology, namespaces  # noqa: E402
 
 POLICY = HERE / "bench_run.conf"
 PORTS = (80, 443, 53, 5060, 22, 8080, 4789, 123, 8443, 25, 9999, 7)  # UDP: most are classes
@@ -80,6 +80,19 @@ def write_capture(path: Path, src_mac: bytes, dst_mac: bytes) -> None:
             frame = dst_mac + src_mac + b"\x08\x00" + head + udp + b"\x00" * PAYLOAD
             out.write(struct.pack("=IIII", 0, i, len(frame), len(frame)))
             out.write(frame)
+
+
+def prepare_blast(topo: Topology, tmp: Path) -> Path:
+    """The flood's capture (sender -> router frames) and a receiver that discards it on
+    arrival: its socket lookup and ICMP errors would otherwise be charged to whatever
+    forwarded the packet (a queue reader's verdict, the router's softirq)."""
+    capture = tmp / "blast.pcap"
+    write_capture(capture, _mac(topo["snd"], "veth1a"), _mac(topo["rtr"], "veth1b"))
+    topo["rcv"].run(
+        ["iptables", "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--sport",
+         f"{BLAST_SPORT}:{BLAST_SPORT + 1999}", "-j", "DROP"]
+    )  # fmt: skip
+    return capture
 
 
 # ---------------------------------------------------------------- the anchor reader
@@ -323,14 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     latency: dict[str, list[dict[str, Any]]] = {"none": [], "ours": [], "netfilterqueue": []}
     with namespaces(["snd", "rtr", "rcv"]) as topo, tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        capture = tmp / "blast.pcap"
-        write_capture(capture, _mac(topo["snd"], "veth1a"), _mac(topo["rtr"], "veth1b"))
-        # the receiver discards the flood on arrival: its socket lookup and ICMP errors
-        # would otherwise be charged to whichever reader's verdict forwarded the packet
-        topo["rcv"].run(
-            ["iptables", "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--sport",
-             f"{BLAST_SPORT}:{BLAST_SPORT + 1999}", "-j", "DROP"]
-        )  # fmt: skip
+        capture = prepare_blast(topo, tmp)
         for _ in range(args.rounds):
             sent_s = _blast(topo, capture, args.seconds)  # no queue: what the sender can do
             alone.append(round(args.seconds * SENDER_PPS_GUESS / FRAMES) * FRAMES / sent_s)

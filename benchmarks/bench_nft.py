@@ -61,13 +61,11 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests"))
 
 from bench_live import (  # noqa: E402
-    BLAST_SPORT,
     FRAMES,
     SENDER_PPS_GUESS,
     _env,
-    _mac,
     _wait_rules,
-    write_capture,
+    prepare_blast,
 )
 from measure import diffserv_command, save_results  # noqa: E402
 from support.netns import Topology, namespaces  # noqa: E402
@@ -393,13 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     samples: dict[str, list[Sample]] = {}
     with namespaces(["snd", "rtr", "rcv"]) as topo, tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        capture = tmp / "blast.pcap"
-        write_capture(capture, _mac(topo["snd"], "veth1a"), _mac(topo["rtr"], "veth1b"))
-        # the receiver discards the flood on arrival (counted by the interface first)
-        topo["rcv"].run(
-            ["iptables", "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--sport",
-             f"{BLAST_SPORT}:{BLAST_SPORT + 1999}", "-j", "DROP"]
-        )  # fmt: skip
+        capture = prepare_blast(topo, tmp)  # the receiver counts it, then discards it
         setups = _setups(tmp, sizes)
         SOFTIRQ_THREADS[:] = _ksoftirqd()
         for r in range(args.rounds):

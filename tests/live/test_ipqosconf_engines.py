@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import netns
 from support.ipqosconf_router import SRC, Router, exchange
 
 pytestmark = pytest.mark.tools
@@ -93,22 +91,6 @@ action {
 }
 """
 )
-
-
-@pytest.fixture
-def net() -> Iterator[Any]:
-    topo = netns.topology(["snd", "rtr", "rcv"])
-    yield topo
-    topo.close()
-
-
-@pytest.fixture
-def router(net: Any, tmp_path: Path) -> Iterator[Router]:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(mode=0o700)
-    router = Router(net, run_dir)
-    yield router
-    router.ipqosconf("-f")
 
 
 def _policy(tmp_path: Path, name: str, text: str) -> str:

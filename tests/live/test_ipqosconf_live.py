@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +57,6 @@ action {
 	}
 }
 """
-
-
-@pytest.fixture
-def net() -> Iterator[Any]:
-    topo = netns.topology(["snd", "rtr", "rcv"])
-    yield topo
-    topo.close()
-
-
-@pytest.fixture
-def router(net: Any, tmp_path: Path) -> Iterator[Router]:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(mode=0o700)
-    router = Router(net, run_dir)
-    yield router
-    router.ipqosconf("-f")  # the daemon is ipqosconf's child, not the topology's
 
 
 def test_ipqosconf_applies_swaps_lists_commits_and_flushes(
