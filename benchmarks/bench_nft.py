@@ -10,6 +10,8 @@ packets are re-marked. The router runs, in turn within each round (medians of --
                mangle table jumped to from POSTROUTING, one ``-j DSCP`` rule per filter
                and protocol, lowest rank first so the best match is applied last)
   nft          ``diffserv compile bench_run.conf --to nft``, loaded with ``nft -f``
+  empty-chain  an nft base chain on the forward hook with no rule: what any nft ruleset
+               there costs before it does anything
   mark-all     one nft rule re-marking every packet (``ip dscp set af21``): the least any
                marking ruleset costs, to read the 10 % goal against
   daemon       ``diffserv live bench_run.conf`` (NFQUEUE, as bench_live.py runs it)
@@ -347,6 +349,9 @@ def _setups(tmp: Path, sizes: tuple[int, ...]) -> list[Setup]:
     floor = tmp / "mark-all.nft"
     floor.write_text(MARK_ALL)
     setups.append(Setup("mark-all", _nft(floor)))
+    empty = tmp / "empty-chain.nft"
+    empty.write_text(MARK_ALL.replace("\t\tip dscp set af21\n", ""))
+    setups.append(Setup("empty-chain", _nft(empty)))
     setups.append(Setup("daemon", _daemon(tmp)))
     for n in sizes:
         policy = tmp / f"gen{n}.conf"
