@@ -10,9 +10,7 @@ the daemon can run make the compile fail unless ``--hybrid`` queues their classe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -65,23 +63,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_compile)
 
 
-def _write_atomically(path: str, text: str) -> None:
-    """``text`` into ``path`` through a temporary file renamed over it: a reader (or nft)
-    sees the old file or the new one, never half of one."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _validate(args: argparse.Namespace) -> None:
     if args.json and not args.check:
         raise UsageError("compile: --json goes with --check (use --format json for the ruleset)")
@@ -95,6 +76,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     _validate(args)
+    from diffserv.cli.outputs import write_text_atomically
     from diffserv.compile.api import compile_policy
     from diffserv.compile.check import check_json, check_text
     from diffserv.compile.nft_build import HybridOptions, check_table_name
@@ -120,9 +102,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
             raise UsageError(f"compile: this writes {len(files)} files ({names}): give -o FILE")
         sys.stdout.write(files[0][1])
         return 0
-    try:
-        for suffix, text in files:
-            _write_atomically(args.output + suffix, text)
-    except OSError as exc:
-        raise UsageError(f"compile: -o {args.output}: {exc.strerror or exc}") from None
+    for suffix, text in files:
+        write_text_atomically(args.output + suffix, text)
     return 0
