@@ -54,6 +54,7 @@ from diffserv.errors import DiffservError, HostSystemError, PolicyFileError, Usa
 from diffserv.live import nft_table
 from diffserv.live.control import ControlError, NoDaemonError, daemon_answers, request
 from diffserv.live.kstat import rows
+from diffserv.live.private_files import write_private
 from diffserv.policy.build import check
 from diffserv.policy.model import Diagnostic, Policy
 from diffserv.policy.printer import format_policy
@@ -182,16 +183,6 @@ def live_argv(policy_file: str, control: str, queues: str = "all", mark: int = 0
     return argv
 
 
-def _write_private(path: str, text: str) -> None:
-    temporary = f"{path}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temporary)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
-
-
 def start_daemon(
     text: str,
     control: str,
@@ -208,7 +199,7 @@ def start_daemon(
     """
     run_dir = os.path.dirname(os.path.abspath(control))
     policy_file = os.path.join(run_dir, APPLIED_NAME)
-    _write_private(policy_file, text)
+    write_private(policy_file, text)
     log_path = os.path.join(run_dir, LOG_NAME)
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     try:
@@ -345,7 +336,7 @@ def _save_state(control: str, setup: Setup | None) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         return
-    _write_private(path, msgspec.json.encode(setup).decode())
+    write_private(path, msgspec.json.encode(setup).decode())
 
 
 def running(control: str) -> Setup | None:

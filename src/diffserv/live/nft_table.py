@@ -9,7 +9,6 @@ control socket, never through a command line.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
@@ -18,6 +17,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from diffserv.errors import HostSystemError
+from diffserv.live.private_files import write_private
 
 TABLE: Final = "diffserv"
 FAMILY: Final = "inet"
@@ -62,13 +62,7 @@ def load(script: str, run_dir: str) -> None:
     """Load a compiled script (which replaces our table atomically); HostSystemError with
     nft's first error line when the kernel refuses it (the old table then stays)."""
     path = os.path.join(run_dir, SCRIPT_NAME)
-    temporary = f"{path}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temporary)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(script)
-    os.replace(temporary, path)
+    write_private(path, script)
     done = _run(["-f", path])
     if done.returncode != 0:
         raise HostSystemError(f"nft -f {path}: {_reason(done)}")
