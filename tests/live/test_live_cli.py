@@ -73,6 +73,21 @@ def test_queue_numbers_are_checked() -> None:
     assert done.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--queue-mark", "0"), "non-zero 32-bit mark"),
+        (("--queue-mark", "0x1ffffffff"), "non-zero 32-bit mark"),
+        (("--queue-mark", "red"), "not a mark"),
+        (("--queue-mark", "0x10", "--no-queue-rules"), "choose one"),
+    ],
+)
+def test_queue_marks_are_checked(args: tuple[str, ...], says: str) -> None:
+    done = _diffserv("live", "x.conf", *args)
+    assert done.returncode == 2 and says in done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
 @pytest.fixture
 def solo() -> Iterator[netns.Namespace]:
     with netns.namespaces(["solo"]) as t:
