@@ -219,8 +219,9 @@ def _ping(topo: Any, count: int, pps: float) -> dict[str, Any]:
     return out
 
 
-def _run_ours(topo: Any, capture: Path, seconds: float, tmp: Path) -> Sample:
-    stats = tmp / "stats.json"
+def start_daemon(topo: Any, stats: Path) -> subprocess.Popen[str]:
+    """`diffserv live` on the benchmark policy in the router, its queue rules in place
+    and its start-up over; ``stats`` receives its counters when it stops."""
     proc = topo["rtr"].popen(
         [*diffserv_command(), "live", str(POLICY), "-q", "--stats", str(stats)],
         env=_env(),
@@ -229,14 +230,26 @@ def _run_ours(topo: Any, capture: Path, seconds: float, tmp: Path) -> Sample:
     )
     _wait_rules(topo, proc)
     time.sleep(START_S)
-    cpu0 = _cpu_s(proc.pid)
-    sent_s = _blast(topo, capture, seconds)
-    cpu = _cpu_s(proc.pid)
+    return proc
+
+
+def stop_daemon(proc: subprocess.Popen[str], stats: Path) -> int:
+    """Stop the daemon (SIGTERM, as a user would); the packets it processed."""
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=60)
     if proc.returncode != 0:
         raise SystemExit(f"diffserv live failed: {err}")
-    return Sample(json.loads(stats.read_text())["packets"], sent_s, cpu0, cpu)
+    packets: int = json.loads(stats.read_text())["packets"]
+    return packets
+
+
+def _run_ours(topo: Any, capture: Path, seconds: float, tmp: Path) -> Sample:
+    stats = tmp / "stats.json"
+    proc = start_daemon(topo, stats)
+    cpu0 = _cpu_s(proc.pid)
+    sent_s = _blast(topo, capture, seconds)
+    cpu = _cpu_s(proc.pid)
+    return Sample(stop_daemon(proc, stats), sent_s, cpu0, cpu)
 
 
 def _run_anchor(topo: Any, capture: Path, seconds: float, tmp: Path) -> Sample:

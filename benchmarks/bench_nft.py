@@ -47,7 +47,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -65,9 +64,11 @@ sys.path.insert(0, str(REPO / "tests"))
 from bench_live import (  # noqa: E402
     FRAMES,
     SENDER_PPS_GUESS,
+    _cpu_s,
     _env,
-    _wait_rules,
     prepare_blast,
+    start_daemon,
+    stop_daemon,
 )
 from measure import diffserv_command, save_results  # noqa: E402
 from support.netns import Topology, namespaces  # noqa: E402
@@ -210,9 +211,8 @@ def _runtime_s(pids: list[int]) -> float:
 
 
 def _process_cpu_s(pid: int) -> float:
-    """User + system seconds of a process, all its threads (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system seconds of a process, all its threads."""
+    return sum(_cpu_s(pid))
 
 
 SOFTIRQ_THREADS: list[int] = []
@@ -308,23 +308,13 @@ def _daemon(tmp: Path) -> Callable[[Topology, Path, float], Sample]:
     def run(topo: Topology, capture: Path, seconds: float) -> Sample:
         _flush(topo)
         stats = tmp / "stats.json"
-        proc = topo["rtr"].popen(
-            [*diffserv_command(), "live", str(POLICY), "-q", "--stats", str(stats)],
-            env=_env(),
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _wait_rules(topo, proc)
-        time.sleep(0.3)  # start-up is over
+        proc = start_daemon(topo, stats)
         own0 = _process_cpu_s(proc.pid)
         sent_s, cpu_s = _send(topo, capture, seconds)
         cpu_s += _process_cpu_s(proc.pid) - own0
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-        if proc.returncode != 0:
-            raise SystemExit(f"diffserv live failed: {err}")
+        packets = stop_daemon(proc, stats)
         _flush(topo)
-        return Sample(json.loads(stats.read_text())["packets"], sent_s, cpu_s)
+        return Sample(packets, sent_s, cpu_s)
 
     return run
 
